@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Configures and builds ssc into build/ (Release). Extra arguments go to CMake,
+# e.g. scripts/build.sh -DSSC_SANITIZE=ON to build with ASan+UBSan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+JOBS=${JOBS:-$(nproc)}
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-Release} "$@" >/dev/null
+cmake --build "$BUILD_DIR" -j "$JOBS"

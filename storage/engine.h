@@ -1,0 +1,167 @@
+#pragma once
+
+// The store's engine interface. It exposes no RocksDB type, so services
+// depend on this interface only and a second engine can be added later
+// (the embedded RocksDB engine is in rocksdb_engine.h).
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace ssc::storage {
+
+// The tables of the store (column families in RocksDB).
+// WARNING: the numeric values are frozen: they name column families on disk.
+// Append new tables at the end; never reorder or reuse a value.
+enum class Table : uint8_t {
+  kMeta = 0,          // sequences, chain heads, schema version
+  kPersons = 1,       // blind index of ID number -> person record
+  kCards = 2,         // application id -> card record
+  kIndex = 3,         // secondary indexes (card number, identification code, ...)
+  kEvents = 4,        // event sequence -> event
+  kEntityEvents = 5,  // (entity type, entity id, sequence) -> empty
+  kAudit = 6,         // audit sequence -> chained audit record
+  kIdempotency = 7,   // (caller, request id) -> fingerprint + response
+  kCounters = 8,      // int64 counters maintained with a merge operator
+  kECards = 9,        // e-card records and bindings
+  kQrTokens = 10,     // single-use QR token nonces
+  kPayouts = 11,      // programmes, budgets, batches
+  kPayoutItems = 12,  // batch items
+  kReport = 13,       // report configuration: populations, targets
+};
+inline constexpr int kTableCount = 14;
+// Column family names, indexed by Table value.
+const char* TableName(Table t);
+
+// An event to append to the event log with a logical operation.
+struct EventInput {
+  std::string type;         // e.g. "card.applied"
+  std::string entity_type;  // e.g. "card", "person"
+  std::string entity_id;
+  std::string payload;  // serialized details (JSON)
+  // Additional entities under which the event is indexed (e.g. the person).
+  std::vector<std::pair<std::string, std::string>> also_index;
+};
+
+// An event as stored, with its sequence assigned at commit.
+struct StoredEvent {
+  uint64_t sequence = 0;
+  absl::Time time;
+  std::string type;
+  std::string entity_type;
+  std::string entity_id;
+  std::string payload;
+};
+
+// One audit record: who did what to what, and how it ended.
+struct AuditInput {
+  std::string caller;       // certificate identity
+  std::string role;
+  std::string operator_id;  // from request metadata
+  std::string rpc;          // e.g. "ssc.v1.CardService/ApplyCard"
+  std::string target;       // entity, masked
+  std::string request_id;
+  int code = 0;             // grpc status code of the outcome
+  std::string message;
+};
+
+// The writes of one logical operation. Committed atomically: state changes,
+// indexes, counters, events, audit record and idempotency record are all
+// written or none is. Not thread-safe; build it on one thread.
+class WriteSet {
+ public:
+  enum class OpType : uint8_t { kPut, kDelete, kAdd };
+  struct Op {
+    OpType type;
+    Table table;
+    std::string key;
+    std::string value;  // for kAdd: the int64 delta, 8 bytes little-endian
+  };
+
+  void Put(Table t, std::string key, std::string value);
+  void Delete(Table t, std::string key);
+  // Adds `delta` to the int64 counter at `key` (a merge: no read needed).
+  void AddCounter(Table t, std::string key, int64_t delta);
+  void AppendEvent(EventInput e) { events_.push_back(std::move(e)); }
+  void AppendAudit(AuditInput a) { audits_.push_back(std::move(a)); }
+
+  const std::vector<Op>& ops() const { return ops_; }
+  const std::vector<EventInput>& events() const { return events_; }
+  const std::vector<AuditInput>& audits() const { return audits_; }
+  bool empty() const { return ops_.empty() && events_.empty() && audits_.empty(); }
+  size_t ApproximateBytes() const;
+
+  // Pending writes of this set, visible to reads made while building it
+  // (read-your-writes within one operation). nullopt: not touched here;
+  // a value holding nullopt: deleted here.
+  std::optional<std::optional<std::string>> Pending(Table t,
+                                                    std::string_view key) const;
+
+ private:
+  std::vector<Op> ops_;
+  std::vector<EventInput> events_;
+  std::vector<AuditInput> audits_;
+};
+
+struct CommitResult {
+  // Sequence of the first event of the write set (0 if it had none).
+  uint64_t first_event_sequence = 0;
+  // Sequence of the first audit record (0 if none).
+  uint64_t first_audit_sequence = 0;
+  absl::Time commit_time;
+};
+
+struct EngineStats {
+  uint64_t commits = 0;        // logical write sets committed
+  uint64_t group_writes = 0;   // durable writes (each one WAL sync)
+  uint64_t last_event_sequence = 0;
+  uint64_t last_audit_sequence = 0;
+};
+
+// Thread-safe: all methods may be called concurrently.
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  // Reads the latest committed value, or nullopt.
+  virtual absl::StatusOr<std::optional<std::string>> Get(Table t,
+                                                         std::string_view key) = 0;
+
+  // Visits keys in [lower, upper) in order (reverse order if `reverse`);
+  // an empty `upper` means no upper bound. `fn` returns false to stop.
+  using ScanFn = std::function<bool(std::string_view key, std::string_view value)>;
+  virtual absl::Status Scan(Table t, std::string_view lower,
+                            std::string_view upper, const ScanFn& fn,
+                            bool reverse = false) = 0;
+
+  // Reads a counter written with WriteSet::AddCounter (0 if absent).
+  virtual absl::StatusOr<int64_t> GetCounter(Table t, std::string_view key) = 0;
+
+  // Commits the write set atomically and durably (synced WAL). Concurrent
+  // callers share one sync (group commit). Assigns event and audit
+  // sequences with no gaps, in commit order.
+  virtual absl::StatusOr<CommitResult> Commit(WriteSet ws) = 0;
+
+  // Events with sequence >= from, in order, at most `limit`.
+  virtual absl::StatusOr<std::vector<StoredEvent>> ReadEvents(uint64_t from,
+                                                              size_t limit) = 0;
+  // Events of one entity with sequence >= from, in order, at most `limit`.
+  virtual absl::StatusOr<std::vector<StoredEvent>> ReadEntityEvents(
+      std::string_view entity_type, std::string_view entity_id, uint64_t from,
+      size_t limit) = 0;
+
+  virtual EngineStats Stats() = 0;
+
+  // Forces buffered data to disk (used when draining).
+  virtual absl::Status Flush() = 0;
+};
+
+}  // namespace ssc::storage

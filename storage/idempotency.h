@@ -1,0 +1,55 @@
+#pragma once
+
+// Idempotency of mutating calls: (caller identity, request_id) -> request
+// fingerprint + the stored response. A retry with the same id and the same
+// request gets the original response and nothing is written again; the same
+// id with a different request is rejected with ALREADY_EXISTS. Records
+// expire after the retention (default 7 days); expired records are ignored
+// on read and dropped by compaction.
+// Thread-safe. Callers must hold a KeyLocks lock on LockKey() across
+// Check() ... Commit() so two concurrent retries cannot both execute.
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "storage/clock.h"
+#include "storage/engine.h"
+
+namespace ssc::storage {
+
+class Idempotency {
+ public:
+  Idempotency(Engine* engine, const Clock* clock,
+              absl::Duration retention = absl::Hours(24 * 7))
+      : engine_(engine), clock_(clock), retention_(retention) {}
+
+  static std::string LockKey(std::string_view caller,
+                             std::string_view request_id);
+  // SHA-256 of the method and the serialized request.
+  static std::string Fingerprint(std::string_view method,
+                                 std::string_view request_bytes);
+
+  // nullopt: a new request. A value: the stored response of the original.
+  // ALREADY_EXISTS: the id was used with a different request.
+  absl::StatusOr<std::optional<std::string>> Check(
+      std::string_view caller, std::string_view request_id,
+      std::string_view fingerprint) const;
+
+  // Adds the record to the operation's write set.
+  void Record(WriteSet& ws, std::string_view caller,
+              std::string_view request_id, std::string_view fingerprint,
+              std::string_view response_bytes) const;
+
+  absl::Duration retention() const { return retention_; }
+
+ private:
+  static std::string Key(std::string_view caller, std::string_view request_id);
+  Engine* engine_;
+  const Clock* clock_;
+  absl::Duration retention_;
+};
+
+}  // namespace ssc::storage

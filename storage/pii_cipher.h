@@ -1,0 +1,69 @@
+#pragma once
+
+// Encryption of personal data at rest: AES-256-GCM (OpenSSL EVP) under data
+// keys from a key file, and HMAC-SHA256 blind indexes for equality lookups
+// (e.g. by ID number) without storing the value in clear.
+//
+// Ciphertext layout: version(1)=0x01 | key id (4, big-endian) | nonce (12) |
+// ciphertext | tag (16). The key id travels with every value, so keys can
+// rotate: new values use the active key, old values stay readable.
+//
+// Key file (text, created with mode 0600 on first start):
+//   ssc-keyfile v1
+//   index <64 hex>          HMAC key of the blind index (never rotates)
+//   data <key id> <64 hex>  one line per data key
+//   active <key id>
+// Thread-safe after construction (RotateDataKey excepted: it takes a lock).
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace ssc::storage {
+
+class PiiCipher {
+ public:
+  // Loads the key file, or creates it (mode 0600) with fresh random keys.
+  static absl::StatusOr<std::unique_ptr<PiiCipher>> OpenKeyFile(
+      const std::string& path);
+  // For tests: keys derived from a seed, nothing on disk.
+  static std::unique_ptr<PiiCipher> ForTesting(std::string_view seed);
+
+  // Encrypts `plaintext`; `aad` binds the ciphertext to its context (e.g. the
+  // record key and field name) so values cannot be swapped between records.
+  absl::StatusOr<std::string> Encrypt(std::string_view plaintext,
+                                      std::string_view aad) const;
+  absl::StatusOr<std::string> Decrypt(std::string_view ciphertext,
+                                      std::string_view aad) const;
+
+  // HMAC-SHA256(index key, domain || 0x00 || value): 32 raw bytes.
+  std::string BlindIndex(std::string_view domain, std::string_view value) const;
+
+  // Adds a new data key and makes it active; rewrites the key file.
+  absl::StatusOr<uint32_t> RotateDataKey();
+  uint32_t active_key_id() const;
+
+ private:
+  PiiCipher() = default;
+  absl::Status Save() const;
+
+  std::string path_;  // empty: not persisted
+  std::string index_key_;
+  mutable std::mutex mu_;
+  std::map<uint32_t, std::string> data_keys_;
+  uint32_t active_ = 0;
+};
+
+// Masking for display: "510524********123X", "张*", "138****5678", ...
+std::string MaskIdNumber(std::string_view id);
+std::string MaskName(std::string_view name);  // UTF-8 aware
+std::string MaskPhone(std::string_view phone);
+std::string MaskAddress(std::string_view address);  // UTF-8 aware
+std::string MaskAccount(std::string_view account);
+
+}  // namespace ssc::storage

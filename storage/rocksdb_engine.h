@@ -1,0 +1,40 @@
+#pragma once
+
+// The embedded RocksDB implementation of Engine. This header exposes no
+// RocksDB type; rocksdb_engine.cc is the only file that includes RocksDB.
+//
+// Writes: every Commit() goes to one committer thread that takes all write
+// sets queued at that moment, assigns their event and audit sequences, and
+// writes them as one WriteBatch with a synced WAL (group commit): concurrent
+// callers share one fsync, and each caller returns only after its write is
+// durable.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "storage/clock.h"
+#include "storage/engine.h"
+
+namespace ssc::storage {
+
+struct RocksDbOptions {
+  std::string path;
+  // Sync the WAL on every commit (durability). Only benchmarks that measure
+  // the cost of syncing turn this off.
+  bool sync = true;
+  // Upper bound of write sets merged into one durable write.
+  size_t max_group = 1024;
+  size_t block_cache_bytes = 256 << 20;
+  const Clock* clock = nullptr;  // SystemClock if null
+};
+
+absl::StatusOr<std::unique_ptr<Engine>> OpenRocksDbEngine(
+    const RocksDbOptions& options);
+
+// Maps a RocksDB status code (by name) at the boundary: Corruption ->
+// DATA_LOSS, Busy/TryAgain -> ABORTED, IOError -> UNAVAILABLE, ...
+// Declared here for tests; takes the numeric rocksdb::Status::Code.
+absl::Status FromRocksDbCode(int code, const std::string& message);
+
+}  // namespace ssc::storage
