@@ -22,6 +22,8 @@ class KeyBuilder {
   KeyBuilder& Raw(std::string_view s);
   const std::string& key() const { return key_; }
   std::string Build() && { return std::move(key_); }
+  // For chained temporaries, e.g. KeyBuilder().Str(a).U64(b).Build().
+  std::string Build() const& { return key_; }
 
  private:
   std::string key_;

@@ -50,7 +50,8 @@ class PiiCipher {
 
  private:
   PiiCipher() = default;
-  absl::Status Save() const;
+  absl::Status Save() const;      // requires mu_ held (or not yet shared)
+  std::string Serialize() const;  // key file text
 
   std::string path_;  // empty: not persisted
   std::string index_key_;

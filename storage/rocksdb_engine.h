@@ -9,6 +9,7 @@
 // callers share one fsync, and each caller returns only after its write is
 // durable.
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -27,10 +28,19 @@ struct RocksDbOptions {
   size_t max_group = 1024;
   size_t block_cache_bytes = 256 << 20;
   const Clock* clock = nullptr;  // SystemClock if null
+  // Tests only: called by the committer before each group write; a non-OK
+  // status fails the whole group as if the write had failed (nothing is
+  // written, sequences do not advance).
+  std::function<absl::Status()> write_fault_for_testing;
 };
 
 absl::StatusOr<std::unique_ptr<Engine>> OpenRocksDbEngine(
     const RocksDbOptions& options);
+
+// Compacts every table of a RocksDB engine (manual maintenance; compaction
+// also drops expired idempotency records). INVALID_ARGUMENT if `engine` was
+// not opened by OpenRocksDbEngine.
+absl::Status CompactRocksDbEngine(Engine& engine);
 
 // Maps a RocksDB status code (by name) at the boundary: Corruption ->
 // DATA_LOSS, Busy/TryAgain -> ABORTED, IOError -> UNAVAILABLE, ...

@@ -1,0 +1,78 @@
+#include "storage/engine.h"
+
+#include <cstring>
+
+namespace ssc::storage {
+
+const char* TableName(Table t) {
+  // Indexed by Table value; frozen, like the enum.
+  static constexpr const char* kNames[kTableCount] = {
+      "default",        // kMeta
+      "persons",        // kPersons
+      "cards",          // kCards
+      "index",          // kIndex
+      "events",         // kEvents
+      "entity_events",  // kEntityEvents
+      "audit",          // kAudit
+      "idempotency",    // kIdempotency
+      "counters",       // kCounters
+      "ecards",         // kECards
+      "qr_tokens",      // kQrTokens
+      "payouts",        // kPayouts
+      "payout_items",   // kPayoutItems
+      "report",         // kReport
+  };
+  size_t i = static_cast<size_t>(t);
+  return i < static_cast<size_t>(kTableCount) ? kNames[i] : "invalid";
+}
+
+void WriteSet::Put(Table t, std::string key, std::string value) {
+  ops_.push_back(Op{OpType::kPut, t, std::move(key), std::move(value)});
+}
+
+void WriteSet::Delete(Table t, std::string key) {
+  ops_.push_back(Op{OpType::kDelete, t, std::move(key), std::string()});
+}
+
+void WriteSet::AddCounter(Table t, std::string key, int64_t delta) {
+  uint64_t u = static_cast<uint64_t>(delta);
+  std::string v(8, '\0');
+  for (int i = 0; i < 8; ++i) {
+    v[i] = static_cast<char>((u >> (8 * i)) & 0xFF);
+  }
+  ops_.push_back(Op{OpType::kAdd, t, std::move(key), std::move(v)});
+}
+
+size_t WriteSet::ApproximateBytes() const {
+  size_t n = 0;
+  for (const Op& op : ops_) n += op.key.size() + op.value.size() + 8;
+  for (const EventInput& e : events_) {
+    n += e.type.size() + e.entity_type.size() + e.entity_id.size() +
+         e.payload.size() + 32;
+    for (const auto& [type, id] : e.also_index)
+      n += type.size() + id.size() + 16;
+  }
+  for (const AuditInput& a : audits_) {
+    n += a.caller.size() + a.role.size() + a.operator_id.size() + a.rpc.size() +
+         a.target.size() + a.request_id.size() + a.message.size() + 64;
+  }
+  return n;
+}
+
+std::optional<std::optional<std::string>> WriteSet::Pending(
+    Table t, std::string_view key) const {
+  // The last put or delete of the key wins. Counter deltas are not values
+  // and are not reported here.
+  for (auto it = ops_.rbegin(); it != ops_.rend(); ++it) {
+    if (it->table != t || it->key != key) continue;
+    if (it->type == OpType::kPut) {
+      return std::optional<std::string>(it->value);
+    }
+    if (it->type == OpType::kDelete) {
+      return std::optional<std::string>(std::nullopt);
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace ssc::storage

@@ -1,0 +1,84 @@
+#include "storage/idempotency.h"
+
+#include <openssl/evp.h>
+
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "storage/key_codec.h"
+#include "storage/status_macros.h"
+#include "storage/storage.pb.h"
+
+namespace ssc::storage {
+
+// Value layout: expiry (8 bytes big-endian, unix micros; read by the
+// compaction filter of the RocksDB engine) | IdempotencyRecord.
+
+std::string Idempotency::Key(std::string_view caller,
+                             std::string_view request_id) {
+  return KeyBuilder().Str(caller).Str(request_id).Build();
+}
+
+std::string Idempotency::LockKey(std::string_view caller,
+                                 std::string_view request_id) {
+  return KeyBuilder().Str("idempotency").Str(caller).Str(request_id).Build();
+}
+
+std::string Idempotency::Fingerprint(std::string_view method,
+                                     std::string_view request_bytes) {
+  // The method is length-delimited by the key codec so that (method, bytes)
+  // pairs cannot collide by shifting bytes between them.
+  std::string data = KeyBuilder().Str(method).Raw(request_bytes).Build();
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) !=
+      1) {
+    std::abort();  // SHA-256 of a buffer fails only without memory
+  }
+  return std::string(reinterpret_cast<char*>(md), len);
+}
+
+absl::StatusOr<std::optional<std::string>> Idempotency::Check(
+    std::string_view caller, std::string_view request_id,
+    std::string_view fingerprint) const {
+  ASSIGN_OR_RETURN(std::optional<std::string> v,
+                   engine_->Get(Table::kIdempotency, Key(caller, request_id)));
+  if (!v) return std::optional<std::string>();
+  if (v->size() < 8) {
+    return absl::DataLossError(
+        absl::StrCat("idempotency record of request_id \"",
+                     std::string(request_id), "\" is truncated"));
+  }
+  int64_t expiry_micros = static_cast<int64_t>(GetFixed64BE(*v));
+  if (expiry_micros <= absl::ToUnixMicros(clock_->Now())) {
+    return std::optional<std::string>();  // expired: a new request
+  }
+  IdempotencyRecord rec;
+  if (!rec.ParseFromArray(v->data() + 8, static_cast<int>(v->size() - 8))) {
+    return absl::DataLossError(
+        absl::StrCat("idempotency record of request_id \"",
+                     std::string(request_id), "\" does not parse"));
+  }
+  if (rec.fingerprint() != fingerprint) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("request_id \"", std::string(request_id),
+                     "\" was already used for a different request"));
+  }
+  return std::optional<std::string>(std::move(*rec.mutable_response()));
+}
+
+void Idempotency::Record(WriteSet& ws, std::string_view caller,
+                         std::string_view request_id,
+                         std::string_view fingerprint,
+                         std::string_view response_bytes) const {
+  std::string v;
+  PutFixed64BE(&v, static_cast<uint64_t>(
+                       absl::ToUnixMicros(clock_->Now() + retention_)));
+  IdempotencyRecord rec;
+  rec.set_fingerprint(std::string(fingerprint));
+  rec.set_response(std::string(response_bytes));
+  rec.AppendToString(&v);
+  ws.Put(Table::kIdempotency, Key(caller, request_id), std::move(v));
+}
+
+}  // namespace ssc::storage

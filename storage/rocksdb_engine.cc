@@ -1,0 +1,641 @@
+#include "storage/rocksdb_engine.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/compaction_filter.h>
+#include <rocksdb/convenience.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/merge_operator.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "storage/audit.h"
+#include "storage/key_codec.h"
+#include "storage/status_macros.h"
+#include "storage/storage.pb.h"
+
+namespace ssc::storage {
+namespace {
+
+absl::Status FromRocksDb(const rocksdb::Status& s) {
+  if (s.ok()) return absl::OkStatus();
+  return FromRocksDbCode(static_cast<int>(s.code()), s.ToString());
+}
+
+int64_t DecodeLE64(const char* p) {
+  uint64_t u = 0;
+  for (int i = 7; i >= 0; --i) u = (u << 8) | static_cast<uint8_t>(p[i]);
+  return static_cast<int64_t>(u);
+}
+
+std::string EncodeLE64(int64_t v) {
+  uint64_t u = static_cast<uint64_t>(v);
+  std::string s(8, '\0');
+  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>((u >> (8 * i)) & 0xFF);
+  return s;
+}
+
+// Adds int64 deltas (8 bytes little-endian, two's complement, wrapping).
+class Int64AddOperator final : public rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const rocksdb::Slice& /*key*/, const rocksdb::Slice* existing,
+             const rocksdb::Slice& value, std::string* new_value,
+             rocksdb::Logger* /*logger*/) const override {
+    if (value.size() != 8) return false;
+    uint64_t sum = static_cast<uint64_t>(DecodeLE64(value.data()));
+    if (existing != nullptr) {
+      if (existing->size() != 8) return false;
+      sum += static_cast<uint64_t>(DecodeLE64(existing->data()));
+    }
+    *new_value = EncodeLE64(static_cast<int64_t>(sum));
+    return true;
+  }
+  const char* Name() const override { return "ssc.Int64Add"; }
+};
+
+// Drops idempotency records whose expiry (first 8 bytes, big-endian unix
+// micros) is in the past. Stateless, hence thread-safe.
+class ExpiredIdempotencyFilter final : public rocksdb::CompactionFilter {
+ public:
+  explicit ExpiredIdempotencyFilter(const Clock* clock) : clock_(clock) {}
+  bool Filter(int /*level*/, const rocksdb::Slice& /*key*/,
+              const rocksdb::Slice& value, std::string* /*new_value*/,
+              bool* /*value_changed*/) const override {
+    if (value.size() < 8) return false;  // not ours to judge: keep
+    int64_t expiry =
+        static_cast<int64_t>(GetFixed64BE(std::string_view(value.data(), 8)));
+    return expiry <= absl::ToUnixMicros(clock_->Now());
+  }
+  const char* Name() const override { return "ssc.ExpiredIdempotency"; }
+
+ private:
+  const Clock* clock_;
+};
+
+// Bound of one group write: large bulk write sets are not merged further.
+constexpr size_t kMaxGroupBytes = 32 << 20;
+
+bool IsPointLookupTable(Table t) {
+  switch (t) {
+    case Table::kEvents:
+    case Table::kEntityEvents:
+    case Table::kAudit:
+    case Table::kPayoutItems:
+      return false;  // read by range scans only: a bloom filter is waste
+    default:
+      return true;
+  }
+}
+
+absl::StatusOr<StoredEvent> ParseEvent(std::string_view value) {
+  StoredEventRecord rec;
+  if (!rec.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+    return absl::DataLossError("stored event does not parse");
+  }
+  StoredEvent e;
+  e.sequence = rec.sequence();
+  e.time = absl::FromUnixNanos(rec.time_unix_nanos());
+  e.type = std::move(*rec.mutable_type());
+  e.entity_type = std::move(*rec.mutable_entity_type());
+  e.entity_id = std::move(*rec.mutable_entity_id());
+  e.payload = std::move(*rec.mutable_payload());
+  return e;
+}
+
+// Engine over one RocksDB database with a column family per Table.
+// Thread-safe. Writes funnel through one committer thread (group commit);
+// reads go straight to RocksDB.
+class RocksDbEngine final : public Engine {
+ public:
+  explicit RocksDbEngine(const RocksDbOptions& options)
+      : options_(options),
+        clock_(options.clock != nullptr ? options.clock : SystemClock::Get()),
+        idempotency_filter_(clock_) {
+    options_.max_group = std::max<size_t>(options_.max_group, 1);
+  }
+
+  ~RocksDbEngine() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    queue_cv_.notify_all();
+    if (committer_.joinable()) committer_.join();
+    if (db_ != nullptr) {
+      for (rocksdb::ColumnFamilyHandle* h : cfs_) {
+        db_->DestroyColumnFamilyHandle(h);
+      }
+      db_->Close().PermitUncheckedError();
+      db_.reset();
+    }
+  }
+
+  absl::Status Open();
+
+  absl::StatusOr<std::optional<std::string>> Get(
+      Table t, std::string_view key) override {
+    RETURN_IF_ERROR(CheckTable(t));
+    std::string value;
+    rocksdb::Status s =
+        db_->Get(rocksdb::ReadOptions(), cf(t),
+                 rocksdb::Slice(key.data(), key.size()), &value);
+    if (s.IsNotFound()) return std::optional<std::string>();
+    RETURN_IF_ERROR(FromRocksDb(s));
+    return std::optional<std::string>(std::move(value));
+  }
+
+  absl::Status Scan(Table t, std::string_view lower, std::string_view upper,
+                    const ScanFn& fn, bool reverse) override {
+    RETURN_IF_ERROR(CheckTable(t));
+    rocksdb::Slice lower_slice(lower.data(), lower.size());
+    rocksdb::Slice upper_slice(upper.data(), upper.size());
+    rocksdb::ReadOptions ro;
+    ro.iterate_lower_bound = &lower_slice;
+    if (!upper.empty()) ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(t)));
+    if (reverse) {
+      // With an upper bound set, SeekToLast lands on the last key < upper.
+      for (it->SeekToLast(); it->Valid(); it->Prev()) {
+        if (!fn(std::string_view(it->key().data(), it->key().size()),
+                std::string_view(it->value().data(), it->value().size()))) {
+          break;
+        }
+      }
+    } else {
+      for (it->Seek(lower_slice); it->Valid(); it->Next()) {
+        if (!fn(std::string_view(it->key().data(), it->key().size()),
+                std::string_view(it->value().data(), it->value().size()))) {
+          break;
+        }
+      }
+    }
+    return FromRocksDb(it->status());
+  }
+
+  absl::StatusOr<int64_t> GetCounter(Table t, std::string_view key) override {
+    ASSIGN_OR_RETURN(std::optional<std::string> v, Get(t, key));
+    if (!v) return 0;
+    if (v->size() != 8) {
+      return absl::DataLossError(absl::StrCat(
+          "counter in ", TableName(t), " has ", v->size(), " bytes, want 8"));
+    }
+    return DecodeLE64(v->data());
+  }
+
+  absl::StatusOr<CommitResult> Commit(WriteSet ws) override {
+    RETURN_IF_ERROR(Validate(ws));
+    if (ws.empty()) {
+      CommitResult r;
+      r.commit_time = clock_->Now();
+      return r;
+    }
+    Request req(std::move(ws));
+    std::future<absl::StatusOr<CommitResult>> done = req.result.get_future();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return absl::UnavailableError("the store is closing");
+      queue_.push_back(&req);
+    }
+    queue_cv_.notify_one();
+    return done.get();
+  }
+
+  absl::StatusOr<std::vector<StoredEvent>> ReadEvents(uint64_t from,
+                                                      size_t limit) override {
+    std::vector<StoredEvent> out;
+    if (limit == 0) return out;
+    absl::Status parse_status;
+    RETURN_IF_ERROR(Scan(
+        Table::kEvents, KeyBuilder().U64(from).Build(), "",
+        [&](std::string_view, std::string_view value) {
+          absl::StatusOr<StoredEvent> e = ParseEvent(value);
+          if (!e.ok()) {
+            parse_status = e.status();
+            return false;
+          }
+          out.push_back(*std::move(e));
+          return out.size() < limit;
+        },
+        false));
+    RETURN_IF_ERROR(parse_status);
+    return out;
+  }
+
+  absl::StatusOr<std::vector<StoredEvent>> ReadEntityEvents(
+      std::string_view entity_type, std::string_view entity_id, uint64_t from,
+      size_t limit) override {
+    std::vector<StoredEvent> out;
+    if (limit == 0) return out;
+    KeyBuilder prefix;
+    prefix.Str(entity_type).Str(entity_id);
+    std::string lower = KeyBuilder(prefix).U64(from).Build();
+    std::string upper = PrefixSuccessor(prefix.key());
+    std::vector<std::string> event_keys;
+    RETURN_IF_ERROR(Scan(
+        Table::kEntityEvents, lower, upper,
+        [&](std::string_view key, std::string_view) {
+          if (key.size() < prefix.key().size() + 8) return true;
+          event_keys.emplace_back(key.substr(key.size() - 8));
+          return event_keys.size() < limit;
+        },
+        false));
+    if (event_keys.empty()) return out;
+    // One snapshot-consistent batch lookup of the events themselves.
+    std::vector<rocksdb::Slice> keys(event_keys.begin(), event_keys.end());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles(keys.size(),
+                                                      cf(Table::kEvents));
+    std::vector<std::string> values;
+    std::vector<rocksdb::Status> st =
+        db_->MultiGet(rocksdb::ReadOptions(), handles, keys, &values);
+    for (size_t i = 0; i < st.size(); ++i) {
+      if (st[i].IsNotFound()) {
+        return absl::DataLossError(
+            absl::StrCat("event ", GetFixed64BE(event_keys[i]), " of ",
+                         std::string(entity_type), " ", std::string(entity_id),
+                         " is indexed but missing"));
+      }
+      RETURN_IF_ERROR(FromRocksDb(st[i]));
+      ASSIGN_OR_RETURN(StoredEvent e, ParseEvent(values[i]));
+      out.push_back(std::move(e));
+    }
+    return out;
+  }
+
+  EngineStats Stats() override {
+    EngineStats s;
+    s.commits = commits_.load();
+    s.group_writes = group_writes_.load();
+    s.last_event_sequence = last_event_published_.load();
+    s.last_audit_sequence = last_audit_published_.load();
+    return s;
+  }
+
+  absl::Status CompactAll() {
+    rocksdb::CompactRangeOptions co;
+    co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+    for (rocksdb::ColumnFamilyHandle* h : cfs_) {
+      RETURN_IF_ERROR(FromRocksDb(db_->CompactRange(co, h, nullptr, nullptr)));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Flush() override {
+    RETURN_IF_ERROR(FromRocksDb(db_->FlushWAL(/*sync=*/true)));
+    rocksdb::FlushOptions fo;
+    fo.wait = true;
+    return FromRocksDb(db_->Flush(fo, cfs_));
+  }
+
+ private:
+  struct Request {
+    explicit Request(WriteSet w) : ws(std::move(w)) {}
+    WriteSet ws;
+    std::promise<absl::StatusOr<CommitResult>> result;
+  };
+
+  rocksdb::ColumnFamilyHandle* cf(Table t) const {
+    return cfs_[static_cast<size_t>(t)];
+  }
+
+  static absl::Status CheckTable(Table t) {
+    if (static_cast<int>(t) >= kTableCount) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown table ", static_cast<int>(t)));
+    }
+    return absl::OkStatus();
+  }
+
+  static absl::Status Validate(const WriteSet& ws) {
+    for (const WriteSet::Op& op : ws.ops()) {
+      RETURN_IF_ERROR(CheckTable(op.table));
+      if (op.type == WriteSet::OpType::kAdd && op.value.size() != 8) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("counter delta for ", TableName(op.table),
+                         " must be 8 bytes, got ", op.value.size()));
+      }
+    }
+    for (const EventInput& e : ws.events()) {
+      if (e.type.empty() || e.entity_type.empty() || e.entity_id.empty()) {
+        return absl::InvalidArgumentError(
+            "event type, entity_type and entity_id must not be empty");
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status RecoverSequences();
+  void RunCommitter();
+  void WriteGroup(const std::vector<Request*>& group);
+
+  RocksDbOptions options_;
+  const Clock* clock_;
+  ExpiredIdempotencyFilter idempotency_filter_;  // outlives db_
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs_;  // indexed by Table
+
+  std::mutex mu_;
+  std::condition_variable queue_cv_;
+  std::deque<Request*> queue_;  // guarded by mu_
+  bool stopping_ = false;       // guarded by mu_
+  std::thread committer_;
+
+  // Owned by the committer thread (and Open, before it starts).
+  uint64_t last_event_ = 0;
+  uint64_t last_audit_ = 0;
+  std::string audit_head_hash_;
+
+  std::atomic<uint64_t> commits_{0};
+  std::atomic<uint64_t> group_writes_{0};
+  std::atomic<uint64_t> last_event_published_{0};
+  std::atomic<uint64_t> last_audit_published_{0};
+};
+
+absl::Status RocksDbEngine::Open() {
+  rocksdb::DBOptions dbo;
+  dbo.create_if_missing = true;
+  dbo.create_missing_column_families = true;
+  // Two cores: one flush and one compaction at a time.
+  dbo.max_background_jobs = 2;
+  dbo.bytes_per_sync = 1 << 20;
+  // Fourteen column families share one WAL; cap it so that rarely written
+  // families get flushed and old WAL files can be deleted.
+  dbo.max_total_wal_size = 512 << 20;
+  dbo.db_write_buffer_size = 512 << 20;
+  dbo.keep_log_file_num = 10;
+
+  std::shared_ptr<rocksdb::Cache> cache =
+      rocksdb::NewLRUCache(options_.block_cache_bytes);
+  auto merge_op = std::make_shared<Int64AddOperator>();
+  std::vector<rocksdb::CompressionType> supported =
+      rocksdb::GetSupportedCompressions();
+  const bool have_lz4 = std::find(supported.begin(), supported.end(),
+                                  rocksdb::kLZ4Compression) != supported.end();
+  const bool have_zstd = std::find(supported.begin(), supported.end(),
+                                   rocksdb::kZSTD) != supported.end();
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (int i = 0; i < kTableCount; ++i) {
+    const Table t = static_cast<Table>(i);
+    rocksdb::ColumnFamilyOptions cfo;
+    cfo.merge_operator = merge_op;
+    cfo.compaction_style = rocksdb::kCompactionStyleLevel;
+    cfo.level_compaction_dynamic_level_bytes = true;
+    cfo.write_buffer_size = 32 << 20;
+    cfo.max_write_buffer_number = 3;
+    cfo.target_file_size_base = 64 << 20;
+    cfo.max_bytes_for_level_base = 256 << 20;
+    if (have_lz4) cfo.compression = rocksdb::kLZ4Compression;
+    if (have_zstd) cfo.bottommost_compression = rocksdb::kZSTD;
+
+    rocksdb::BlockBasedTableOptions table;
+    table.block_cache = cache;
+    table.block_size = 16 << 10;
+    table.cache_index_and_filter_blocks = true;
+    table.pin_l0_filter_and_index_blocks_in_cache = true;
+    table.format_version = 5;
+    if (IsPointLookupTable(t)) {
+      table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+      table.whole_key_filtering = true;
+    }
+    cfo.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+    if (t == Table::kIdempotency) cfo.compaction_filter = &idempotency_filter_;
+    descriptors.emplace_back(TableName(t), cfo);
+  }
+
+  rocksdb::DB* raw = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::Status s =
+      rocksdb::DB::Open(dbo, options_.path, descriptors, &handles, &raw);
+  if (!s.ok()) {
+    return absl::Status(FromRocksDb(s).code(),
+                        absl::StrCat("cannot open store at ", options_.path,
+                                     ": ", s.ToString()));
+  }
+  db_.reset(raw);
+  cfs_ = std::move(handles);
+  RETURN_IF_ERROR(RecoverSequences());
+  committer_ = std::thread([this] { RunCommitter(); });
+  return absl::OkStatus();
+}
+
+absl::Status RocksDbEngine::RecoverSequences() {
+  {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), cf(Table::kEvents)));
+    it->SeekToLast();
+    if (it->Valid()) {
+      if (it->key().size() != 8) {
+        return absl::DataLossError("last event key is not 8 bytes");
+      }
+      last_event_ = GetFixed64BE(std::string_view(it->key().data(), 8));
+    }
+    RETURN_IF_ERROR(FromRocksDb(it->status()));
+  }
+  // The chain continues from the head in meta. Should the head be behind the
+  // last stored record (or missing), continue after the record instead: new
+  // records must never overwrite old ones, and VerifyAuditChain reports the
+  // inconsistency.
+  ASSIGN_OR_RETURN(std::optional<std::string> head,
+                   Get(Table::kMeta, AuditHeadKey()));
+  if (head) {
+    if (head->size() != 40) {
+      return absl::DataLossError("audit chain head in meta is malformed");
+    }
+    last_audit_ = GetFixed64BE(*head);
+    audit_head_hash_ = head->substr(8);
+  }
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), cf(Table::kAudit)));
+  it->SeekToLast();
+  if (it->Valid() && it->key().size() == 8) {
+    uint64_t last_key = GetFixed64BE(std::string_view(it->key().data(), 8));
+    if (last_key > last_audit_) {
+      AuditRecord r;
+      if (!r.ParseFromArray(it->value().data(),
+                            static_cast<int>(it->value().size()))) {
+        return absl::DataLossError("last audit record does not parse");
+      }
+      last_audit_ = last_key;
+      audit_head_hash_ = r.hash();
+    }
+  }
+  RETURN_IF_ERROR(FromRocksDb(it->status()));
+  last_event_published_ = last_event_;
+  last_audit_published_ = last_audit_;
+  return absl::OkStatus();
+}
+
+void RocksDbEngine::RunCommitter() {
+  std::vector<Request*> group;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      queue_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and everything is drained
+      // Up to max_group sets, and a bounded batch size unless a single set
+      // is larger on its own.
+      size_t n = 0, bytes = 0;
+      while (n < queue_.size() && n < options_.max_group &&
+             (n == 0 || bytes < kMaxGroupBytes)) {
+        bytes += queue_[n]->ws.ApproximateBytes();
+        ++n;
+      }
+      group.assign(queue_.begin(), queue_.begin() + n);
+      queue_.erase(queue_.begin(), queue_.begin() + n);
+    }
+    WriteGroup(group);
+    group.clear();
+  }
+}
+
+void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
+  const absl::Time now = clock_->Now();
+  const int64_t now_nanos = absl::ToUnixNanos(now);
+  // Sequences are assigned on copies and only published after the write
+  // succeeded, so a failed write leaves no gap.
+  uint64_t ev = last_event_;
+  uint64_t au = last_audit_;
+  std::string head = audit_head_hash_;
+  std::vector<CommitResult> results(group.size());
+  rocksdb::WriteBatch batch;
+  rocksdb::Status s;
+  std::string buf;
+  for (size_t i = 0; i < group.size() && s.ok(); ++i) {
+    const WriteSet& ws = group[i]->ws;
+    CommitResult& r = results[i];
+    r.commit_time = now;
+    for (const WriteSet::Op& op : ws.ops()) {
+      switch (op.type) {
+        case WriteSet::OpType::kPut:
+          s = batch.Put(cf(op.table), op.key, op.value);
+          break;
+        case WriteSet::OpType::kDelete:
+          s = batch.Delete(cf(op.table), op.key);
+          break;
+        case WriteSet::OpType::kAdd:
+          s = batch.Merge(cf(op.table), op.key, op.value);
+          break;
+      }
+      if (!s.ok()) break;
+    }
+    for (const EventInput& e : ws.events()) {
+      if (!s.ok()) break;
+      ++ev;
+      if (r.first_event_sequence == 0) r.first_event_sequence = ev;
+      StoredEventRecord rec;
+      rec.set_sequence(ev);
+      rec.set_time_unix_nanos(now_nanos);
+      rec.set_type(e.type);
+      rec.set_entity_type(e.entity_type);
+      rec.set_entity_id(e.entity_id);
+      rec.set_payload(e.payload);
+      buf.clear();
+      rec.SerializeToString(&buf);
+      s = batch.Put(cf(Table::kEvents), KeyBuilder().U64(ev).Build(), buf);
+      if (s.ok()) {
+        s = batch.Put(
+            cf(Table::kEntityEvents),
+            KeyBuilder().Str(e.entity_type).Str(e.entity_id).U64(ev).Build(),
+            rocksdb::Slice());
+      }
+      for (const auto& [type, id] : e.also_index) {
+        if (!s.ok()) break;
+        s = batch.Put(cf(Table::kEntityEvents),
+                      KeyBuilder().Str(type).Str(id).U64(ev).Build(),
+                      rocksdb::Slice());
+      }
+    }
+    for (const AuditInput& a : ws.audits()) {
+      if (!s.ok()) break;
+      ++au;
+      if (r.first_audit_sequence == 0) r.first_audit_sequence = au;
+      SealedAudit sealed = SealAudit(au, now, head, a);
+      s = batch.Put(cf(Table::kAudit), sealed.key, sealed.value);
+      head = std::move(sealed.hash);
+    }
+  }
+  if (s.ok() && au != last_audit_) {
+    s = batch.Put(cf(Table::kMeta), AuditHeadKey(), EncodeAuditHead(au, head));
+  }
+  absl::Status status = FromRocksDb(s);
+  if (status.ok() && options_.write_fault_for_testing) {
+    status = options_.write_fault_for_testing();
+  }
+  if (status.ok()) {
+    rocksdb::WriteOptions wo;
+    wo.sync = options_.sync;
+    status = FromRocksDb(db_->Write(wo, &batch));
+  }
+  if (status.ok()) {
+    last_event_ = ev;
+    last_audit_ = au;
+    audit_head_hash_ = std::move(head);
+    last_event_published_ = ev;
+    last_audit_published_ = au;
+    commits_ += group.size();
+    ++group_writes_;
+  }
+  for (size_t i = 0; i < group.size(); ++i) {
+    if (status.ok()) {
+      group[i]->result.set_value(results[i]);
+    } else {
+      group[i]->result.set_value(status);
+    }
+  }
+}
+
+}  // namespace
+
+absl::Status FromRocksDbCode(int code, const std::string& message) {
+  using C = rocksdb::Status::Code;
+  std::string msg = absl::StrCat("rocksdb: ", message);
+  switch (static_cast<C>(code)) {
+    case C::kOk:
+      return absl::OkStatus();
+    case C::kNotFound:
+      return absl::NotFoundError(msg);
+    case C::kCorruption:
+      return absl::DataLossError(msg);
+    case C::kBusy:
+    case C::kTryAgain:
+    case C::kAborted:
+      return absl::AbortedError(msg);
+    case C::kIOError:
+    case C::kShutdownInProgress:
+      return absl::UnavailableError(msg);
+    case C::kTimedOut:
+      return absl::DeadlineExceededError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
+absl::Status CompactRocksDbEngine(Engine& engine) {
+  auto* rocks = dynamic_cast<RocksDbEngine*>(&engine);
+  if (rocks == nullptr) {
+    return absl::InvalidArgumentError("engine is not a RocksDB engine");
+  }
+  return rocks->CompactAll();
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> OpenRocksDbEngine(
+    const RocksDbOptions& options) {
+  if (options.path.empty()) {
+    return absl::InvalidArgumentError("store path must not be empty");
+  }
+  auto engine = std::make_unique<RocksDbEngine>(options);
+  RETURN_IF_ERROR(engine->Open());
+  return std::unique_ptr<Engine>(std::move(engine));
+}
+
+}  // namespace ssc::storage

@@ -1,0 +1,455 @@
+#include "storage/engine.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "storage/audit.h"
+#include "storage/key_codec.h"
+#include "storage/rocksdb_engine.h"
+#include "tests/storage/test_util.h"
+
+namespace ssc::storage {
+namespace {
+
+using testing_util::OpenOrDie;
+using testing_util::TempDir;
+
+EventInput Event(std::string type, std::string entity_type,
+                 std::string entity_id, std::string payload = "{}") {
+  EventInput e;
+  e.type = std::move(type);
+  e.entity_type = std::move(entity_type);
+  e.entity_id = std::move(entity_id);
+  e.payload = std::move(payload);
+  return e;
+}
+
+AuditInput Audit(std::string rpc, std::string request_id) {
+  AuditInput a;
+  a.caller = "CN=counter-01";
+  a.role = "clerk";
+  a.operator_id = "op7";
+  a.rpc = std::move(rpc);
+  a.target = "card A5****01";
+  a.request_id = std::move(request_id);
+  return a;
+}
+
+TEST(EngineTest, TableNamesAreDistinct) {
+  std::set<std::string> names;
+  for (int i = 0; i < kTableCount; ++i) {
+    names.insert(TableName(static_cast<Table>(i)));
+  }
+  EXPECT_EQ(names.size(), static_cast<size_t>(kTableCount));
+  EXPECT_STREQ(TableName(Table::kMeta), "default");
+}
+
+TEST(EngineTest, WriteSetPendingSeesOwnWrites) {
+  WriteSet ws;
+  EXPECT_EQ(ws.Pending(Table::kCards, "a"), std::nullopt);
+  ws.Put(Table::kCards, "a", "1");
+  ws.Put(Table::kCards, "a", "2");
+  ws.Put(Table::kPersons, "b", "x");
+  ws.Delete(Table::kPersons, "b");
+  EXPECT_EQ(ws.Pending(Table::kCards, "a"), std::optional<std::string>("2"));
+  auto deleted = ws.Pending(Table::kPersons, "b");
+  ASSERT_TRUE(deleted.has_value());
+  EXPECT_EQ(*deleted, std::nullopt);
+  EXPECT_EQ(ws.Pending(Table::kPersons, "a"), std::nullopt);
+  EXPECT_GT(ws.ApproximateBytes(), 0u);
+}
+
+TEST(EngineTest, CommitMakesEveryOpEventAndAuditVisible) {
+  TempDir dir;
+  ManualClock clock;
+  auto engine = OpenOrDie(dir.path(), &clock);
+  ASSERT_NE(engine, nullptr);
+
+  WriteSet seed;
+  seed.Put(Table::kCards, "gone", "x");
+  ASSERT_TRUE(engine->Commit(std::move(seed)).ok());
+
+  WriteSet ws;
+  ws.Put(Table::kCards, "app1", "card-record");
+  ws.Put(Table::kIndex, "cardno:X00000019", "app1");
+  ws.Delete(Table::kCards, "gone");
+  ws.AddCounter(Table::kCounters, "holders", 1);
+  EventInput e = Event("card.applied", "card", "app1");
+  e.also_index.push_back({"person", "p1"});
+  ws.AppendEvent(e);
+  ws.AppendEvent(Event("card.produced", "card", "app1"));
+  ws.AppendAudit(Audit("ssc.v1.CardService/ApplyCard", "r1"));
+  auto r = engine->Commit(std::move(ws));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->first_event_sequence, 1u);
+  EXPECT_EQ(r->first_audit_sequence, 1u);
+  EXPECT_EQ(r->commit_time, clock.Now());
+
+  EXPECT_EQ(*engine->Get(Table::kCards, "app1"),
+            std::optional<std::string>("card-record"));
+  EXPECT_EQ(*engine->Get(Table::kIndex, "cardno:X00000019"),
+            std::optional<std::string>("app1"));
+  EXPECT_EQ(*engine->Get(Table::kCards, "gone"), std::nullopt);
+  EXPECT_EQ(*engine->GetCounter(Table::kCounters, "holders"), 1);
+  auto events = engine->ReadEvents(1, 10);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[0].sequence, 1u);
+  EXPECT_EQ((*events)[0].type, "card.applied");
+  EXPECT_EQ((*events)[0].time, clock.Now());
+  EXPECT_EQ((*events)[1].sequence, 2u);
+  auto by_person = engine->ReadEntityEvents("person", "p1", 0, 10);
+  ASSERT_TRUE(by_person.ok());
+  ASSERT_EQ(by_person->size(), 1u);
+  EXPECT_EQ((*by_person)[0].entity_id, "app1");
+  auto audit = ReadAudit(*engine, 1, 10);
+  ASSERT_TRUE(audit.ok());
+  ASSERT_EQ(audit->size(), 1u);
+  EXPECT_EQ((*audit)[0].input.request_id, "r1");
+  EXPECT_EQ((*audit)[0].hash_hex.size(), 64u);
+}
+
+TEST(EngineTest, FailedWriteWritesNothingAndLeavesNoSequenceGap) {
+  TempDir dir;
+  ManualClock clock;
+  bool fail = false;
+  RocksDbOptions opts;
+  opts.write_fault_for_testing = [&fail]() {
+    return fail ? absl::UnavailableError("injected disk failure")
+                : absl::OkStatus();
+  };
+  auto engine = OpenOrDie(dir.path(), &clock, opts);
+  ASSERT_NE(engine, nullptr);
+
+  fail = true;
+  WriteSet bad;
+  bad.Put(Table::kCards, "c1", "v");
+  bad.AddCounter(Table::kCounters, "n", 5);
+  bad.AppendEvent(Event("card.applied", "card", "c1"));
+  bad.AppendAudit(Audit("rpc", "r1"));
+  auto r = engine->Commit(std::move(bad));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(*engine->Get(Table::kCards, "c1"), std::nullopt);
+  EXPECT_EQ(*engine->GetCounter(Table::kCounters, "n"), 0);
+  EXPECT_TRUE(engine->ReadEvents(0, 10)->empty());
+  EXPECT_TRUE(ReadAudit(*engine, 0, 10)->empty());
+  EXPECT_TRUE(engine->ReadEntityEvents("card", "c1", 0, 10)->empty());
+  EXPECT_EQ(engine->Stats().last_event_sequence, 0u);
+
+  fail = false;
+  WriteSet good;
+  good.AppendEvent(Event("card.applied", "card", "c2"));
+  good.AppendAudit(Audit("rpc", "r2"));
+  r = engine->Commit(std::move(good));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->first_event_sequence, 1u);  // no gap left by the failure
+  EXPECT_EQ(r->first_audit_sequence, 1u);
+  auto v = VerifyAuditChain(*engine);
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok) << v->problem;
+}
+
+TEST(EngineTest, InvalidWriteSetIsRejectedWhole) {
+  TempDir dir;
+  ManualClock clock;
+  auto engine = OpenOrDie(dir.path(), &clock);
+  WriteSet ws;
+  ws.Put(Table::kCards, "c1", "v");
+  ws.Put(static_cast<Table>(200), "k", "v");
+  auto r = engine->Commit(std::move(ws));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(*engine->Get(Table::kCards, "c1"), std::nullopt);
+
+  WriteSet no_entity;
+  no_entity.Put(Table::kCards, "c2", "v");
+  no_entity.AppendEvent(Event("card.applied", "card", ""));
+  EXPECT_EQ(engine->Commit(std::move(no_entity)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(*engine->Get(Table::kCards, "c2"), std::nullopt);
+}
+
+TEST(EngineTest, ConcurrentCommitsAreGaplessAndGrouped) {
+  TempDir dir;
+  ManualClock clock;
+  auto engine = OpenOrDie(dir.path(), &clock);
+  constexpr int kThreads = 16;
+  constexpr int kPerThread = 40;
+  std::vector<std::vector<uint64_t>> seqs(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        WriteSet ws;
+        std::string id = std::to_string(t) + "-" + std::to_string(i);
+        ws.Put(Table::kCards, id, "v");
+        ws.AddCounter(Table::kCounters, "total", 1);
+        ws.AppendEvent(Event("card.applied", "card", id));
+        ws.AppendEvent(Event("card.produced", "card", id));
+        ws.AppendAudit(Audit("rpc", id));
+        auto r = engine->Commit(std::move(ws));
+        ASSERT_TRUE(r.ok()) << r.status();
+        seqs[t].push_back(r->first_event_sequence);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+
+  std::set<uint64_t> firsts;
+  for (const auto& v : seqs) firsts.insert(v.begin(), v.end());
+  const uint64_t n = kThreads * kPerThread;
+  ASSERT_EQ(firsts.size(), n);
+  // Each commit got two consecutive sequences: 1,3,5,... without a gap.
+  uint64_t expect = 1;
+  for (uint64_t s : firsts) {
+    EXPECT_EQ(s, expect);
+    expect += 2;
+  }
+  auto events = engine->ReadEvents(0, 10 * n);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 2 * n);
+  for (size_t i = 0; i < events->size(); ++i) {
+    EXPECT_EQ((*events)[i].sequence, i + 1);
+  }
+  EXPECT_EQ(*engine->GetCounter(Table::kCounters, "total"),
+            static_cast<int64_t>(n));
+  EngineStats st = engine->Stats();
+  EXPECT_EQ(st.commits, n);
+  EXPECT_EQ(st.last_event_sequence, 2 * n);
+  EXPECT_EQ(st.last_audit_sequence, n);
+  EXPECT_LT(st.group_writes, st.commits);  // some fsyncs were shared
+  auto v = VerifyAuditChain(*engine);
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok) << v->problem;
+  EXPECT_EQ(v->records, n);
+}
+
+TEST(EngineTest, ReopenRecoversSequencesAndAuditHead) {
+  TempDir dir;
+  ManualClock clock;
+  {
+    auto engine = OpenOrDie(dir.path(), &clock);
+    for (int i = 0; i < 5; ++i) {
+      WriteSet ws;
+      ws.AppendEvent(
+          Event("person.registered", "person", "p" + std::to_string(i)));
+      ws.AppendAudit(Audit("rpc", "r" + std::to_string(i)));
+      ASSERT_TRUE(engine->Commit(std::move(ws)).ok());
+    }
+  }
+  auto engine = OpenOrDie(dir.path(), &clock);
+  EXPECT_EQ(engine->Stats().last_event_sequence, 5u);
+  EXPECT_EQ(engine->Stats().last_audit_sequence, 5u);
+  WriteSet ws;
+  ws.AppendEvent(Event("person.registered", "person", "p5"));
+  ws.AppendAudit(Audit("rpc", "r5"));
+  auto r = engine->Commit(std::move(ws));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->first_event_sequence, 6u);
+  EXPECT_EQ(r->first_audit_sequence, 6u);
+  auto v = VerifyAuditChain(*engine);
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok) << v->problem;  // the chain continued from the head
+  EXPECT_EQ(v->records, 6u);
+}
+
+TEST(EngineTest, EntityEventIndexSeparatesEntitiesAndHonorsFromAndLimit) {
+  TempDir dir;
+  ManualClock clock;
+  auto engine = OpenOrDie(dir.path(), &clock);
+  // "card"/"A1" must not see events of "card"/"A10" or "cardx"/"A1".
+  for (const auto& [type, id] :
+       std::vector<std::pair<std::string, std::string>>{{"card", "A1"},
+                                                        {"card", "A10"},
+                                                        {"cardx", "A1"},
+                                                        {"card", "A1"},
+                                                        {"card", "A1"}}) {
+    WriteSet ws;
+    ws.AppendEvent(Event("t", type, id));
+    ASSERT_TRUE(engine->Commit(std::move(ws)).ok());
+  }
+  auto all = engine->ReadEntityEvents("card", "A1", 0, 100);
+  ASSERT_TRUE(all.ok());
+  std::vector<uint64_t> seqs;
+  for (const auto& e : *all) seqs.push_back(e.sequence);
+  EXPECT_EQ(seqs, (std::vector<uint64_t>{1, 4, 5}));
+  auto from4 = engine->ReadEntityEvents("card", "A1", 4, 1);
+  ASSERT_TRUE(from4.ok());
+  ASSERT_EQ(from4->size(), 1u);
+  EXPECT_EQ((*from4)[0].sequence, 4u);
+  EXPECT_TRUE(engine->ReadEntityEvents("card", "A", 0, 100)->empty());
+  auto page = engine->ReadEvents(2, 2);
+  ASSERT_EQ(page->size(), 2u);
+  EXPECT_EQ((*page)[0].sequence, 2u);
+  EXPECT_EQ((*page)[1].sequence, 3u);
+}
+
+TEST(EngineTest, ScanHonorsBoundsReverseAndEarlyStop) {
+  TempDir dir;
+  ManualClock clock;
+  auto engine = OpenOrDie(dir.path(), &clock);
+  WriteSet ws;
+  for (int i = 0; i < 10; ++i) {
+    ws.Put(Table::kPayoutItems, KeyBuilder().Str("b1").U64(i).Build(),
+           std::to_string(i));
+  }
+  ws.Put(Table::kPayoutItems, KeyBuilder().Str("b0").U64(99).Build(), "x");
+  ws.Put(Table::kPayoutItems, KeyBuilder().Str("b2").U64(0).Build(), "y");
+  ASSERT_TRUE(engine->Commit(std::move(ws)).ok());
+
+  auto collect = [&](std::string lower, std::string upper, bool reverse,
+                     size_t stop_after = 1000) {
+    std::vector<std::string> out;
+    absl::Status s = engine->Scan(
+        Table::kPayoutItems, lower, upper,
+        [&](std::string_view, std::string_view v) {
+          out.emplace_back(v);
+          return out.size() < stop_after;
+        },
+        reverse);
+    EXPECT_TRUE(s.ok()) << s;
+    return out;
+  };
+  std::string prefix = KeyBuilder().Str("b1").Build();
+  std::string end = PrefixSuccessor(prefix);
+  using V = std::vector<std::string>;
+  EXPECT_EQ(collect(prefix, end, false),
+            (V{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}));
+  EXPECT_EQ(collect(prefix, end, true),
+            (V{"9", "8", "7", "6", "5", "4", "3", "2", "1", "0"}));
+  EXPECT_EQ(collect(KeyBuilder().Str("b1").U64(3).Build(),
+                    KeyBuilder().Str("b1").U64(6).Build(), false),
+            (V{"3", "4", "5"}));
+  EXPECT_EQ(collect(KeyBuilder().Str("b1").U64(3).Build(),
+                    KeyBuilder().Str("b1").U64(6).Build(), true),
+            (V{"5", "4", "3"}));
+  EXPECT_EQ(collect(prefix, end, true, 2), (V{"9", "8"}));
+  EXPECT_EQ(collect(prefix, "", false).back(), "y");  // no upper bound
+  EXPECT_EQ(collect("", "", true).front(), "y");
+  EXPECT_EQ(collect("", "", false).front(), "x");
+}
+
+TEST(EngineTest, CountersAddNegativeDeltasAcrossCommitsAndReopen) {
+  TempDir dir;
+  ManualClock clock;
+  {
+    auto engine = OpenOrDie(dir.path(), &clock);
+    EXPECT_EQ(*engine->GetCounter(Table::kCounters, "holders"), 0);
+    WriteSet a;
+    a.AddCounter(Table::kCounters, "holders", 5);
+    a.AddCounter(Table::kCounters, "holders", -2);
+    ASSERT_TRUE(engine->Commit(std::move(a)).ok());
+    WriteSet b;
+    b.AddCounter(Table::kCounters, "holders", -10);
+    b.AddCounter(Table::kCounters, "fen", INT64_C(9000000000000));
+    ASSERT_TRUE(engine->Commit(std::move(b)).ok());
+    EXPECT_EQ(*engine->GetCounter(Table::kCounters, "holders"), -7);
+    ASSERT_TRUE(engine->Flush().ok());  // merges survive flush to SST
+    WriteSet c;
+    c.AddCounter(Table::kCounters, "holders", 1);
+    ASSERT_TRUE(engine->Commit(std::move(c)).ok());
+  }
+  auto engine = OpenOrDie(dir.path(), &clock);
+  EXPECT_EQ(*engine->GetCounter(Table::kCounters, "holders"), -6);
+  EXPECT_EQ(*engine->GetCounter(Table::kCounters, "fen"),
+            INT64_C(9000000000000));
+}
+
+TEST(EngineTest, StatusCodesAreMappedAtTheBoundary) {
+  // Numeric rocksdb::Status::Code values (frozen in RocksDB's API).
+  EXPECT_TRUE(FromRocksDbCode(0, "").ok());
+  EXPECT_EQ(FromRocksDbCode(1, "x").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(FromRocksDbCode(2, "x").code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(FromRocksDbCode(5, "x").code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(FromRocksDbCode(11, "x").code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(FromRocksDbCode(13, "x").code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(FromRocksDbCode(4, "x").code(), absl::StatusCode::kInternal);
+}
+
+TEST(EngineTest, OpenFailsCleanlyOnUnusablePath) {
+  TempDir dir;
+  std::string file = dir.Sub("not-a-dir");
+  FILE* f = fopen(file.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  fclose(f);
+  RocksDbOptions o;
+  o.path = file + "/db";
+  auto e = OpenRocksDbEngine(o);
+  EXPECT_FALSE(e.ok());
+  EXPECT_NE(e.status().message().find(o.path), std::string_view::npos);
+  o.path = "";
+  EXPECT_EQ(OpenRocksDbEngine(o).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// The writer half of AcknowledgedWritesSurviveKill9, run in a fresh process
+// (exec'd, so no thread of this process is inherited): commits, reports each
+// acknowledged commit on a pipe, then kills itself with SIGKILL.
+TEST(EngineKill9Child, Run) {
+  const char* dir = getenv("SSC_KILL9_DIR");
+  const char* fd_env = getenv("SSC_KILL9_FD");
+  if (dir == nullptr || fd_env == nullptr) {
+    GTEST_SKIP() << "helper of EngineTest.AcknowledgedWritesSurviveKill9";
+  }
+  int fd = atoi(fd_env);
+  RocksDbOptions o;
+  o.path = dir;
+  auto engine = OpenRocksDbEngine(o);
+  if (!engine.ok()) _exit(2);
+  for (uint32_t i = 1; i <= 50; ++i) {
+    WriteSet ws;
+    ws.Put(Table::kCards, KeyBuilder().U32(i).Build(), "acked");
+    ws.AppendEvent(Event("card.applied", "card", std::to_string(i)));
+    if (!(*engine)->Commit(std::move(ws)).ok()) _exit(3);
+    if (write(fd, &i, sizeof(i)) != sizeof(i)) _exit(4);
+  }
+  raise(SIGKILL);
+  _exit(5);
+}
+
+// An acknowledged commit survives the process being killed with SIGKILL
+// right after the acknowledgment (no clean shutdown, no memtable flush).
+TEST(EngineTest, AcknowledgedWritesSurviveKill9) {
+  TempDir dir;
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    close(pipefd[0]);
+    setenv("SSC_KILL9_DIR", dir.path().c_str(), 1);
+    setenv("SSC_KILL9_FD", std::to_string(pipefd[1]).c_str(), 1);
+    execl("/proc/self/exe", "storage_test",
+          "--gtest_filter=EngineKill9Child.Run", static_cast<char*>(nullptr));
+    _exit(6);
+  }
+  close(pipefd[1]);
+  uint32_t last_acked = 0, v = 0;
+  while (read(pipefd[0], &v, sizeof(v)) == sizeof(v)) last_acked = v;
+  close(pipefd[0]);
+  int wstatus = 0;
+  ASSERT_EQ(waitpid(pid, &wstatus, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL)
+      << "child failed with status " << wstatus;
+  ASSERT_EQ(last_acked, 50u);
+
+  ManualClock clock;
+  auto engine = OpenOrDie(dir.path(), &clock);
+  for (uint32_t i = 1; i <= last_acked; ++i) {
+    EXPECT_EQ(*engine->Get(Table::kCards, KeyBuilder().U32(i).Build()),
+              std::optional<std::string>("acked"))
+        << i;
+  }
+  EXPECT_EQ(engine->Stats().last_event_sequence, 50u);
+}
+
+}  // namespace
+}  // namespace ssc::storage
