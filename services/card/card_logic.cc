@@ -1225,6 +1225,14 @@ absl::StatusOr<ssc::v1::ReportLossResponse> CardLogic::ReportLoss(
         } else {
           return InvalidField("kind", "must be TEMPORARY or FORMAL");
         }
+        // A mobile channel (phone/app) may only report a temporary loss
+        // (临时挂失); a formal loss is made at a counter.
+        if (caller.role == common::Role::kMobileChannel &&
+            op != Operation::kReportTempLoss) {
+          return absl::PermissionDeniedError(
+              "kind: a mobile channel may only report a TEMPORARY loss; a "
+              "FORMAL loss is reported at a counter");
+        }
         Txn::Person person;
         store::CardRecord card;
         RETURN_IF_ERROR(txn.LoadForChange(r->first, r->second, &person, &card));

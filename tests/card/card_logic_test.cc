@@ -1391,5 +1391,32 @@ TEST_F(CardLogicTest, InstantIssuanceAndProductionResultsNeverShareANumber) {
             static_cast<size_t>(bureau_ok.load() + kThreads * kPerThread));
 }
 
+
+TEST_F(CardLogicTest, MobileChannelMayOnlyReportTemporaryLoss) {
+  auto applied = logic_->ApplyCard(counter_, ApplyReq(id1_, /*instant=*/true));
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  const std::string app = applied->card().application_id();
+  ASSERT_TRUE(Activate(app).ok());
+
+  const uint64_t events = LastEvent();
+  ReportLossRequest formal;
+  formal.set_request_id(Rid());
+  *formal.mutable_card() = Sel(app);
+  formal.set_kind(LOSS_KIND_FORMAL);
+  auto refused = logic_->ReportLoss(mobile_, formal);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(std::string(refused.status().message()).find("kind"),
+            std::string::npos);
+  EXPECT_EQ(LastEvent(), events);
+
+  ReportLossRequest temporary = formal;
+  temporary.set_request_id(Rid());
+  temporary.set_kind(LOSS_KIND_TEMPORARY);
+  auto ok = logic_->ReportLoss(mobile_, temporary);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->card().state(), CARD_STATE_TEMP_LOST);
+  EXPECT_TRUE(ok->card().masked());
+}
+
 }  // namespace
 }  // namespace ssc::card
