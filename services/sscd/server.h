@@ -1,0 +1,112 @@
+#pragma once
+
+// The sscd host: opens the store (RocksDB with synced writes, the PII key
+// file, idempotency records, key locks), builds the logic objects and the
+// gRPC services chosen in the configuration, and serves them with mutual
+// TLS, the standard health service (grpc.health.v1, NOT_SERVING while
+// starting and draining) and server reflection.
+//
+// Adding a service: one row in kServices (server.cc) and its rows in
+// services/common/grpc/authz_table.cc.
+//
+// Thread-safe: Shutdown may be called from any thread, also concurrently
+// with Wait; the destructor shuts down if nobody did.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "storage/clock.h"
+
+namespace ssc::sscd {
+
+struct ServerConfig {
+  // host:port; port 0 picks a free port (see Server::port()).
+  std::string listen = "127.0.0.1:7443";
+  // RocksDB lives in <data_dir>/db.
+  std::string data_dir;
+  // PII keys; empty: <data_dir>/keys/ssc.key (created 0600 on first start).
+  std::string key_file;
+  // PEM files: server certificate chain, its private key, and the CA that
+  // signs client certificates (clients must present one).
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  // Development only: no TLS; callers name themselves in metadata
+  // x-ssc-caller / x-ssc-role. Refused unless `listen` is a loopback address.
+  bool insecure_plaintext = false;
+  // Services to host, by name: see KnownServices().
+  std::vector<std::string> services = {"card", "audit"};
+  // Region table CSV (code,name,level,parent); empty: built-in Xuyong 510524.
+  std::string region_csv;
+  // The county (6 digits); must be the region table's county.
+  std::string county_code = "510524";
+  // A temporary loss report (临时挂失) lapses after this many days.
+  int temp_loss_days = 7;
+  // How long a request_id is remembered for idempotent retries.
+  int idempotency_retention_days = 7;
+  // Largest message received or sent, in bytes.
+  int max_message_bytes = 16 << 20;
+  // On shutdown, in-flight calls get this long to finish.
+  int drain_seconds = 10;
+  // Service "payout": the agent bank's gateway (bank.v1.BankGateway) and the
+  // PEM files of the mutual TLS connection to it (all empty: plain text,
+  // development only).
+  std::string payout_bank_address;
+  std::string payout_bank_ca;
+  std::string payout_bank_cert;
+  std::string payout_bank_key;
+  // Name in the bank's certificate when it differs from the address's host.
+  std::string payout_bank_server_name;
+  // Payment instructions per call to the bank.
+  int payout_bank_chunk = 2000;
+};
+
+// The service names a configuration may list ("card", "audit", ...).
+std::vector<std::string> KnownServices();
+
+// Checks the configuration without touching the disk: required values,
+// ranges, service names, loopback-only plain text. INVALID_ARGUMENT naming
+// the option.
+absl::Status ValidateConfig(const ServerConfig& config);
+
+// ValidateConfig plus the files: TLS material readable, parsable and the key
+// matching the certificate; region table loadable and matching county_code.
+// Creates nothing. For `sscd --check-config`.
+absl::Status CheckConfig(const ServerConfig& config);
+
+// Whether a listen address stays on this host: 127.0.0.0/8, ::1, localhost
+// or a unix socket.
+bool IsLoopbackListenAddress(const std::string& address);
+
+class Server {
+ public:
+  // Opens the store and starts serving. `clock` (not owned; SystemClock if
+  // null) is for tests.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(
+      const ServerConfig& config, const storage::Clock* clock = nullptr);
+
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // The port actually bound.
+  int port() const;
+  // "127.0.0.1:7443 (mutual TLS), services: card, audit".
+  std::string Describe() const;
+
+  // Health NOT_SERVING, stop accepting calls, give in-flight calls up to
+  // `drain` to finish (then cancel them), flush the store. Idempotent.
+  absl::Status Shutdown(absl::Duration drain);
+  // Blocks until the server has shut down.
+  void Wait();
+
+ private:
+  struct State;
+  explicit Server(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace ssc::sscd
