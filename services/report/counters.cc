@@ -1,0 +1,233 @@
+#include "services/report/counters.h"
+
+#include <map>
+#include <tuple>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "services/common/errors.h"
+#include "services/report/report_dates.h"
+#include "storage/key_codec.h"
+#include "storage/status_macros.h"
+
+namespace ssc::report {
+namespace {
+
+constexpr std::string_view kMetricPrefix = "report";
+constexpr std::string_view kPayoutPrefix = "report.payout";
+constexpr std::string_view kAmountField = "amount_fen";
+constexpr std::string_view kPersonsField = "persons";
+
+absl::StatusOr<int64_t> DecodeCounter(std::string_view value) {
+  if (value.size() != 8) {
+    return absl::DataLossError(
+        absl::StrCat("report counter has ", value.size(), " bytes, want 8"));
+  }
+  uint64_t u = 0;
+  for (int i = 7; i >= 0; --i) u = (u << 8) | static_cast<uint8_t>(value[i]);
+  return static_cast<int64_t>(u);
+}
+
+std::string SeriesPrefix(Metric metric, std::string_view region,
+                         Granularity g) {
+  return storage::KeyBuilder()
+      .Str(kMetricPrefix)
+      .Str(MetricName(metric))
+      .Str(region)
+      .U32(static_cast<uint32_t>(g))
+      .Build();
+}
+
+// Sums the deltas of one series with periods in [from, to).
+absl::StatusOr<int64_t> SumRange(storage::Engine& engine, Metric metric,
+                                 std::string_view region, Granularity g,
+                                 uint32_t from, uint32_t to) {
+  if (from >= to) return 0;
+  std::string prefix = SeriesPrefix(metric, region, g);
+  std::string lower = storage::KeyBuilder().Raw(prefix).U32(from).Build();
+  std::string upper = storage::KeyBuilder().Raw(prefix).U32(to).Build();
+  int64_t sum = 0;
+  absl::Status bad;
+  RETURN_IF_ERROR(engine.Scan(storage::Table::kCounters, lower, upper,
+                              [&](std::string_view, std::string_view value) {
+                                absl::StatusOr<int64_t> v =
+                                    DecodeCounter(value);
+                                if (!v.ok()) {
+                                  bad = v.status();
+                                  return false;
+                                }
+                                sum += *v;
+                                return true;
+                              }));
+  RETURN_IF_ERROR(bad);
+  return sum;
+}
+
+bool IsDigits(std::string_view s) {
+  for (char c : s) {
+    if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+// The regions a township's change is added to: itself and its county.
+std::vector<std::string> TargetRegions(std::string_view region) {
+  std::vector<std::string> out{std::string(region)};
+  if (region.size() > 6) out.push_back(CountyOf(region));
+  return out;
+}
+
+std::string PayoutKey(std::string_view programme, std::string_view period,
+                      std::string_view region, std::string_view field) {
+  return storage::KeyBuilder()
+      .Str(kPayoutPrefix)
+      .Str(programme)
+      .Str(period)
+      .Str(region)
+      .Str(field)
+      .Build();
+}
+
+}  // namespace
+
+std::string_view MetricName(Metric m) {
+  switch (m) {
+    case Metric::kCardHolders:
+      return "card_holders";
+    case Metric::kECardHolders:
+      return "ecard_holders";
+  }
+  return "unknown";
+}
+
+std::string CountyOf(std::string_view region_code) {
+  return std::string(region_code.substr(0, 6));
+}
+
+std::string MetricKey(Metric metric, std::string_view region,
+                      Granularity granularity, uint32_t period) {
+  return storage::KeyBuilder()
+      .Raw(SeriesPrefix(metric, region, granularity))
+      .U32(period)
+      .Build();
+}
+
+void AddMetricDelta(storage::WriteSet& ws, Metric metric,
+                    std::string_view township, absl::Time time, int64_t delta) {
+  if (delta == 0) return;
+  absl::CivilDay day = BeijingDay(time);
+  const uint32_t y = static_cast<uint32_t>(day.year());
+  const uint32_t ym = y * 100 + static_cast<uint32_t>(day.month());
+  const uint32_t ymd = ym * 100 + static_cast<uint32_t>(day.day());
+  for (const std::string& region : TargetRegions(township)) {
+    ws.AddCounter(storage::Table::kCounters,
+                  MetricKey(metric, region, Granularity::kYear, y), delta);
+    ws.AddCounter(storage::Table::kCounters,
+                  MetricKey(metric, region, Granularity::kMonth, ym), delta);
+    ws.AddCounter(storage::Table::kCounters,
+                  MetricKey(metric, region, Granularity::kDay, ymd), delta);
+  }
+}
+
+absl::StatusOr<int64_t> MetricAsOf(storage::Engine& engine, Metric metric,
+                                   std::string_view region,
+                                   absl::CivilDay day) {
+  const uint32_t y = static_cast<uint32_t>(day.year());
+  const uint32_t ym = y * 100 + static_cast<uint32_t>(day.month());
+  const uint32_t ymd = ym * 100 + static_cast<uint32_t>(day.day());
+  // Full years before D's year, full months of D's year before D's month,
+  // days of D's month up to and including D.
+  ASSIGN_OR_RETURN(int64_t years,
+                   SumRange(engine, metric, region, Granularity::kYear, 0, y));
+  ASSIGN_OR_RETURN(
+      int64_t months,
+      SumRange(engine, metric, region, Granularity::kMonth, y * 100 + 1, ym));
+  ASSIGN_OR_RETURN(int64_t days,
+                   SumRange(engine, metric, region, Granularity::kDay,
+                            ym * 100 + 1, ymd + 1));
+  return years + months + days;
+}
+
+absl::StatusOr<int64_t> MetricTotal(storage::Engine& engine, Metric metric,
+                                    std::string_view region,
+                                    Granularity granularity) {
+  return SumRange(engine, metric, region, granularity, 0, UINT32_MAX);
+}
+
+absl::Status RecordPayout(storage::WriteSet& ws, std::string_view programme,
+                          std::string_view period, std::string_view region,
+                          int64_t amount_fen, int64_t persons) {
+  if (programme.empty() || programme.size() > 64) {
+    return common::InvalidField("programme", "must be 1 to 64 bytes");
+  }
+  if (period.empty() || period.size() > 64) {
+    return common::InvalidField("period", "must be 1 to 64 bytes");
+  }
+  if ((region.size() != 6 && region.size() != 9) || !IsDigits(region)) {
+    return common::InvalidField("region_code", "must be 6 or 9 digits");
+  }
+  for (const std::string& r : TargetRegions(region)) {
+    if (amount_fen != 0) {
+      ws.AddCounter(storage::Table::kCounters,
+                    PayoutKey(programme, period, r, kAmountField), amount_fen);
+    }
+    if (persons != 0) {
+      ws.AddCounter(storage::Table::kCounters,
+                    PayoutKey(programme, period, r, kPersonsField), persons);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<PayoutTotals>> ReadPayouts(
+    storage::Engine& engine, std::string_view programme,
+    std::string_view period, std::string_view region) {
+  storage::KeyBuilder prefix;
+  prefix.Str(kPayoutPrefix);
+  if (!programme.empty()) {
+    prefix.Str(programme);
+    if (!period.empty()) prefix.Str(period);
+  }
+  const std::string lower = prefix.key();
+  const std::string upper = storage::PrefixSuccessor(lower);
+  std::map<std::pair<std::string, std::string>, PayoutTotals> by_key;
+  absl::Status bad;
+  RETURN_IF_ERROR(
+      engine.Scan(storage::Table::kCounters, lower, upper,
+                  [&](std::string_view key, std::string_view value) {
+                    storage::KeyReader r(key);
+                    std::optional<std::string> head = r.Str();
+                    std::optional<std::string> prog = r.Str();
+                    std::optional<std::string> per = r.Str();
+                    std::optional<std::string> reg = r.Str();
+                    std::optional<std::string> field = r.Str();
+                    if (!head || !prog || !per || !reg || !field || !r.done()) {
+                      bad = absl::DataLossError("malformed payout counter key");
+                      return false;
+                    }
+                    if (*reg != region) return true;
+                    if (!period.empty() && *per != period) return true;
+                    absl::StatusOr<int64_t> v = DecodeCounter(value);
+                    if (!v.ok()) {
+                      bad = v.status();
+                      return false;
+                    }
+                    PayoutTotals& t = by_key[{*prog, *per}];
+                    t.programme = *prog;
+                    t.period = *per;
+                    t.region = *reg;
+                    if (*field == kAmountField) {
+                      t.amount_fen += *v;
+                    } else if (*field == kPersonsField) {
+                      t.persons += *v;
+                    }
+                    return true;
+                  }));
+  RETURN_IF_ERROR(bad);
+  std::vector<PayoutTotals> out;
+  out.reserve(by_key.size());
+  for (auto& [k, t] : by_key) out.push_back(std::move(t));
+  return out;
+}
+
+}  // namespace ssc::report

@@ -1,0 +1,91 @@
+#pragma once
+
+// `sscctl report ...`: the reporting subcommands, with output made for
+// people (aligned tables in the terminal), spreadsheets (--csv FILE) and
+// documents (--svg FILE: holders and e-card coverage by period with the
+// plan's target lines, and a township bar chart).
+//
+//   sscctl report indicators [--region R] [--as-of YYYY-MM-DD] [--csv F]
+//   sscctl report series --from D [--to D] [--region R]
+//                        [--granularity month|quarter|year] [--csv F] [--svg F]
+//   sscctl report breakdown [--as-of D] [--csv F] [--svg F]
+//   sscctl report chart --from D [--to D] [--region R] --out F.svg
+//   sscctl report population set --region R --year Y --population N [--source
+//   S] sscctl report population list [--region R] sscctl report target set
+//   --indicator card-holders|ecard-holders|
+//                        holder-coverage|ecard-coverage --region R
+//                        --target-year Y --target-value V [--baseline-year Y
+//                        --baseline-value V] --source S [--note N]
+//   sscctl report target list [--region R]
+//   sscctl report payouts [--programme P] [--period P] [--region R] [--csv F]
+//   sscctl report verify          (exit 1 when counters and records disagree)
+//
+// sscctl owns the connection: it passes hooks that open the channel and
+// build call contexts from its global flags. Not thread-safe (main thread).
+
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/statusor.h"
+#include "grpcpp/channel.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/support/status.h"
+
+namespace ssc::report {
+
+// Exit codes, as sscctl's: 0 ok, 1 a check failed, 2 bad flags or local
+// failure (e.g. a file cannot be written); failed RPCs: print_error's code.
+inline constexpr int kCliOk = 0;
+inline constexpr int kCliCheckFailed = 1;
+inline constexpr int kCliUsage = 2;
+
+struct ReportCliHooks {
+  // Opens the channel to sscd (from sscctl's connection flags).
+  std::function<absl::StatusOr<std::shared_ptr<grpc::Channel>>()> open_channel;
+  // A context for one call (deadline, operator id, identity metadata).
+  std::function<std::unique_ptr<grpc::ClientContext>()> new_context;
+  // The request id of a mutation (sscctl's --request-id or a new one).
+  std::function<std::string()> request_id;
+  // Prints a failed call and returns the exit code.
+  std::function<int(const grpc::Status&)> print_error;
+};
+
+class ReportCli {
+ public:
+  // Adds the "report" subcommand group to `parent`.
+  ReportCli(CLI::App& parent, ReportCliHooks hooks);
+  ReportCli(const ReportCli&) = delete;
+  ReportCli& operator=(const ReportCli&) = delete;
+
+  // The "report" group.
+  CLI::App* app() const { return group_; }
+  // Runs the subcommand that was parsed; returns the exit code.
+  int Run(std::ostream& out, std::ostream& err);
+
+ private:
+  struct Command {
+    CLI::App* app;
+    std::function<int(std::ostream&, std::ostream&)> run;
+  };
+  void Add(CLI::App* app, std::function<int(std::ostream&, std::ostream&)> run);
+
+  ReportCliHooks hooks_;
+  CLI::App* group_;
+  std::vector<Command> commands_;
+
+  // Flag values (CLI11 binds to these addresses).
+  std::string region_, as_of_, from_, to_, granularity_ = "month", csv_, svg_,
+                                           out_;
+  std::string programme_, period_, source_, note_, indicator_;
+  int year_ = 0, target_year_ = 0, baseline_year_ = 0;
+  int64_t population_ = 0;
+  double target_value_ = 0, baseline_value_ = 0;
+  CLI::Option* baseline_year_opt_ = nullptr;
+  CLI::Option* baseline_value_opt_ = nullptr;
+};
+
+}  // namespace ssc::report
