@@ -1,0 +1,59 @@
+#include "services/ecard/ecard_observer.h"
+
+#include "services/ecard/ecard_store.h"
+#include "services/report/counters.h"
+
+namespace ssc::ecard {
+
+absl::Status ECardObserver::OnCardChange(storage::WriteSet& ws,
+                                         const card::CardChange& change) {
+  absl::StatusOr<std::optional<std::string>> ref =
+      ReadThrough(*engine_, &ws, storage::Table::kECards,
+                  PersonIndexKey(change.person_key));
+  if (!ref.ok()) return ref.status();
+  if (!ref->has_value()) return absl::OkStatus();  // no e-card
+
+  const std::string key = ECardKey(**ref);
+  absl::StatusOr<std::optional<store::ECardRecord>> loaded =
+      LoadRecord<store::ECardRecord>(*engine_, &ws, storage::Table::kECards,
+                                     key);
+  if (!loaded.ok()) return loaded.status();
+  if (!loaded->has_value()) {
+    return absl::DataLossError("e-card index names a missing e-card");
+  }
+  store::ECardRecord rec = **std::move(loaded);
+  if (rec.revoked()) return absl::OkStatus();  // final
+
+  const card::store::CardRecord& card = change.after;
+  const bool followed = card.application_id() == rec.card_application_id();
+  const bool successor = !followed && !card.replaces().empty() &&
+                         card.replaces() == rec.card_application_id();
+  if (!followed && !successor) return absl::OkStatus();
+
+  const EffectiveStatus before = StatusOf(rec, change.time);
+  rec.set_card_application_id(card.application_id());
+  rec.set_card_state(card.state());
+  rec.set_temp_loss_expires_micros(card.state() == ssc::v1::CARD_STATE_TEMP_LOST
+                                       ? card.temp_loss_expires_micros()
+                                       : 0);
+  if (card.state() == ssc::v1::CARD_STATE_CANCELLED) {
+    rec.set_revoked(true);
+    rec.set_revoke_reason(ssc::v1::E_CARD_STATUS_REASON_CARD_CANCELLED);
+    // The person stops being an e-card holder (report counters).
+    report::RecordECardHolderChange(ws, change.person.region_code(),
+                                    change.time, -1);
+  }
+  const EffectiveStatus after = StatusOf(rec, change.time);
+  if (!(before == after)) {
+    rec.set_status_changed_micros(ToMicros(change.time));
+    AppendStatusEvent(
+        ws, rec, after,
+        after.status == ssc::v1::E_CARD_STATUS_ACTIVE    ? "ecard.reinstated"
+        : after.status == ssc::v1::E_CARD_STATUS_REVOKED ? "ecard.revoked"
+                                                         : "ecard.suspended");
+  }
+  ws.Put(storage::Table::kECards, key, rec.SerializeAsString());
+  return absl::OkStatus();
+}
+
+}  // namespace ssc::ecard
