@@ -16,6 +16,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/time/time.h"
+#include "services/ops/backup.h"
 #include "services/sscd/server.h"
 
 namespace {
@@ -67,6 +68,17 @@ void AddOptions(CLI::App& app, ssc::sscd::ServerConfig& c) {
   app.add_option("--drain-seconds", c.drain_seconds,
                  "time in-flight calls get on shutdown")
       ->capture_default_str();
+  app.add_option("--metrics-listen", c.metrics_listen,
+                 "host:port of /metrics and /healthz (empty: off)");
+  app.add_option("--log-file", c.log_file,
+                 "JSON log lines to this file (default: stderr)");
+  app.add_option("--log-rpcs", c.log_rpcs, "one JSON log line per RPC")
+      ->capture_default_str();
+  app.add_option("--backup-dir", c.backup_dir,
+                 "backup directory (default <data-dir>/backups)");
+  app.add_option("--backup-keep", c.backup_keep,
+                 "backups kept after each new one (0: all)")
+      ->capture_default_str();
 }
 
 }  // namespace
@@ -82,7 +94,31 @@ int main(int argc, char** argv) {
   app.add_flag("--check-config", check_only,
                "validate the configuration and exit")
       ->configurable(false);
+  std::string restore_from;
+  uint32_t restore_id = 0;
+  app.add_option("--restore-from", restore_from,
+                 "OFFLINE: restore a backup of this backup directory "
+                 "(--restore-id, default the latest) into --data-dir, which "
+                 "must hold no store yet, and exit")
+      ->configurable(false);
+  app.add_option("--restore-id", restore_id, "backup id for --restore-from")
+      ->configurable(false);
   CLI11_PARSE(app, argc, argv);
+
+  if (!restore_from.empty()) {
+    absl::Status s =
+        ssc::ops::RestoreStore(restore_from, restore_id, config.data_dir);
+    if (!s.ok()) {
+      std::fprintf(stderr, "sscd: restore failed: %s\n",
+                   std::string(s.message()).c_str());
+      return 1;
+    }
+    std::fprintf(stderr,
+                 "sscd: restored into %s/db; put the key file back from its "
+                 "own backup before starting (deploy/README.md)\n",
+                 config.data_dir.c_str());
+    return 0;
+  }
 
   if (check_only) {
     absl::Status s = ssc::sscd::CheckConfig(config);

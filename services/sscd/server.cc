@@ -31,6 +31,11 @@
 #include "services/common/mutation.h"
 #include "services/ecard/ecard_logic.h"
 #include "services/ecard/ecard_observer.h"
+#include "services/common/metrics.h"
+#include "services/ops/admin_service.h"
+#include "services/ops/backup.h"
+#include "services/ops/importer.h"
+#include "services/ops/observability.h"
 #include "services/ecard/ecard_service.h"
 #include "services/ecard/signing_keys.h"
 #include "services/payout/grpc_bank_gateway.h"
@@ -125,6 +130,29 @@ const ServiceEntry kServices[] = {
            std::make_unique<report::ReportServiceImpl>(logic.get(), d.runner);
        return HostedService{ssc::v1::ReportService::service_full_name(),
                             std::move(logic), std::move(service)};
+     }},
+    {"admin",
+     [](ServiceDeps& d) -> absl::StatusOr<HostedService> {
+       // Bulk import and online backups (services/ops). The importer runs
+       // the observers attached to the card logic, as live changes do.
+       struct Owned {
+         std::unique_ptr<ops::Importer> importer;
+         std::unique_ptr<ops::BackupManager> backups;
+       };
+       auto owned = std::make_shared<Owned>();
+       ops::ImportOptions import;
+       import.temp_loss_duration = absl::Hours(24) * d.config.temp_loss_days;
+       owned->importer = std::make_unique<ops::Importer>(
+           d.store, &d.card->regions(), d.config.county_code,
+           d.card->observers(), import);
+       owned->backups = std::make_unique<ops::BackupManager>(
+           d.store.engine,
+           ops::BackupOptions{BackupDirOf(d.config),
+                              static_cast<uint32_t>(d.config.backup_keep)});
+       auto service = std::make_unique<ops::AdminServiceImpl>(
+           owned->importer.get(), owned->backups.get(), d.runner);
+       return HostedService{ssc::v1::AdminService::service_full_name(),
+                            std::move(owned), std::move(service)};
      }},
     {"payout",
      [](ServiceDeps& d) -> absl::StatusOr<HostedService> {
@@ -253,6 +281,15 @@ absl::StatusOr<std::unique_ptr<card::RegionTable>> LoadRegions(
   return table;
 }
 
+}  // namespace
+
+std::string BackupDirOf(const ServerConfig& c) {
+  if (!c.backup_dir.empty()) return c.backup_dir;
+  return (std::filesystem::path(c.data_dir) / "backups").string();
+}
+
+namespace {
+
 std::string KeyFileOf(const ServerConfig& c) {
   if (!c.key_file.empty()) return c.key_file;
   return (std::filesystem::path(c.data_dir) / "keys" / "ssc.key").string();
@@ -372,6 +409,20 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   if (c.drain_seconds < 0 || c.drain_seconds > 3600) {
     return BadOption("drain_seconds", "must be 0..3600");
   }
+  if (!c.metrics_listen.empty()) {
+    std::optional<std::pair<std::string, std::string>> mhp =
+        SplitHostPort(c.metrics_listen);
+    int mport = 0;
+    if (!mhp.has_value() || !absl::SimpleAtoi(mhp->second, &mport) ||
+        mport < 0 || mport > 65535) {
+      return BadOption("metrics_listen",
+                       absl::StrCat("\"", c.metrics_listen,
+                                    "\" is not host:port or [v6]:port"));
+    }
+  }
+  if (c.backup_keep < 0 || c.backup_keep > 1000) {
+    return BadOption("backup_keep", "must be 0..1000");
+  }
   return absl::OkStatus();
 }
 
@@ -411,6 +462,10 @@ struct Server::State {
   std::unique_ptr<ecard::ECardObserver> ecard_status;
   std::unique_ptr<card::CardLogic> card;
   std::vector<HostedService> hosted;
+  // Operations: /metrics and /healthz, JSON logs, engine figures.
+  std::unique_ptr<ops::MetricsHttpServer> metrics_http;
+  std::unique_ptr<ops::JsonLog> log;
+  std::unique_ptr<ops::EngineCollector> engine_figures;
   // Declared last: destroyed first, before anything its handlers use.
   std::unique_ptr<grpc::Server> server;
   int port = 0;
@@ -435,6 +490,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   auto st = std::make_unique<State>();
   st->config = config;
   st->clock = clock != nullptr ? clock : storage::SystemClock::Get();
+  // Metrics and health first: /healthz answers "recovering" while the store
+  // opens (WAL replay can take a while after a crash).
+  ASSIGN_OR_RETURN(st->log, ops::JsonLog::Open(config.log_file));
+  if (!config.metrics_listen.empty()) {
+    ASSIGN_OR_RETURN(st->metrics_http,
+                     ops::MetricsHttpServer::Start(config.metrics_listen,
+                                                   &common::Metrics()));
+    st->metrics_http->SetState(ops::ServingState::kRecovering);
+  }
 
   TlsMaterial tls;
   if (!config.insecure_plaintext) {
@@ -468,6 +532,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   db.sync = true;
   db.clock = st->clock;
   ASSIGN_OR_RETURN(st->engine, storage::OpenRocksDbEngine(db));
+  st->engine_figures = std::make_unique<ops::EngineCollector>(&common::Metrics());
+  st->engine_figures->Attach(st->engine.get());
   ASSIGN_OR_RETURN(st->cipher, storage::PiiCipher::OpenKeyFile(key_file));
   st->idempotency = std::make_unique<storage::Idempotency>(
       st->engine.get(), st->clock,
@@ -519,6 +585,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   builder.AddListeningPort(config.listen, creds, &st->port);
   builder.SetMaxReceiveMessageSize(config.max_message_bytes);
   builder.SetMaxSendMessageSize(config.max_message_bytes);
+  // Every call counted, timed and logged (services/ops/observability.h).
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(ops::MakeRpcObserver(
+      config.log_rpcs ? st->log.get() : nullptr, &common::Metrics(),
+      config.insecure_plaintext));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   for (HostedService& h : st->hosted) builder.RegisterService(h.service.get());
   st->server = builder.BuildAndStart();
   if (st->server == nullptr ||
@@ -538,10 +611,17 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     health->SetServingStatus(h.full_name, true);
   }
   health->SetServingStatus("", true);
+  if (st->metrics_http != nullptr) {
+    st->metrics_http->SetState(ops::ServingState::kServing);
+  }
   return std::unique_ptr<Server>(new Server(std::move(st)));
 }
 
 int Server::port() const { return state_->port; }
+
+int Server::metrics_port() const {
+  return state_->metrics_http != nullptr ? state_->metrics_http->port() : 0;
+}
 
 std::string Server::Describe() const {
   const ServerConfig& c = state_->config;
@@ -563,6 +643,9 @@ absl::Status Server::Shutdown(absl::Duration drain) {
   std::lock_guard<std::mutex> lock(state_->mu);
   if (state_->shut_down) return state_->shutdown_status;
   state_->shut_down = true;
+  if (state_->metrics_http != nullptr) {
+    state_->metrics_http->SetState(ops::ServingState::kDraining);
+  }
   if (grpc::HealthCheckServiceInterface* health =
           state_->server->GetHealthCheckService()) {
     health->SetServingStatus(false);
@@ -573,6 +656,8 @@ absl::Status Server::Shutdown(absl::Duration drain) {
   state_->server->Shutdown(deadline);
   state_->server->Wait();
   state_->shutdown_status = state_->engine->Flush();
+  // The engine goes with the server: no more figures from it.
+  state_->engine_figures->Detach();
   return state_->shutdown_status;
 }
 

@@ -62,6 +62,18 @@ struct ServerConfig {
   std::string payout_bank_server_name;
   // Payment instructions per call to the bank.
   int payout_bank_chunk = 2000;
+  // Operations (services/ops). Prometheus text on GET /metrics and the
+  // serving state on GET /healthz at this host:port ("": off), e.g.
+  // "127.0.0.1:9464". Starts before the store opens.
+  std::string metrics_listen;
+  // Structured JSON log lines: "" or "-": stderr, else appended to a file.
+  std::string log_file;
+  // One log line per RPC (method, caller, request id, duration, status).
+  bool log_rpcs = true;
+  // Service "admin": backups go to this directory ("": <data_dir>/backups);
+  // after each backup only the newest `backup_keep` are kept (0: all).
+  std::string backup_dir;
+  int backup_keep = 7;
 };
 
 // The service names a configuration may list ("card", "audit", ...).
@@ -71,6 +83,9 @@ std::vector<std::string> KnownServices();
 // ranges, service names, loopback-only plain text. INVALID_ARGUMENT naming
 // the option.
 absl::Status ValidateConfig(const ServerConfig& config);
+
+// The backup directory of a configuration (backup_dir or its default).
+std::string BackupDirOf(const ServerConfig& config);
 
 // ValidateConfig plus the files: TLS material readable, parsable and the key
 // matching the certificate; region table loadable and matching county_code.
@@ -94,6 +109,8 @@ class Server {
 
   // The port actually bound.
   int port() const;
+  // The port of /metrics and /healthz (0 when metrics_listen is empty).
+  int metrics_port() const;
   // "127.0.0.1:7443 (mutual TLS), services: card, audit".
   std::string Describe() const;
 

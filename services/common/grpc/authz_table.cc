@@ -49,6 +49,9 @@ constexpr AuthzRule kTable[] = {
     // ssc.v1.AuditService: the audit chain, for auditors and admins.
     {"ssc.v1.AuditService/*", {Role::kAuditor, Role::kAdmin}},
 
+    // ssc.v1.AdminService: bulk import and backups, admins only.
+    {"ssc.v1.AdminService/*", {Role::kAdmin}},
+
     // ssc.v1.ReportService: statisticians and admins read the indicators;
     // only admins set populations and targets and run the counter check.
     {"ssc.v1.ReportService/GetIndicators", {Role::kStatistician, Role::kAdmin}},

@@ -1,0 +1,285 @@
+#include "services/banksim/bank_sim.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <map>
+#include <thread>
+
+#include "absl/strings/str_format.h"
+#include "google/protobuf/util/time_util.h"
+#include "storage/key_codec.h"
+#include "storage/status_macros.h"
+
+namespace ssc::banksim {
+namespace {
+
+using bank::v1::InstructionStatus;
+using storage::KeyBuilder;
+using storage::Table;
+
+constexpr char kReferenceCounter[] = "banksim/reference_seq";
+
+// kPayouts: instruction id -> batch reference.
+std::string IndexKey(std::string_view instruction_id) {
+  return KeyBuilder().Str(instruction_id).Build();
+}
+// kPayoutItems: (batch reference, instruction id) -> StatementEntry.
+std::string EntryKey(std::string_view batch, std::string_view instruction_id) {
+  return KeyBuilder().Str(batch).Str(instruction_id).Build();
+}
+
+bool IsAccount(const std::string& a) {
+  if (a.size() < 8 || a.size() > 32) return false;
+  for (char c : a) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+bank::v1::InstructionResult ToResult(const bank::v1::StatementEntry& e) {
+  bank::v1::InstructionResult r;
+  r.set_instruction_id(e.instruction_id());
+  r.set_status(e.status());
+  r.set_bank_reference(e.bank_reference());
+  if (e.has_booked_at()) *r.mutable_booked_at() = e.booked_at();
+  r.set_reject_reason(e.reject_reason());
+  r.set_amount_fen(e.amount_fen());
+  return r;
+}
+
+}  // namespace
+
+BankSim::BankSim(storage::Engine* engine, const storage::Clock* clock,
+                 BankSimOptions options)
+    : engine_(engine),
+      clock_(clock),
+      options_(std::move(options)),
+      rng_(options_.seed) {}
+
+absl::StatusOr<std::unique_ptr<BankSim>> BankSim::Create(
+    storage::Engine* engine, const storage::Clock* clock,
+    BankSimOptions options) {
+  if (options.transient_failure_rate < 0 ||
+      options.transient_failure_rate > 1) {
+    return absl::InvalidArgumentError(
+        "transient_failure_rate must be in [0, 1]");
+  }
+  std::unique_ptr<BankSim> sim(new BankSim(engine, clock, std::move(options)));
+  ASSIGN_OR_RETURN(sim->next_reference_,
+                   engine->GetCounter(Table::kCounters, kReferenceCounter));
+  return sim;
+}
+
+uint64_t BankSim::processed() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return processed_;
+}
+
+bool BankSim::RollTransient() {
+  if (options_.transient_failure_rate <= 0) return false;
+  std::uniform_real_distribution<double> d(0, 1);
+  return d(rng_) < options_.transient_failure_rate;
+}
+
+bank::v1::StatementEntry BankSim::Decide(const bank::v1::Instruction& in) {
+  bank::v1::StatementEntry e;
+  e.set_instruction_id(in.instruction_id());
+  e.set_account(in.account());
+  e.set_amount_fen(in.amount_fen());
+  *e.mutable_booked_at() =
+      google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
+          absl::ToUnixNanos(clock_->Now()));
+  bank::v1::RejectReason reason = bank::v1::REJECT_REASON_UNSPECIFIED;
+  if (in.amount_fen() <= 0) {
+    reason = bank::v1::REJECT_REASON_INVALID_AMOUNT;
+  } else if (!IsAccount(in.account())) {
+    reason = bank::v1::REJECT_REASON_INVALID_ACCOUNT;
+  } else if (options_.closed_accounts.count(in.account())) {
+    reason = bank::v1::REJECT_REASON_ACCOUNT_CLOSED;
+  } else if (options_.frozen_accounts.count(in.account())) {
+    reason = bank::v1::REJECT_REASON_ACCOUNT_FROZEN;
+  } else if (!options_.name_mismatch_marker.empty() &&
+             in.account_name().find(options_.name_mismatch_marker) !=
+                 std::string::npos) {
+    reason = bank::v1::REJECT_REASON_NAME_MISMATCH;
+  }
+  if (reason != bank::v1::REJECT_REASON_UNSPECIFIED) {
+    e.set_status(bank::v1::INSTRUCTION_STATUS_REJECTED);
+    e.set_reject_reason(reason);
+  } else {
+    e.set_status(bank::v1::INSTRUCTION_STATUS_CREDITED);
+    e.set_bank_reference(absl::StrFormat("BR%012d", ++next_reference_));
+  }
+  return e;
+}
+
+absl::StatusOr<bank::v1::SubmitInstructionsResponse> BankSim::Submit(
+    const bank::v1::SubmitInstructionsRequest& request) {
+  if (options_.latency > absl::ZeroDuration()) {
+    std::this_thread::sleep_for(absl::ToChronoNanoseconds(options_.latency));
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  bool lose_response = false;
+  if (RollTransient()) {
+    if (rng_() % 2 == 0) {
+      return absl::UnavailableError("simulated transient failure (before)");
+    }
+    lose_response = true;
+  }
+  for (int i = 0; i < request.instructions_size(); ++i) {
+    const auto& in = request.instructions(i);
+    if (in.instruction_id().empty() || in.instruction_id().size() > 128) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "instructions[%d].instruction_id must have 1..128 characters", i));
+    }
+    if (in.batch_reference().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("instructions[%d].batch_reference is empty", i));
+    }
+  }
+  bank::v1::SubmitInstructionsResponse response;
+  storage::WriteSet ws;
+  std::map<std::string, bank::v1::StatementEntry> fresh;
+  int64_t credited = 0;
+  int64_t credited_amount = 0;
+  const uint64_t reference_before = next_reference_;
+  bool crash = false;
+  for (const auto& in : request.instructions()) {
+    const bank::v1::StatementEntry* known = nullptr;
+    bank::v1::StatementEntry stored;
+    if (auto it = fresh.find(in.instruction_id()); it != fresh.end()) {
+      known = &it->second;
+    } else {
+      ASSIGN_OR_RETURN(auto batch, engine_->Get(Table::kPayouts,
+                                                IndexKey(in.instruction_id())));
+      if (batch.has_value()) {
+        ASSIGN_OR_RETURN(auto bytes,
+                         engine_->Get(Table::kPayoutItems,
+                                      EntryKey(*batch, in.instruction_id())));
+        if (!bytes.has_value() || !stored.ParseFromString(*bytes)) {
+          return absl::DataLossError("statement entry missing or corrupt");
+        }
+        known = &stored;
+      }
+    }
+    if (known != nullptr) {
+      *response.add_results() = ToResult(*known);
+      continue;
+    }
+    if (crash) {
+      bank::v1::InstructionResult* r = response.add_results();
+      r->set_instruction_id(in.instruction_id());
+      r->set_status(bank::v1::INSTRUCTION_STATUS_RETRY);
+      continue;
+    }
+    bank::v1::StatementEntry e = Decide(in);
+    if (e.status() == bank::v1::INSTRUCTION_STATUS_CREDITED) {
+      ++credited;
+      credited_amount += e.amount_fen();
+    }
+    ws.Put(Table::kPayouts, IndexKey(in.instruction_id()),
+           in.batch_reference());
+    ws.Put(Table::kPayoutItems,
+           EntryKey(in.batch_reference(), in.instruction_id()),
+           e.SerializeAsString());
+    *response.add_results() = ToResult(e);
+    fresh.emplace(in.instruction_id(), std::move(e));
+    ++processed_;
+    if (options_.crash_after_instructions > 0 &&
+        processed_ >= options_.crash_after_instructions) {
+      crash = true;
+    }
+  }
+  if (!ws.empty()) {
+    ws.AddCounter(Table::kCounters, kReferenceCounter,
+                  static_cast<int64_t>(next_reference_ - reference_before));
+    ws.AddCounter(Table::kCounters, "banksim/credited_count", credited);
+    ws.AddCounter(Table::kCounters, "banksim/credited_amount", credited_amount);
+    auto committed = engine_->Commit(std::move(ws));
+    if (!committed.ok()) {
+      // Nothing was recorded: forget the references handed out.
+      next_reference_ = reference_before;
+      processed_ -= fresh.size();
+      return committed.status();
+    }
+  }
+  if (crash) {
+    // Abrupt end, as a real crash: the credits are durable, the answer is lost.
+    ::raise(SIGKILL);
+    ::_exit(137);
+  }
+  if (lose_response) {
+    return absl::UnavailableError(
+        "simulated transient failure (response lost)");
+  }
+  return response;
+}
+
+absl::StatusOr<bank::v1::GetInstructionStatusResponse> BankSim::Status(
+    const bank::v1::GetInstructionStatusRequest& request) {
+  if (options_.latency > absl::ZeroDuration()) {
+    std::this_thread::sleep_for(absl::ToChronoNanoseconds(options_.latency));
+  }
+  bank::v1::GetInstructionStatusResponse response;
+  for (const std::string& id : request.instruction_ids()) {
+    bank::v1::InstructionResult* r = response.add_results();
+    r->set_instruction_id(id);
+    ASSIGN_OR_RETURN(auto batch, engine_->Get(Table::kPayouts, IndexKey(id)));
+    if (!batch.has_value()) {
+      r->set_status(bank::v1::INSTRUCTION_STATUS_UNKNOWN);
+      continue;
+    }
+    ASSIGN_OR_RETURN(auto bytes,
+                     engine_->Get(Table::kPayoutItems, EntryKey(*batch, id)));
+    bank::v1::StatementEntry e;
+    if (!bytes.has_value() || !e.ParseFromString(*bytes)) {
+      return absl::DataLossError("statement entry missing or corrupt");
+    }
+    *r = ToResult(e);
+  }
+  return response;
+}
+
+absl::Status BankSim::Statement(
+    const std::string& batch_reference, size_t chunk,
+    const std::function<bool(const bank::v1::GetStatementResponse&)>& emit) {
+  const std::string prefix = KeyBuilder().Str(batch_reference).Build();
+  bank::v1::GetStatementResponse page;
+  int64_t credited = 0, credited_amount = 0, rejected = 0;
+  bool stopped = false;
+  absl::Status parse_status;
+  RETURN_IF_ERROR(engine_->Scan(
+      Table::kPayoutItems, prefix, storage::PrefixSuccessor(prefix),
+      [&](std::string_view, std::string_view value) {
+        bank::v1::StatementEntry* e = page.add_entries();
+        if (!e->ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+          parse_status = absl::DataLossError("corrupt statement entry");
+          return false;
+        }
+        if (e->status() == bank::v1::INSTRUCTION_STATUS_CREDITED) {
+          ++credited;
+          credited_amount += e->amount_fen();
+        } else {
+          ++rejected;
+        }
+        if (static_cast<size_t>(page.entries_size()) >= chunk) {
+          if (!emit(page)) {
+            stopped = true;
+            return false;
+          }
+          page.Clear();
+        }
+        return true;
+      }));
+  RETURN_IF_ERROR(parse_status);
+  if (stopped) return absl::CancelledError("statement stopped by the reader");
+  page.set_last(true);
+  page.set_credited_count(credited);
+  page.set_credited_amount_fen(credited_amount);
+  page.set_rejected_count(rejected);
+  emit(page);
+  return absl::OkStatus();
+}
+
+}  // namespace ssc::banksim

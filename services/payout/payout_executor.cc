@@ -1,0 +1,742 @@
+// The execution engine, reconciliation and retry batches of PayoutLogic.
+
+#include <algorithm>
+#include <map>
+#include <unordered_map>
+
+#include "absl/strings/str_cat.h"
+#include "services/common/errors.h"
+#include "services/payout/payout_impl.h"
+#include "storage/key_codec.h"
+#include "storage/status_macros.h"
+
+namespace ssc::payout {
+namespace {
+
+using common::Caller;
+using common::InvalidField;
+using common::WrongState;
+using storage::Table;
+using store::EntitlementRecord;
+using store::ItemRecord;
+namespace in = internal;
+using internal::AV;
+
+bool IsTransient(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kCancelled:
+      return true;
+    default:
+      return false;
+  }
+}
+
+ssc::v1::ItemReason FromBankReason(bank::v1::RejectReason r) {
+  switch (r) {
+    case bank::v1::REJECT_REASON_ACCOUNT_CLOSED:
+      return ssc::v1::ITEM_REASON_BANK_ACCOUNT_CLOSED;
+    case bank::v1::REJECT_REASON_ACCOUNT_FROZEN:
+      return ssc::v1::ITEM_REASON_BANK_ACCOUNT_FROZEN;
+    case bank::v1::REJECT_REASON_NAME_MISMATCH:
+      return ssc::v1::ITEM_REASON_BANK_NAME_MISMATCH;
+    case bank::v1::REJECT_REASON_INVALID_ACCOUNT:
+      return ssc::v1::ITEM_REASON_BANK_INVALID_ACCOUNT;
+    default:
+      return ssc::v1::ITEM_REASON_BANK_OTHER;
+  }
+}
+
+// An item of the chunk being executed.
+struct Work {
+  std::string key;
+  ItemRecord rec;
+  bool recovered = false;  // was SENT before this run: ask the bank first
+};
+
+}  // namespace
+
+void PayoutLogic::Start() {
+  std::lock_guard<std::mutex> l(mu_);
+  if (executor_.joinable()) return;
+  stop_ = false;
+  executor_ = std::thread([this] { ExecutorLoop(); });
+}
+
+void PayoutLogic::Stop() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  wake_cv_.notify_all();
+  if (executor_.joinable()) executor_.join();
+}
+
+void PayoutLogic::Wake() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    wake_ = true;
+  }
+  wake_cv_.notify_all();
+}
+
+absl::Status PayoutLogic::RunExecutorOnce(int max_attempts) {
+  absl::Time next_due = absl::InfiniteFuture();
+  return Impl::RunDue(*this, std::max(1, max_attempts), &next_due);
+}
+
+void PayoutLogic::ExecutorLoop() {
+  while (!Impl::Stopping(*this)) {
+    absl::Time next_due = absl::InfiniteFuture();
+    absl::Status s = Impl::RunDue(*this, /*max_attempts=*/0, &next_due);
+    absl::Duration wait = options_.poll_interval;
+    if (!s.ok()) {
+      // Storage trouble: try again later; the state on disk is consistent.
+      wait = options_.max_backoff;
+    } else if (next_due != absl::InfiniteFuture()) {
+      wait = std::min(
+          wait, std::max(absl::ZeroDuration(), next_due - ctx_.clock->Now()));
+    }
+    std::unique_lock<std::mutex> l(mu_);
+    wake_cv_.wait_for(l, absl::ToChronoNanoseconds(wait),
+                      [&] { return stop_ || wake_; });
+    wake_ = false;
+  }
+}
+
+bool PayoutLogic::Impl::Stopping(PayoutLogic& self) {
+  std::lock_guard<std::mutex> l(self.mu_);
+  return self.stop_;
+}
+
+bool PayoutLogic::Impl::Backoff(PayoutLogic& self, absl::Duration d) {
+  std::unique_lock<std::mutex> l(self.mu_);
+  if (d > absl::ZeroDuration()) {
+    self.wake_cv_.wait_for(l, absl::ToChronoNanoseconds(d),
+                           [&] { return self.stop_; });
+  }
+  return !self.stop_;
+}
+
+absl::Status PayoutLogic::Impl::RunDue(PayoutLogic& self, int max_attempts,
+                                       absl::Time* next_due) {
+  std::vector<std::string> active;
+  const std::string prefix = in::ActivePrefix();
+  RETURN_IF_ERROR(self.ctx_.engine->Scan(
+      Table::kPayouts, prefix, storage::PrefixSuccessor(prefix),
+      [&](std::string_view key, std::string_view) {
+        storage::KeyReader r(key);
+        r.Str();
+        if (auto id = r.Str(); id.has_value()) active.push_back(*id);
+        return true;
+      }));
+  for (const std::string& id : active) {
+    if (Stopping(self)) return absl::OkStatus();
+    ASSIGN_OR_RETURN(auto b, in::LoadBatch(self.ctx_.engine, id));
+    if (!b.has_value()) continue;
+    if (b->state() == ssc::v1::BATCH_STATE_APPROVED) {
+      const absl::Time due = in::FromProto(b->scheduled_at());
+      if (due > self.ctx_.clock->Now()) {
+        *next_due = std::min(*next_due, due);
+        continue;
+      }
+      // Start: APPROVED -> EXECUTING, under the batch lock (Cancel races).
+      storage::KeyLocks::Guard g = self.ctx_.locks->Lock({in::BatchLock(id)});
+      ASSIGN_OR_RETURN(auto cur, in::LoadBatch(self.ctx_.engine, id));
+      if (!cur.has_value() || cur->state() != ssc::v1::BATCH_STATE_APPROVED)
+        continue;
+      cur->set_state(ssc::v1::BATCH_STATE_EXECUTING);
+      *cur->mutable_started_at() = in::ToProto(self.ctx_.clock->Now());
+      storage::WriteSet ws;
+      ws.Put(Table::kPayouts, in::BatchKey(id), cur->SerializeAsString());
+      ws.AppendEvent(
+          in::MakeEvent("payout.batch_executing", "payout_batch", id, "{}"));
+      RETURN_IF_ERROR(self.ctx_.engine->Commit(std::move(ws)).status());
+      self.NotifyProgress();
+    } else if (b->state() != ssc::v1::BATCH_STATE_EXECUTING) {
+      continue;  // PAUSED
+    }
+    RETURN_IF_ERROR(ExecuteBatch(self, id, max_attempts));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PayoutLogic::Impl::ExecuteBatch(PayoutLogic& self,
+                                             const std::string& batch_id,
+                                             int max_attempts) {
+  storage::Engine* engine = self.ctx_.engine;
+  const storage::PiiCipher& cipher = *self.ctx_.cipher;
+  const std::string prefix = in::ItemPrefix(batch_id);
+  const std::string upper = storage::PrefixSuccessor(prefix);
+  std::string cursor = prefix;
+  bool rescanned = false;
+  while (true) {
+    if (Stopping(self)) return absl::OkStatus();
+    ASSIGN_OR_RETURN(auto batch, in::LoadBatch(engine, batch_id));
+    if (!batch.has_value() ||
+        batch->state() != ssc::v1::BATCH_STATE_EXECUTING) {
+      return absl::OkStatus();
+    }
+    const std::string& code = batch->programme_code();
+    const std::string& period = batch->period();
+
+    // 1. The next chunk of unresolved items.
+    std::vector<Work> work;
+    std::string last_key;
+    absl::Status inner;
+    RETURN_IF_ERROR(engine->Scan(
+        Table::kPayoutItems, cursor, upper,
+        [&](std::string_view key, std::string_view v) {
+          absl::StatusOr<ItemRecord> rec = in::ParseItem(v);
+          if (!rec.ok()) {
+            inner = rec.status();
+            return false;
+          }
+          last_key = std::string(key);
+          if (rec->status() == ssc::v1::ITEM_STATUS_VALID ||
+              rec->status() == ssc::v1::ITEM_STATUS_SENT) {
+            Work w;
+            w.key = std::string(key);
+            w.recovered = rec->status() == ssc::v1::ITEM_STATUS_SENT;
+            w.rec = std::move(*rec);
+            work.push_back(std::move(w));
+          }
+          return static_cast<int>(work.size()) < self.options_.bank_chunk;
+        }));
+    RETURN_IF_ERROR(inner);
+    if (work.empty()) {
+      ASSIGN_OR_RETURN(ssc::v1::BatchTotals t,
+                       in::ReadTotals(engine, batch_id));
+      if (t.remaining_count() != 0) {
+        if (rescanned) {
+          return absl::InternalError(absl::StrCat(
+              "batch ", batch_id, ": counters show ", t.remaining_count(),
+              " unresolved items but none is left"));
+        }
+        rescanned = true;
+        cursor = prefix;
+        continue;
+      }
+      storage::KeyLocks::Guard g =
+          self.ctx_.locks->Lock({in::BatchLock(batch_id)});
+      ASSIGN_OR_RETURN(auto cur, in::LoadBatch(engine, batch_id));
+      if (!cur.has_value() || cur->state() != ssc::v1::BATCH_STATE_EXECUTING) {
+        return absl::OkStatus();
+      }
+      cur->set_state(ssc::v1::BATCH_STATE_COMPLETED);
+      *cur->mutable_completed_at() = in::ToProto(self.ctx_.clock->Now());
+      storage::WriteSet ws;
+      ws.Put(Table::kPayouts, in::BatchKey(batch_id), cur->SerializeAsString());
+      ws.Delete(Table::kPayouts, in::ActiveKey(batch_id));
+      ws.AppendEvent(in::MakeEvent(
+          "payout.batch_completed", "payout_batch", batch_id,
+          absl::StrCat("{\"paid_count\":", t.paid_count(),
+                       ",\"paid_amount_fen\":", t.paid_amount_fen(),
+                       ",\"failed_count\":", t.failed_count(), "}")));
+      RETURN_IF_ERROR(engine->Commit(std::move(ws)).status());
+      self.NotifyProgress();
+      return absl::OkStatus();
+    }
+    cursor = last_key;
+    cursor.push_back('\0');
+
+    // 2. Claim entitlements and mark SENT, durably, before anything is sent.
+    {
+      storage::WriteSet ws;
+      int64_t sent_n = 0, sent_amt = 0, dup_n = 0, dup_amt = 0;
+      std::vector<Work> kept;
+      kept.reserve(work.size());
+      std::unordered_map<std::string, std::string> claimed;
+      for (Work& w : work) {
+        if (w.recovered) {
+          kept.push_back(std::move(w));
+          continue;
+        }
+        const std::string ek =
+            in::EntitlementKey(code, period, w.rec.person_key());
+        std::optional<std::string> ent;
+        if (auto p = claimed.find(ek); p != claimed.end()) {
+          ent = p->second;
+        } else {
+          ASSIGN_OR_RETURN(ent, engine->Get(Table::kPayouts, ek));
+        }
+        if (ent.has_value()) {
+          EntitlementRecord e;
+          if (!e.ParseFromString(*ent))
+            return absl::DataLossError("entitlement corrupt");
+          if (e.batch_id() != batch_id || e.item_id() != w.rec.item_id()) {
+            w.rec.set_status(ssc::v1::ITEM_STATUS_REJECTED);
+            w.rec.set_reason(ssc::v1::ITEM_REASON_DUPLICATE_ENTITLEMENT);
+            w.rec.set_reason_detail(absl::StrCat(
+                e.paid() ? "already paid" : "being paid", " in batch ",
+                e.batch_id(), " item ", e.item_id()));
+            ws.Put(Table::kPayoutItems, w.key, w.rec.SerializeAsString());
+            ++dup_n;
+            dup_amt += w.rec.amount_fen();
+            continue;
+          }
+        }
+        EntitlementRecord e;
+        e.set_batch_id(batch_id);
+        e.set_item_id(w.rec.item_id());
+        std::string claim = e.SerializeAsString();
+        claimed.emplace(ek, claim);
+        ws.Put(Table::kPayouts, ek, std::move(claim));
+        w.rec.set_status(ssc::v1::ITEM_STATUS_SENT);
+        w.rec.set_instruction_id(InstructionId(batch_id, w.rec.seq()));
+        ws.Put(Table::kPayoutItems, w.key, w.rec.SerializeAsString());
+        ++sent_n;
+        sent_amt += w.rec.amount_fen();
+        kept.push_back(std::move(w));
+      }
+      if (!ws.empty()) {
+        in::AddTotals(ws, batch_id, in::Field::kSent, sent_n, sent_amt);
+        in::AddTotals(ws, batch_id, in::Field::kValid, -dup_n, -dup_amt);
+        in::AddTotals(ws, batch_id, in::Field::kRejected, dup_n, dup_amt);
+        if (dup_amt != 0) {
+          ws.AddCounter(Table::kCounters, in::CommittedKey(code, period),
+                        -dup_amt);
+        }
+        RETURN_IF_ERROR(engine->Commit(std::move(ws)).status());
+        self.NotifyProgress();
+      }
+      work = std::move(kept);
+    }
+
+    // 3. Send (or ask about) until every item of the chunk has a result.
+    absl::Duration backoff = self.options_.initial_backoff;
+    int failures = 0;
+    while (!work.empty()) {
+      if (Stopping(self)) return absl::OkStatus();
+      ASSIGN_OR_RETURN(auto cur, in::LoadBatch(engine, batch_id));
+      if (!cur.has_value() || cur->state() != ssc::v1::BATCH_STATE_EXECUTING) {
+        return absl::OkStatus();  // paused: the items stay SENT
+      }
+      std::map<std::string, bank::v1::InstructionResult> results;
+      bool failed_call = false;
+      // Items SENT by an earlier run may have reached the bank: ask first.
+      bank::v1::GetInstructionStatusRequest status_req;
+      for (const Work& w : work) {
+        if (w.recovered) status_req.add_instruction_ids(w.rec.instruction_id());
+      }
+      if (status_req.instruction_ids_size() > 0) {
+        absl::StatusOr<bank::v1::GetInstructionStatusResponse> st =
+            self.bank_->Status(status_req);
+        if (!st.ok()) {
+          failed_call = true;
+        } else {
+          for (const auto& r : st->results()) {
+            if (r.status() == bank::v1::INSTRUCTION_STATUS_CREDITED ||
+                r.status() == bank::v1::INSTRUCTION_STATUS_REJECTED) {
+              results[r.instruction_id()] = r;
+            }
+          }
+          for (Work& w : work) w.recovered = false;  // unknown: send now
+        }
+      }
+      if (!failed_call) {
+        bank::v1::SubmitInstructionsRequest submit;
+        for (const Work& w : work) {
+          if (w.recovered || results.count(w.rec.instruction_id())) continue;
+          bank::v1::Instruction* ins = submit.add_instructions();
+          ins->set_instruction_id(w.rec.instruction_id());
+          ins->set_batch_reference(batch_id);
+          ins->set_bank_code(w.rec.bank_code());
+          ASSIGN_OR_RETURN(*ins->mutable_account(),
+                           cipher.Decrypt(w.rec.bank_account(),
+                                          in::ItemAad(batch_id, w.rec.item_id(),
+                                                      "bank_account")));
+          ASSIGN_OR_RETURN(
+              *ins->mutable_account_name(),
+              cipher.Decrypt(w.rec.name(),
+                             in::ItemAad(batch_id, w.rec.item_id(), "name")));
+          ins->set_amount_fen(w.rec.amount_fen());
+          ins->set_memo(absl::StrCat(code, " ", period));
+        }
+        if (submit.instructions_size() > 0) {
+          absl::StatusOr<bank::v1::SubmitInstructionsResponse> sr =
+              self.bank_->Submit(submit);
+          if (!sr.ok()) {
+            failed_call = true;
+            if (!IsTransient(sr.status())) {
+              // Not expected from a healthy bank; keep the items SENT and
+              // retry like a transient failure, the ids keep it safe.
+            }
+          } else {
+            for (const auto& r : sr->results()) {
+              if (r.status() == bank::v1::INSTRUCTION_STATUS_CREDITED ||
+                  r.status() == bank::v1::INSTRUCTION_STATUS_REJECTED) {
+                results[r.instruction_id()] = r;
+              }
+            }
+          }
+        }
+      }
+
+      // Apply what came back, in one write.
+      if (!results.empty()) {
+        storage::WriteSet ws;
+        int64_t paid_n = 0, paid_amt = 0, failed_n = 0, failed_amt = 0;
+        std::vector<Work> rest;
+        for (Work& w : work) {
+          auto it = results.find(w.rec.instruction_id());
+          if (it == results.end()) {
+            rest.push_back(std::move(w));
+            continue;
+          }
+          const bank::v1::InstructionResult& r = it->second;
+          const std::string ek =
+              in::EntitlementKey(code, period, w.rec.person_key());
+          if (r.status() == bank::v1::INSTRUCTION_STATUS_CREDITED) {
+            w.rec.set_status(ssc::v1::ITEM_STATUS_PAID);
+            w.rec.set_bank_reference(r.bank_reference());
+            w.rec.set_paid_micros(
+                r.has_booked_at()
+                    ? absl::ToUnixMicros(in::FromProto(r.booked_at()))
+                    : absl::ToUnixMicros(self.ctx_.clock->Now()));
+            EntitlementRecord e;
+            e.set_batch_id(batch_id);
+            e.set_item_id(w.rec.item_id());
+            e.set_paid(true);
+            ws.Put(Table::kPayouts, ek, e.SerializeAsString());
+            ++paid_n;
+            paid_amt += w.rec.amount_fen();
+          } else {
+            w.rec.set_status(ssc::v1::ITEM_STATUS_FAILED);
+            w.rec.set_reason(FromBankReason(r.reject_reason()));
+            w.rec.set_reason_detail(
+                r.message().empty() ? std::string(bank::v1::RejectReason_Name(
+                                          r.reject_reason()))
+                                    : r.message());
+            ws.Delete(Table::kPayouts, ek);
+            ++failed_n;
+            failed_amt += w.rec.amount_fen();
+          }
+          ws.Put(Table::kPayoutItems, w.key, w.rec.SerializeAsString());
+        }
+        in::AddTotals(ws, batch_id, in::Field::kPaid, paid_n, paid_amt);
+        in::AddTotals(ws, batch_id, in::Field::kFailed, failed_n, failed_amt);
+        if (paid_amt != 0)
+          ws.AddCounter(Table::kCounters, in::PaidKey(code, period), paid_amt);
+        if (failed_amt != 0) {
+          ws.AddCounter(Table::kCounters, in::CommittedKey(code, period),
+                        -failed_amt);
+        }
+        RETURN_IF_ERROR(engine->Commit(std::move(ws)).status());
+        self.NotifyProgress();
+        work = std::move(rest);
+      }
+      if (work.empty()) break;
+      if (failed_call || !work.empty()) {
+        ++failures;
+        if (max_attempts > 0 && failures >= max_attempts) {
+          return absl::OkStatus();  // blocked for now; resumes on the next run
+        }
+        if (!Backoff(self, backoff)) return absl::OkStatus();
+        backoff = std::min(backoff * 2, self.options_.max_backoff);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Reconciliation
+
+absl::StatusOr<ssc::v1::ReconcileResponse> PayoutLogic::Reconcile(
+    const Caller& caller, const ssc::v1::ReconcileRequest& req) {
+  ssc::v1::ReconcileResponse resp;
+  RETURN_IF_ERROR(common::RunMutation(
+      ctx_, {caller, Impl::Method("Reconcile"), req.request_id(), req},
+      {in::BatchLock(req.batch_id())}, &resp,
+      [&](storage::WriteSet& ws, google::protobuf::Message*,
+          std::string* target) {
+        *target = absl::StrCat("batch ", req.batch_id());
+        ASSIGN_OR_RETURN(ssc::v1::Batch b,
+                         Impl::MustLoadBatch(*this, req.batch_id()));
+        if (b.state() != ssc::v1::BATCH_STATE_COMPLETED &&
+            b.state() != ssc::v1::BATCH_STATE_RECONCILED) {
+          return WrongState(absl::StrCat("batch ", b.batch_id()),
+                            in::BatchStateName(b.state()),
+                            "only completed batches can be reconciled");
+        }
+        struct BankEntry {
+          bool credited = false;
+          int64_t amount = 0;
+          std::string reference;
+        };
+        std::unordered_map<std::string, BankEntry> bank;
+        int64_t bank_count = 0, bank_amount = 0;
+        bool got_last = false;
+        RETURN_IF_ERROR(bank_->Statement(
+            b.batch_id(), [&](const bank::v1::GetStatementResponse& page) {
+              for (const auto& e : page.entries()) {
+                BankEntry be;
+                be.credited =
+                    e.status() == bank::v1::INSTRUCTION_STATUS_CREDITED;
+                be.amount = e.amount_fen();
+                be.reference = e.bank_reference();
+                bank[e.instruction_id()] = std::move(be);
+              }
+              if (page.last()) {
+                got_last = true;
+                bank_count = page.credited_count();
+                bank_amount = page.credited_amount_fen();
+              }
+              return true;
+            }));
+        if (!got_last)
+          return absl::UnavailableError("the bank's statement was cut short");
+        int64_t mismatches = 0;
+        auto add = [&](ssc::v1::MismatchKind kind, const ItemRecord* r,
+                       std::string instruction, int64_t expected,
+                       int64_t actual, std::string detail) {
+          ++mismatches;
+          if (resp.mismatches_size() >= options_.max_reported_mismatches)
+            return;
+          ssc::v1::Mismatch* m = resp.add_mismatches();
+          m->set_kind(kind);
+          if (r != nullptr) m->set_item_id(r->item_id());
+          m->set_instruction_id(std::move(instruction));
+          m->set_expected_amount_fen(expected);
+          m->set_bank_amount_fen(actual);
+          m->set_detail(std::move(detail));
+        };
+        int64_t paid_count = 0, paid_amount = 0;
+        const std::string prefix = in::ItemPrefix(b.batch_id());
+        absl::Status inner;
+        RETURN_IF_ERROR(ctx_.engine->Scan(
+            Table::kPayoutItems, prefix, storage::PrefixSuccessor(prefix),
+            [&](std::string_view, std::string_view v) {
+              absl::StatusOr<ItemRecord> r = in::ParseItem(v);
+              if (!r.ok()) {
+                inner = r.status();
+                return false;
+              }
+              if (r->instruction_id().empty()) return true;  // never sent
+              auto it = bank.find(r->instruction_id());
+              const BankEntry* be = it == bank.end() ? nullptr : &it->second;
+              if (r->status() == ssc::v1::ITEM_STATUS_PAID) {
+                ++paid_count;
+                paid_amount += r->amount_fen();
+                if (be == nullptr || !be->credited) {
+                  add(ssc::v1::MISMATCH_KIND_MISSING_AT_BANK, &*r,
+                      r->instruction_id(), r->amount_fen(), 0,
+                      "paid here, no credit at the bank");
+                } else if (be->amount != r->amount_fen()) {
+                  add(ssc::v1::MISMATCH_KIND_AMOUNT_DIFFERS, &*r,
+                      r->instruction_id(), r->amount_fen(), be->amount,
+                      "amounts differ");
+                } else if (be->reference != r->bank_reference()) {
+                  add(ssc::v1::MISMATCH_KIND_REFERENCE_DIFFERS, &*r,
+                      r->instruction_id(), r->amount_fen(), be->amount,
+                      absl::StrCat("bank reference ", be->reference, " here ",
+                                   r->bank_reference()));
+                }
+              } else if (be != nullptr && be->credited) {
+                add(ssc::v1::MISMATCH_KIND_UNEXPECTED_CREDIT, &*r,
+                    r->instruction_id(), 0, be->amount,
+                    absl::StrCat("credited at the bank, here ",
+                                 ssc::v1::ItemStatus_Name(r->status())));
+              }
+              if (it != bank.end()) bank.erase(it);
+              return true;
+            }));
+        RETURN_IF_ERROR(inner);
+        for (const auto& [id, be] : bank) {
+          if (be.credited) {
+            add(ssc::v1::MISMATCH_KIND_UNKNOWN_INSTRUCTION, nullptr, id, 0,
+                be.amount,
+                "a credit for an instruction that is not an item of the batch");
+          }
+        }
+        if (paid_count != bank_count || paid_amount != bank_amount) {
+          add(ssc::v1::MISMATCH_KIND_TOTAL_DIFFERS, nullptr, "", paid_amount,
+              bank_amount,
+              absl::StrCat("paid ", paid_count,
+                           " items here, the bank credited ", bank_count));
+        }
+        resp.set_paid_count(paid_count);
+        resp.set_paid_amount_fen(paid_amount);
+        resp.set_bank_credited_count(bank_count);
+        resp.set_bank_credited_amount_fen(bank_amount);
+        resp.set_reconciled(mismatches == 0);
+        if (mismatches == 0 && b.state() == ssc::v1::BATCH_STATE_COMPLETED) {
+          b.set_state(ssc::v1::BATCH_STATE_RECONCILED);
+          b.clear_totals();
+          ws.Put(Table::kPayouts, in::BatchKey(b.batch_id()),
+                 b.SerializeAsString());
+        }
+        ws.AppendEvent(in::MakeEvent(
+            "payout.batch_reconciled", "payout_batch", b.batch_id(),
+            absl::StrCat("{\"mismatches\":", mismatches, "}")));
+        RETURN_IF_ERROR(Impl::FillTotals(*this, &b));
+        *resp.mutable_batch() = std::move(b);
+        return absl::OkStatus();
+      }));
+  NotifyProgress();
+  return resp;
+}
+
+// ---------------------------------------------------------------------------
+// Retry batches
+
+absl::StatusOr<ssc::v1::CreateRetryBatchResponse> PayoutLogic::CreateRetryBatch(
+    const Caller& caller, const ssc::v1::CreateRetryBatchRequest& req) {
+  ssc::v1::CreateRetryBatchResponse resp;
+  RETURN_IF_ERROR(common::RunMutation(
+      ctx_, {caller, Impl::Method("CreateRetryBatch"), req.request_id(), req},
+      {in::BatchLock(req.source_batch_id()), in::kBatchSeqCounter}, &resp,
+      [&](storage::WriteSet& ws, google::protobuf::Message*,
+          std::string* target) {
+        *target = absl::StrCat("batch ", req.source_batch_id());
+        RETURN_IF_ERROR(
+            in::ValidateBatchId("source_batch_id", req.source_batch_id()));
+        if (!req.has_scheduled_at())
+          return InvalidField("scheduled_at", "must be set");
+        ASSIGN_OR_RETURN(ssc::v1::Batch src,
+                         Impl::MustLoadBatch(*this, req.source_batch_id()));
+        if (src.state() != ssc::v1::BATCH_STATE_COMPLETED &&
+            src.state() != ssc::v1::BATCH_STATE_RECONCILED) {
+          return WrongState(absl::StrCat("batch ", src.batch_id()),
+                            in::BatchStateName(src.state()),
+                            "retry batches are made from finished batches");
+        }
+        std::map<std::string, std::string> names;
+        for (int i = 0; i < req.corrections_size(); ++i) {
+          const auto& c = req.corrections(i);
+          const std::string f = absl::StrCat("corrections[", i, "]");
+          if (c.item_id().empty() || c.item_id().size() > 64) {
+            return InvalidField(f + ".item_id", "must have 1..64 characters");
+          }
+          RETURN_IF_ERROR(in::ValidateText(f + ".name", c.name(), 90, true));
+          if (!names.emplace(c.item_id(), c.name()).second) {
+            return InvalidField(f + ".item_id", "corrected twice");
+          }
+        }
+        ASSIGN_OR_RETURN(ssc::v1::Programme programme,
+                         Impl::MustLoadProgramme(*this, src.programme_code()));
+        ASSIGN_OR_RETURN(std::string id, Impl::NextBatchId(*this, ws));
+        ssc::v1::Batch b;
+        b.set_batch_id(id);
+        b.set_programme_code(src.programme_code());
+        b.set_period(src.period());
+        *b.mutable_scheduled_at() = req.scheduled_at();
+        b.set_maker(caller.identity);
+        b.set_retry_of(src.batch_id());
+        b.set_description(absl::StrCat("retry of ", src.batch_id()));
+        *b.mutable_created_at() = in::ToProto(ctx_.clock->Now());
+
+        // Copy FAILED and HELD items, re-validated.
+        const std::string prefix = in::ItemPrefix(src.batch_id());
+        std::vector<ItemRecord> sources;
+        absl::Status inner;
+        RETURN_IF_ERROR(ctx_.engine->Scan(
+            Table::kPayoutItems, prefix, storage::PrefixSuccessor(prefix),
+            [&](std::string_view, std::string_view v) {
+              absl::StatusOr<ItemRecord> r = in::ParseItem(v);
+              if (!r.ok()) {
+                inner = r.status();
+                return false;
+              }
+              if (r->status() == ssc::v1::ITEM_STATUS_FAILED ||
+                  r->status() == ssc::v1::ITEM_STATUS_HELD) {
+                sources.push_back(std::move(*r));
+              }
+              return true;
+            }));
+        RETURN_IF_ERROR(inner);
+        std::set<std::string> known;
+        for (const ItemRecord& r : sources) known.insert(r.item_id());
+        for (int i = 0; i < req.corrections_size(); ++i) {
+          if (!known.count(req.corrections(i).item_id())) {
+            return InvalidField(
+                absl::StrCat("corrections[", i, "].item_id"),
+                "not a FAILED or HELD item of the source batch");
+          }
+        }
+        if (sources.empty()) {
+          return WrongState(absl::StrCat("batch ", src.batch_id()),
+                            in::BatchStateName(src.state()),
+                            "the batch has no FAILED or HELD items");
+        }
+        int64_t count = 0, amount = 0;
+        std::map<int, std::pair<int64_t, int64_t>> by_status;
+        std::unordered_map<std::string, std::string> persons;
+        for (const ItemRecord& s : sources) {
+          ssc::v1::PayoutItemInput input;
+          input.set_item_id(s.item_id());
+          ASSIGN_OR_RETURN(
+              *input.mutable_id_number(),
+              ctx_.cipher->Decrypt(
+                  s.id_number(),
+                  in::ItemAad(src.batch_id(), s.item_id(), "id_number")));
+          ASSIGN_OR_RETURN(
+              *input.mutable_name(),
+              ctx_.cipher->Decrypt(
+                  s.name(), in::ItemAad(src.batch_id(), s.item_id(), "name")));
+          if (auto it = names.find(s.item_id());
+              it != names.end() && !it->second.empty()) {
+            input.set_name(it->second);
+          }
+          input.set_amount_fen(s.amount_fen());
+          input.set_note(s.note());
+          ItemRecord rec;
+          rec.set_seq(static_cast<uint64_t>(++count));
+          amount += s.amount_fen();
+          rec.set_content_hash(Impl::ContentHash(*this, input));
+          const Impl::Lookup lookup =
+              Impl::Prefetch(*this, programme, b, input);
+          RETURN_IF_ERROR(Impl::ValidateItem(*this, programme, b, input, lookup,
+                                             ws, &persons, &rec));
+          auto& d = by_status[rec.status()];
+          ++d.first;
+          d.second += rec.amount_fen();
+          ws.Put(Table::kPayoutItems, in::ItemKey(id, s.item_id()),
+                 rec.SerializeAsString());
+        }
+        in::AddTotals(ws, id, in::Field::kReceived, count, amount);
+        for (const auto& [status, d] : by_status) {
+          in::Field f = status == ssc::v1::ITEM_STATUS_VALID ? in::Field::kValid
+                        : status == ssc::v1::ITEM_STATUS_HELD
+                            ? in::Field::kHeld
+                            : in::Field::kRejected;
+          in::AddTotals(ws, id, f, d.first, d.second);
+        }
+        b.set_control_count(count);
+        b.set_control_amount_fen(amount);
+        b.set_state(ssc::v1::BATCH_STATE_SEALED);
+        ws.Put(Table::kPayouts, in::BatchKey(id), b.SerializeAsString());
+        ws.AppendEvent(in::MakeEvent(
+            "payout.retry_batch_created", "payout_batch", id,
+            absl::StrCat("{\"retry_of\":\"", src.batch_id(), "\"}")));
+        *target = absl::StrCat("batch ", id, " retry of ", src.batch_id());
+        // Totals as they will be after the commit.
+        ssc::v1::BatchTotals* t = b.mutable_totals();
+        t->set_received_count(count);
+        t->set_received_amount_fen(amount);
+        for (const auto& [status, d] : by_status) {
+          if (status == ssc::v1::ITEM_STATUS_VALID) {
+            t->set_valid_count(d.first);
+            t->set_valid_amount_fen(d.second);
+            t->set_remaining_count(d.first);
+            t->set_remaining_amount_fen(d.second);
+          } else if (status == ssc::v1::ITEM_STATUS_HELD) {
+            t->set_held_count(d.first);
+            t->set_held_amount_fen(d.second);
+          } else {
+            t->set_rejected_count(t->rejected_count() + d.first);
+            t->set_rejected_amount_fen(t->rejected_amount_fen() + d.second);
+          }
+        }
+        *resp.mutable_batch() = std::move(b);
+        return absl::OkStatus();
+      }));
+  return resp;
+}
+
+}  // namespace ssc::payout

@@ -1,0 +1,87 @@
+#pragma once
+
+// The private half of PayoutLogic, shared by payout_logic.cc (requests) and
+// payout_executor.cc (execution, reconciliation, retry batches).
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "services/payout/payout_internal.h"
+#include "services/payout/payout_logic.h"
+
+namespace ssc::payout {
+
+struct PayoutLogic::Impl {
+  // Full method names, as in audit records.
+  static std::string Method(std::string_view rpc) {
+    return std::string("ssc.v1.PayoutService/") + std::string(rpc);
+  }
+
+  // Loads the batch or NOT_FOUND.
+  static absl::StatusOr<ssc::v1::Batch> MustLoadBatch(
+      PayoutLogic& self, std::string_view batch_id);
+  static absl::StatusOr<ssc::v1::Programme> MustLoadProgramme(
+      PayoutLogic& self, std::string_view code);
+  // The batch with its totals read from the counters.
+  static absl::Status FillTotals(PayoutLogic& self, ssc::v1::Batch* b);
+
+  // What validating one item reads (holder register, card, entitlement) and
+  // its encrypted fields, gathered without writing anything: Prefetch may run
+  // on several threads at once.
+  struct Lookup {
+    absl::Status error;      // a storage failure
+    std::string invalid_id;  // non-empty: the ID number is malformed (why)
+    std::optional<card::PersonView> person;
+    std::optional<card::CardView> card;
+    std::optional<ssc::payout::store::EntitlementRecord> entitlement;
+    std::string enc_id_number, enc_name, enc_account;
+  };
+  static Lookup Prefetch(PayoutLogic& self, const ssc::v1::Programme& programme,
+                         const ssc::v1::Batch& batch,
+                         const ssc::v1::PayoutItemInput& in);
+  // Prefetch of every item, spread over a few threads.
+  static std::vector<Lookup> PrefetchAll(
+      PayoutLogic& self, const ssc::v1::Programme& programme,
+      const ssc::v1::Batch& batch,
+      const std::vector<const ssc::v1::PayoutItemInput*>& items);
+
+  // Validates one item of `batch` (the ID number, the holder register, the
+  // card, amounts, duplicates) from its lookup and fills `rec` (status,
+  // reason, person key, encrypted fields, bank account). Adds the batch's
+  // person index entry to `ws` and to `persons` (the index entries of the
+  // operation so far: WriteSet::Pending is a linear search). Errors are
+  // storage failures only: a bad item is a REJECTED record.
+  static absl::Status ValidateItem(
+      PayoutLogic& self, const ssc::v1::Programme& programme,
+      const ssc::v1::Batch& batch, const ssc::v1::PayoutItemInput& in,
+      const Lookup& lookup, storage::WriteSet& ws,
+      std::unordered_map<std::string, std::string>* persons,
+      ssc::payout::store::ItemRecord* rec);
+  // Keyed hash of an item's uploaded content.
+  static std::string ContentHash(PayoutLogic& self,
+                                 const ssc::v1::PayoutItemInput& in);
+  // Structural checks of an uploaded item (INVALID_ARGUMENT naming
+  // `field_prefix`.field).
+  static absl::Status CheckItemInput(std::string_view field_prefix,
+                                     const ssc::v1::PayoutItemInput& in);
+  // A fresh batch id ("PB" + 8 digits), reserving it in `ws`; the caller
+  // holds the kBatchSeqCounter lock.
+  static absl::StatusOr<std::string> NextBatchId(PayoutLogic& self,
+                                                 storage::WriteSet& ws);
+
+  // Executor.
+  static absl::Status RunDue(PayoutLogic& self, int max_attempts,
+                             absl::Time* next_due);
+  static absl::Status ExecuteBatch(PayoutLogic& self,
+                                   const std::string& batch_id,
+                                   int max_attempts);
+  static bool Stopping(PayoutLogic& self);
+  // Waits `d` (real time) unless stopped first; false when stopped.
+  static bool Backoff(PayoutLogic& self, absl::Duration d);
+};
+
+}  // namespace ssc::payout

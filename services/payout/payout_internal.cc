@@ -1,0 +1,330 @@
+#include "services/payout/payout_internal.h"
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
+#include "services/card/id_number.h"
+#include "services/common/errors.h"
+#include "storage/key_codec.h"
+#include "storage/status_macros.h"
+
+namespace ssc::payout::internal {
+namespace {
+
+using storage::KeyBuilder;
+using storage::Table;
+
+std::string_view FieldName(Field f) {
+  switch (f) {
+    case Field::kReceived:
+      return "received";
+    case Field::kValid:
+      return "valid";
+    case Field::kRejected:
+      return "rejected";
+    case Field::kHeld:
+      return "held";
+    case Field::kSent:
+      return "sent";
+    case Field::kPaid:
+      return "paid";
+    case Field::kFailed:
+      return "failed";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+std::string ProgrammeKey(std::string_view code) {
+  return KeyBuilder().Str("P").Str(code).Build();
+}
+std::string BudgetKey(std::string_view code, std::string_view period) {
+  return KeyBuilder().Str("B").Str(code).Str(period).Build();
+}
+std::string BatchKey(std::string_view batch_id) {
+  return KeyBuilder().Str("T").Str(batch_id).Build();
+}
+std::string ActivePrefix() { return KeyBuilder().Str("A").Build(); }
+std::string ActiveKey(std::string_view batch_id) {
+  return KeyBuilder().Str("A").Str(batch_id).Build();
+}
+std::string EntitlementKey(std::string_view code, std::string_view period,
+                           std::string_view person_key) {
+  return KeyBuilder().Str("E").Str(code).Str(period).Raw(person_key).Build();
+}
+std::string ItemPrefix(std::string_view batch_id) {
+  return KeyBuilder().Str(batch_id).U32(0).Build();
+}
+std::string ItemKey(std::string_view batch_id, std::string_view item_id) {
+  return KeyBuilder().Str(batch_id).U32(0).Str(item_id).Build();
+}
+std::string BatchPersonKey(std::string_view batch_id,
+                           std::string_view person_key) {
+  return KeyBuilder().Str(batch_id).U32(1).Raw(person_key).Build();
+}
+std::string BatchLock(std::string_view batch_id) {
+  return absl::StrCat("payout/batch/", AV(batch_id));
+}
+std::string BudgetLock(std::string_view code, std::string_view period) {
+  return absl::StrCat("payout/budget/", AV(code), "/", AV(period));
+}
+
+std::string CountKey(std::string_view batch_id, Field f) {
+  return absl::StrCat("payout/batch/", AV(batch_id), "/", AV(FieldName(f)),
+                      "_n");
+}
+std::string AmountKey(std::string_view batch_id, Field f) {
+  return absl::StrCat("payout/batch/", AV(batch_id), "/", AV(FieldName(f)),
+                      "_fen");
+}
+std::string CommittedKey(std::string_view code, std::string_view period) {
+  return absl::StrCat("payout/budget/", AV(code), "/", AV(period),
+                      "/committed");
+}
+std::string PaidKey(std::string_view code, std::string_view period) {
+  return absl::StrCat("payout/budget/", AV(code), "/", AV(period), "/paid");
+}
+
+void AddTotals(storage::WriteSet& ws, std::string_view batch_id, Field f,
+               int64_t count, int64_t amount) {
+  if (count != 0) ws.AddCounter(Table::kCounters, CountKey(batch_id, f), count);
+  if (amount != 0) {
+    ws.AddCounter(Table::kCounters, AmountKey(batch_id, f), amount);
+  }
+}
+
+absl::StatusOr<ssc::v1::BatchTotals> ReadTotals(storage::Engine* engine,
+                                                std::string_view batch_id) {
+  ssc::v1::BatchTotals t;
+  auto get = [&](Field f, int64_t* n, int64_t* amount) -> absl::Status {
+    ASSIGN_OR_RETURN(
+        *n, engine->GetCounter(Table::kCounters, CountKey(batch_id, f)));
+    ASSIGN_OR_RETURN(
+        *amount, engine->GetCounter(Table::kCounters, AmountKey(batch_id, f)));
+    return absl::OkStatus();
+  };
+  int64_t n = 0, a = 0;
+  RETURN_IF_ERROR(get(Field::kReceived, &n, &a));
+  t.set_received_count(n);
+  t.set_received_amount_fen(a);
+  RETURN_IF_ERROR(get(Field::kValid, &n, &a));
+  t.set_valid_count(n);
+  t.set_valid_amount_fen(a);
+  RETURN_IF_ERROR(get(Field::kRejected, &n, &a));
+  t.set_rejected_count(n);
+  t.set_rejected_amount_fen(a);
+  RETURN_IF_ERROR(get(Field::kHeld, &n, &a));
+  t.set_held_count(n);
+  t.set_held_amount_fen(a);
+  RETURN_IF_ERROR(get(Field::kSent, &n, &a));
+  t.set_sent_count(n);
+  t.set_sent_amount_fen(a);
+  RETURN_IF_ERROR(get(Field::kPaid, &n, &a));
+  t.set_paid_count(n);
+  t.set_paid_amount_fen(a);
+  RETURN_IF_ERROR(get(Field::kFailed, &n, &a));
+  t.set_failed_count(n);
+  t.set_failed_amount_fen(a);
+  t.set_remaining_count(t.valid_count() - t.paid_count() - t.failed_count());
+  t.set_remaining_amount_fen(t.valid_amount_fen() - t.paid_amount_fen() -
+                             t.failed_amount_fen());
+  return t;
+}
+
+absl::StatusOr<std::optional<ssc::v1::Batch>> LoadBatch(
+    storage::Engine* engine, std::string_view batch_id) {
+  ASSIGN_OR_RETURN(auto bytes,
+                   engine->Get(Table::kPayouts, BatchKey(batch_id)));
+  if (!bytes.has_value()) return std::optional<ssc::v1::Batch>();
+  ssc::v1::Batch b;
+  if (!b.ParseFromString(*bytes)) {
+    return absl::DataLossError(
+        absl::StrCat("batch record ", AV(batch_id), " is corrupt"));
+  }
+  return std::optional<ssc::v1::Batch>(std::move(b));
+}
+
+absl::StatusOr<ssc::payout::store::ItemRecord> ParseItem(
+    std::string_view bytes) {
+  ssc::payout::store::ItemRecord r;
+  if (!r.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::DataLossError("payout item record is corrupt");
+  }
+  return r;
+}
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
+      absl::ToUnixNanos(t));
+}
+absl::Time FromProto(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+std::string_view BatchStateName(ssc::v1::BatchState s) {
+  switch (s) {
+    case ssc::v1::BATCH_STATE_DRAFT:
+      return "DRAFT";
+    case ssc::v1::BATCH_STATE_SEALED:
+      return "SEALED";
+    case ssc::v1::BATCH_STATE_PENDING_APPROVAL:
+      return "PENDING_APPROVAL";
+    case ssc::v1::BATCH_STATE_APPROVED:
+      return "APPROVED";
+    case ssc::v1::BATCH_STATE_REJECTED:
+      return "REJECTED";
+    case ssc::v1::BATCH_STATE_EXECUTING:
+      return "EXECUTING";
+    case ssc::v1::BATCH_STATE_PAUSED:
+      return "PAUSED";
+    case ssc::v1::BATCH_STATE_COMPLETED:
+      return "COMPLETED";
+    case ssc::v1::BATCH_STATE_CANCELLED:
+      return "CANCELLED";
+    case ssc::v1::BATCH_STATE_RECONCILED:
+      return "RECONCILED";
+    default:
+      return "UNSPECIFIED";
+  }
+}
+
+bool IsDone(ssc::v1::BatchState s) {
+  return s == ssc::v1::BATCH_STATE_COMPLETED ||
+         s == ssc::v1::BATCH_STATE_RECONCILED ||
+         s == ssc::v1::BATCH_STATE_REJECTED ||
+         s == ssc::v1::BATCH_STATE_CANCELLED;
+}
+
+absl::Status ValidatePeriod(std::string_view field, std::string_view p) {
+  auto digits = [](std::string_view s) {
+    if (s.empty()) return false;
+    for (char c : s) {
+      if (c < '0' || c > '9') return false;
+    }
+    return true;
+  };
+  const std::string kForm =
+      "must be a month \"YYYY-MM\", a quarter \"YYYYQn\" or a year \"YYYY\"";
+  if (p.size() < 4 || !digits(p.substr(0, 4))) {
+    return common::InvalidField(field, kForm);
+  }
+  const int year = std::stoi(std::string(p.substr(0, 4)));
+  if (year < 2000 || year > 2199) {
+    return common::InvalidField(field, "year must be within 2000..2199");
+  }
+  if (p.size() == 4) return absl::OkStatus();
+  if (p.size() == 7 && p[4] == '-' && digits(p.substr(5, 2))) {
+    const int month = std::stoi(std::string(p.substr(5, 2)));
+    if (month >= 1 && month <= 12) return absl::OkStatus();
+    return common::InvalidField(field, "month must be within 01..12");
+  }
+  if (p.size() == 6 && p[4] == 'Q' && p[5] >= '1' && p[5] <= '4') {
+    return absl::OkStatus();
+  }
+  return common::InvalidField(field, kForm);
+}
+
+absl::Status ValidateCode(std::string_view field, std::string_view code) {
+  if (code.size() < 2 || code.size() > 32) {
+    return common::InvalidField(field, "must have 2..32 characters");
+  }
+  for (char c : code) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                    (c >= '0' && c <= '9') || c == '-' || c == '_';
+    if (!ok) {
+      return common::InvalidField(field,
+                                  "may contain only letters, digits, '-', '_'");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateBatchId(std::string_view field, std::string_view id) {
+  if (id.size() != 10 || id.substr(0, 2) != "PB") {
+    return common::InvalidField(field, "must be \"PB\" followed by 8 digits");
+  }
+  for (char c : id.substr(2)) {
+    if (c < '0' || c > '9') {
+      return common::InvalidField(field, "must be \"PB\" followed by 8 digits");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRequestId(std::string_view id) {
+  if (id.empty())
+    return common::InvalidField("request_id", "must not be empty");
+  if (id.size() > 64) {
+    return common::InvalidField("request_id", "must be at most 64 characters");
+  }
+  for (char c : id) {
+    if (c < 0x20 || c > 0x7e) {
+      return common::InvalidField("request_id",
+                                  "must consist of printable ASCII characters");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateText(std::string_view field, std::string_view text,
+                          size_t max_bytes, bool allow_empty) {
+  if (text.empty() && !allow_empty) {
+    return common::InvalidField(field, "must not be empty");
+  }
+  if (text.size() > max_bytes) {
+    return common::InvalidField(
+        field, absl::StrCat("must be at most ", max_bytes, " bytes"));
+  }
+  if (!card::IsValidUtf8(text)) {
+    return common::InvalidField(field, "must be valid UTF-8");
+  }
+  for (unsigned char c : text) {
+    if (c < 0x20 || c == 0x7f) {
+      return common::InvalidField(field, "must not contain control characters");
+    }
+  }
+  return absl::OkStatus();
+}
+
+storage::EventInput MakeEvent(std::string type, std::string entity_type,
+                              std::string entity_id, std::string payload) {
+  storage::EventInput e;
+  e.type = std::move(type);
+  e.entity_type = std::move(entity_type);
+  e.entity_id = std::move(entity_id);
+  e.payload = std::move(payload);
+  return e;
+}
+
+std::string ItemAad(std::string_view batch_id, std::string_view item_id,
+                    std::string_view field) {
+  return absl::StrCat(ItemKey(batch_id, item_id), "/", AV(field));
+}
+
+absl::StatusOr<ssc::v1::PayoutItem> ToPublicItem(
+    const storage::PiiCipher& cipher, std::string_view batch_id,
+    const ssc::payout::store::ItemRecord& r) {
+  ssc::v1::PayoutItem out;
+  out.set_item_id(r.item_id());
+  ASSIGN_OR_RETURN(std::string id_number,
+                   cipher.Decrypt(r.id_number(),
+                                  ItemAad(batch_id, r.item_id(), "id_number")));
+  ASSIGN_OR_RETURN(
+      std::string name,
+      cipher.Decrypt(r.name(), ItemAad(batch_id, r.item_id(), "name")));
+  out.set_id_number(storage::MaskIdNumber(id_number));
+  out.set_name(storage::MaskName(name));
+  out.set_amount_fen(r.amount_fen());
+  out.set_note(r.note());
+  out.set_status(r.status());
+  out.set_reason(r.reason());
+  out.set_reason_detail(r.reason_detail());
+  out.set_instruction_id(r.instruction_id());
+  out.set_bank_reference(r.bank_reference());
+  if (r.paid_micros() != 0) {
+    *out.mutable_paid_at() = ToProto(absl::FromUnixMicros(r.paid_micros()));
+  }
+  return out;
+}
+
+}  // namespace ssc::payout::internal

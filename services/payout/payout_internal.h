@@ -1,0 +1,103 @@
+#pragma once
+
+// Internals shared by the payout logic's translation units: key layout,
+// counters, conversions and validation helpers. Not part of the public
+// surface; pure functions unless stated otherwise.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "services/payout/payout_records.pb.h"
+#include "ssc/v1/payout.pb.h"
+#include "storage/engine.h"
+#include "storage/pii_cipher.h"
+
+namespace ssc::payout::internal {
+
+// Debian's Abseil has its own string_view: StrCat needs this conversion.
+inline absl::string_view AV(std::string_view s) { return {s.data(), s.size()}; }
+
+// Keys (see payout_logic.h for the layout).
+std::string ProgrammeKey(std::string_view code);
+std::string BudgetKey(std::string_view code, std::string_view period);
+std::string BatchKey(std::string_view batch_id);
+std::string ActivePrefix();
+std::string ActiveKey(std::string_view batch_id);
+std::string EntitlementKey(std::string_view code, std::string_view period,
+                           std::string_view person_key);
+std::string ItemPrefix(std::string_view batch_id);
+std::string ItemKey(std::string_view batch_id, std::string_view item_id);
+std::string BatchPersonKey(std::string_view batch_id,
+                           std::string_view person_key);
+// Lock keys.
+std::string BatchLock(std::string_view batch_id);
+std::string BudgetLock(std::string_view code, std::string_view period);
+
+// Per-batch counters.
+enum class Field {
+  kReceived,
+  kValid,
+  kRejected,
+  kHeld,
+  kSent,
+  kPaid,
+  kFailed,
+};
+std::string CountKey(std::string_view batch_id, Field f);
+std::string AmountKey(std::string_view batch_id, Field f);
+// Budget counters: committed (= reserved + paid) and paid.
+std::string CommittedKey(std::string_view code, std::string_view period);
+std::string PaidKey(std::string_view code, std::string_view period);
+inline constexpr char kBatchSeqCounter[] = "payout/batch_seq";
+
+// Adds (count, amount) to a batch counter pair.
+void AddTotals(storage::WriteSet& ws, std::string_view batch_id, Field f,
+               int64_t count, int64_t amount);
+// Reads every counter of a batch.
+absl::StatusOr<ssc::v1::BatchTotals> ReadTotals(storage::Engine* engine,
+                                                std::string_view batch_id);
+
+absl::StatusOr<std::optional<ssc::v1::Batch>> LoadBatch(
+    storage::Engine* engine, std::string_view batch_id);
+absl::StatusOr<ssc::payout::store::ItemRecord> ParseItem(
+    std::string_view bytes);
+
+google::protobuf::Timestamp ToProto(absl::Time t);
+absl::Time FromProto(const google::protobuf::Timestamp& t);
+
+std::string_view BatchStateName(ssc::v1::BatchState s);
+// Batches that execution will not change any more.
+bool IsDone(ssc::v1::BatchState s);
+
+// "2026-11", "2026Q4" or "2026" (years 2000..2199).
+absl::Status ValidatePeriod(std::string_view field, std::string_view period);
+// 2..32 characters of [A-Za-z0-9_-].
+absl::Status ValidateCode(std::string_view field, std::string_view code);
+absl::Status ValidateBatchId(std::string_view field, std::string_view id);
+// Non-empty, <= 64 printable ASCII characters.
+absl::Status ValidateRequestId(std::string_view request_id);
+// 1..max bytes of valid UTF-8 without control characters (0 allowed if
+// `allow_empty`).
+absl::Status ValidateText(std::string_view field, std::string_view text,
+                          size_t max_bytes, bool allow_empty);
+
+// An event of the payout service.
+storage::EventInput MakeEvent(std::string type, std::string entity_type,
+                              std::string entity_id, std::string payload);
+
+// The item as returned to callers (ID number and name masked).
+absl::StatusOr<ssc::v1::PayoutItem> ToPublicItem(
+    const storage::PiiCipher& cipher, std::string_view batch_id,
+    const ssc::payout::store::ItemRecord& r);
+// aad of an encrypted item field.
+std::string ItemAad(std::string_view batch_id, std::string_view item_id,
+                    std::string_view field);
+
+}  // namespace ssc::payout::internal

@@ -1,0 +1,182 @@
+#pragma once
+
+// The one-card payout service's domain logic (ssc.v1.PayoutService without
+// gRPC): programmes and budgets, batches with control totals, validation of
+// every item against the holder register, maker-checker approval with a
+// budget reservation, and the execution engine that pays approved batches
+// through the agent bank exactly once per item.
+//
+// Storage (tables kPayouts / kPayoutItems / kCounters):
+//   kPayouts  "P"/code                      -> ssc.v1.Programme
+//   kPayouts  "B"/code/period               -> BudgetRecord (amount)
+//   kPayouts  "T"/batch                     -> ssc.v1.Batch (without totals)
+//   kPayouts  "A"/batch                     -> "" while
+//   APPROVED/EXECUTING/PAUSED kPayouts  "E"/code/period/person key    ->
+//   EntitlementRecord kPayoutItems batch/0/item id            -> ItemRecord
+//   (PII encrypted) kPayoutItems batch/1/person key         -> item id
+//   (duplicates in batch) kCounters "payout/batch/<id>/<field>"   -> per-status
+//   counts and amounts kCounters "payout/budget/<code>/<period>/committed|paid"
+// Budget: amount = reserved + paid + available, with committed = reserved +
+// paid; approval raises committed, a PAID item raises paid, a FAILED item
+// (or one refused at execution) lowers committed.
+//
+// Exactly-once execution: the instruction id of an item is derived from the
+// batch id and the item's upload sequence, so every retry re-sends the same
+// id. Before a chunk is sent its items are durably SENT and their
+// entitlements claimed (so no other batch can pay the same programme, period
+// and person meanwhile); results are applied in one write per chunk. After a
+// crash, SENT items are re-queried (GetInstructionStatus) and re-sent with
+// their id when the bank never received them.
+//
+// Thread-safe: all methods may be called concurrently. The executor runs in
+// a background thread (Start/Stop) or, in tests, synchronously through
+// RunExecutorOnce() with a ManualClock.
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "google/protobuf/repeated_field.h"
+#include "services/card/card_logic.h"
+#include "services/common/caller.h"
+#include "services/common/mutation.h"
+#include "services/payout/bank_gateway.h"
+#include "ssc/v1/payout.pb.h"
+
+namespace ssc::payout {
+
+struct PayoutOptions {
+  // Instructions per SubmitInstructions call.
+  int bank_chunk = 2000;
+  // Threads that read the holder register for one upload chunk.
+  int validation_threads = 2;
+  // Items per UploadItems message at most.
+  int max_upload_chunk = 10000;
+  // Backoff after a transient bank failure: initial, doubled up to max.
+  absl::Duration initial_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(5);
+  // The background executor looks for due batches at least this often (it
+  // is also woken by approvals and resumes).
+  absl::Duration poll_interval = absl::Seconds(1);
+  // WatchBatch re-reads progress at least this often.
+  absl::Duration watch_interval = absl::Milliseconds(500);
+  int default_page_size = 100;
+  int max_page_size = 1000;
+  int export_chunk = 1000;
+  // Mismatches reported by Reconcile at most (the count is always exact).
+  int max_reported_mismatches = 10000;
+};
+
+class PayoutLogic {
+ public:
+  // `ctx` members, `cards` and `bank` must outlive the object.
+  PayoutLogic(common::StoreContext ctx, const card::CardLogic* cards,
+              BankGateway* bank, PayoutOptions options = {});
+  ~PayoutLogic();
+
+  absl::StatusOr<ssc::v1::RegisterProgrammeResponse> RegisterProgramme(
+      const common::Caller& caller,
+      const ssc::v1::RegisterProgrammeRequest& req);
+  absl::StatusOr<ssc::v1::GetProgrammeResponse> GetProgramme(
+      const common::Caller& caller, const ssc::v1::GetProgrammeRequest& req);
+  absl::StatusOr<ssc::v1::SetBudgetResponse> SetBudget(
+      const common::Caller& caller, const ssc::v1::SetBudgetRequest& req);
+  absl::StatusOr<ssc::v1::GetBudgetResponse> GetBudget(
+      const common::Caller& caller, const ssc::v1::GetBudgetRequest& req);
+
+  absl::StatusOr<ssc::v1::CreateBatchResponse> CreateBatch(
+      const common::Caller& caller, const ssc::v1::CreateBatchRequest& req);
+  // One message of an UploadItems stream: validates and stores its items in
+  // one durable write. `request_id` is the stream's (from its first
+  // message). Returns the batch totals after the chunk.
+  absl::StatusOr<ssc::v1::UploadItemsResponse> UploadChunk(
+      const common::Caller& caller, std::string_view batch_id,
+      std::string_view request_id,
+      const google::protobuf::RepeatedPtrField<ssc::v1::PayoutItemInput>&
+          items);
+  absl::StatusOr<ssc::v1::SealBatchResponse> SealBatch(
+      const common::Caller& caller, const ssc::v1::SealBatchRequest& req);
+  absl::StatusOr<ssc::v1::SubmitBatchResponse> SubmitBatch(
+      const common::Caller& caller, const ssc::v1::SubmitBatchRequest& req);
+  absl::StatusOr<ssc::v1::ApproveBatchResponse> ApproveBatch(
+      const common::Caller& caller, const ssc::v1::ApproveBatchRequest& req);
+  absl::StatusOr<ssc::v1::RejectBatchResponse> RejectBatch(
+      const common::Caller& caller, const ssc::v1::RejectBatchRequest& req);
+  absl::StatusOr<ssc::v1::CancelBatchResponse> CancelBatch(
+      const common::Caller& caller, const ssc::v1::CancelBatchRequest& req);
+  absl::StatusOr<ssc::v1::PauseBatchResponse> PauseBatch(
+      const common::Caller& caller, const ssc::v1::PauseBatchRequest& req);
+  absl::StatusOr<ssc::v1::ResumeBatchResponse> ResumeBatch(
+      const common::Caller& caller, const ssc::v1::ResumeBatchRequest& req);
+
+  absl::StatusOr<ssc::v1::GetBatchResponse> GetBatch(
+      const common::Caller& caller, const ssc::v1::GetBatchRequest& req);
+  // Calls `emit` with the progress whenever it changed, until the batch is
+  // done, `emit` returns false or `cancelled()` turns true.
+  absl::Status WatchBatch(
+      const common::Caller& caller, const ssc::v1::WatchBatchRequest& req,
+      const std::function<bool(const ssc::v1::WatchBatchResponse&)>& emit,
+      const std::function<bool()>& cancelled);
+  absl::StatusOr<ssc::v1::ListBatchItemsResponse> ListBatchItems(
+      const common::Caller& caller, const ssc::v1::ListBatchItemsRequest& req);
+  absl::Status ExportBatchResults(
+      const common::Caller& caller,
+      const ssc::v1::ExportBatchResultsRequest& req,
+      const std::function<bool(const ssc::v1::ExportBatchResultsResponse&)>&
+          emit);
+  absl::StatusOr<ssc::v1::ReconcileResponse> Reconcile(
+      const common::Caller& caller, const ssc::v1::ReconcileRequest& req);
+  absl::StatusOr<ssc::v1::CreateRetryBatchResponse> CreateRetryBatch(
+      const common::Caller& caller,
+      const ssc::v1::CreateRetryBatchRequest& req);
+
+  // The executor: starts / stops the background thread. Stop waits for the
+  // current chunk to finish; unresolved items stay SENT and are resumed on
+  // the next start.
+  void Start();
+  void Stop();
+  // Wakes the background executor (e.g. after the clock moved).
+  void Wake();
+  // Runs every due batch as far as it goes now (tests, with a ManualClock):
+  // starts APPROVED batches whose time has come and executes EXECUTING ones
+  // until completed, paused, or blocked by bank failures
+  // (`max_attempts` consecutive failed bank calls per chunk).
+  absl::Status RunExecutorOnce(int max_attempts = 3);
+
+  // The instruction id of an item: batch id + "-" + 8-digit upload sequence.
+  static std::string InstructionId(std::string_view batch_id, uint64_t seq);
+
+ private:
+  struct Impl;
+  friend struct Impl;
+
+  void ExecutorLoop();
+  void NotifyProgress();
+
+  common::StoreContext ctx_;
+  const card::CardLogic* cards_;
+  BankGateway* bank_;
+  PayoutOptions options_;
+
+  std::mutex mu_;
+  std::condition_variable wake_cv_;
+  bool wake_ = false;
+  bool stop_ = false;
+  std::thread executor_;
+
+  // WatchBatch waits here; bumped on every change of any batch.
+  std::mutex progress_mu_;
+  std::condition_variable progress_cv_;
+  uint64_t progress_version_ = 0;
+};
+
+}  // namespace ssc::payout

@@ -1,0 +1,618 @@
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "services/card/card_records.pb.h"
+#include "services/common/errors.h"
+#include "storage/key_codec.h"
+#include "tests/payout/payout_fixture.h"
+
+namespace ssc::payout::testing {
+namespace {
+
+constexpr char kProg[] = "DISABLED-LIVING";
+constexpr char kPeriod[] = "2026-11";
+
+class PayoutLogicTest : public PayoutFixture {
+ protected:
+  void SetUp() override {
+    PayoutFixture::SetUp();
+    RegisterProgramme(kProg, 10000);
+    ASSERT_TRUE(SetBudget(kProg, kPeriod, 1'000'000).ok());
+  }
+};
+
+TEST_F(PayoutLogicTest, EveryValidationReason) {
+  const std::string ok = AddHolder(1, "王小明");
+  std::string bad_id = card::testing::MakeId("510524", "19800101", 901);
+  bad_id.back() = bad_id.back() == '0' ? '1' : '0';  // wrong check character
+  const std::string unknown = card::testing::MakeId("510524", "19800101", 900);
+  const std::string mismatch = AddHolder(2, "李四");
+  const std::string applicant = AddApplicant(3, "赵五");
+  const std::string cancelled = AddHolder(4, "钱六");
+  CancelCard(cancelled);
+  const std::string no_account = AddHolder(5, "孙七");
+  {
+    // The card service always records an account; clear it in the store.
+    const std::string key = app_ids_[no_account];
+    auto bytes = engine_->Get(storage::Table::kCards, key);
+    ASSERT_TRUE(bytes.ok() && bytes->has_value());
+    card::store::CardRecord rec;
+    ASSERT_TRUE(rec.ParseFromString(**bytes));
+    rec.clear_bank_account();
+    storage::WriteSet ws;
+    ws.Put(storage::Table::kCards, key, rec.SerializeAsString());
+    ASSERT_TRUE(engine_->Commit(std::move(ws)).ok());
+  }
+  const std::string zero = AddHolder(6, "周八");
+  const std::string negative = AddHolder(7, "吴九");
+  const std::string too_much = AddHolder(8, "郑十");
+  const std::string temp_lost = AddHolder(9, "冯一");
+  ReportLoss(temp_lost, LOSS_KIND_TEMPORARY);
+  const std::string lost = AddHolder(10, "陈二");
+  ReportLoss(lost, LOSS_KIND_FORMAL);
+
+  std::vector<ItemSpec> items = {
+      {"i01", ok, "王小明", 9000},      {"i02", bad_id, "某人", 100},
+      {"i03", unknown, "某人", 100},    {"i04", mismatch, "李四四", 100},
+      {"i05", applicant, "赵五", 100},  {"i06", cancelled, "钱六", 100},
+      {"i07", no_account, "孙七", 100}, {"i08", zero, "周八", 0},
+      {"i09", negative, "吴九", -50},   {"i10", too_much, "郑十", 10001},
+      {"i11", ok, "王小明", 100},       {"i12", temp_lost, "冯一", 200},
+      {"i13", lost, "陈二", 300},
+  };
+  int64_t total = 0;
+  for (const auto& i : items) total += i.amount;
+  auto b = CreateBatch(kProg, kPeriod, items.size(), total);
+  ASSERT_TRUE(b.ok()) << b.status();
+  auto up = Upload(b->batch_id(), items);
+  ASSERT_TRUE(up.ok()) << up.status();
+  EXPECT_EQ(up->new_items(), 13);
+
+  auto got = Items(b->batch_id());
+  ASSERT_EQ(got.size(), 13u);
+  const std::map<std::string, std::pair<ItemStatus, ItemReason>> want = {
+      {"i01", {ITEM_STATUS_VALID, ITEM_REASON_UNSPECIFIED}},
+      {"i02", {ITEM_STATUS_REJECTED, ITEM_REASON_INVALID_ID_NUMBER}},
+      {"i03", {ITEM_STATUS_REJECTED, ITEM_REASON_NO_SUCH_PERSON}},
+      {"i04", {ITEM_STATUS_REJECTED, ITEM_REASON_NAME_MISMATCH}},
+      {"i05", {ITEM_STATUS_REJECTED, ITEM_REASON_NO_CARD}},
+      {"i06", {ITEM_STATUS_REJECTED, ITEM_REASON_CARD_CLOSED}},
+      {"i07", {ITEM_STATUS_REJECTED, ITEM_REASON_NO_BANK_ACCOUNT}},
+      {"i08", {ITEM_STATUS_REJECTED, ITEM_REASON_AMOUNT_NOT_POSITIVE}},
+      {"i09", {ITEM_STATUS_REJECTED, ITEM_REASON_AMOUNT_NOT_POSITIVE}},
+      {"i10", {ITEM_STATUS_REJECTED, ITEM_REASON_AMOUNT_ABOVE_MAXIMUM}},
+      {"i11", {ITEM_STATUS_REJECTED, ITEM_REASON_DUPLICATE_IN_BATCH}},
+      {"i12", {ITEM_STATUS_HELD, ITEM_REASON_CARD_TEMP_LOST}},
+      {"i13", {ITEM_STATUS_HELD, ITEM_REASON_CARD_LOST}},
+  };
+  for (const auto& [id, w] : want) {
+    EXPECT_EQ(got[id].status(), w.first) << id;
+    EXPECT_EQ(got[id].reason(), w.second)
+        << id << " " << got[id].reason_detail();
+    if (w.first == ITEM_STATUS_REJECTED) {
+      EXPECT_FALSE(got[id].reason_detail().empty()) << id;
+    }
+  }
+  // Personal data leaves masked.
+  EXPECT_EQ(got["i01"].id_number(), "510524********" + ok.substr(14));
+  EXPECT_EQ(got["i01"].name(), "王**");
+
+  const BatchTotals t = Get(b->batch_id()).totals();
+  EXPECT_EQ(t.received_count(), 13);
+  EXPECT_EQ(t.received_amount_fen(), total);
+  EXPECT_EQ(t.valid_count(), 1);
+  EXPECT_EQ(t.valid_amount_fen(), 9000);
+  EXPECT_EQ(t.held_count(), 2);
+  EXPECT_EQ(t.held_amount_fen(), 500);
+  EXPECT_EQ(t.rejected_count(), 10);
+
+  // Filtered listing with paging.
+  ListBatchItemsRequest lr;
+  lr.set_batch_id(b->batch_id());
+  lr.set_status(ITEM_STATUS_REJECTED);
+  lr.mutable_page()->set_page_size(4);
+  std::set<std::string> seen;
+  for (int page = 0; page < 10; ++page) {
+    auto l = payout_->ListBatchItems(maker_, lr);
+    ASSERT_TRUE(l.ok()) << l.status();
+    for (const auto& i : l->items()) {
+      EXPECT_EQ(i.status(), ITEM_STATUS_REJECTED);
+      EXPECT_TRUE(seen.insert(i.item_id()).second);
+    }
+    if (l->page().next_page_token().empty()) break;
+    lr.mutable_page()->set_page_token(l->page().next_page_token());
+  }
+  EXPECT_EQ(seen.size(), 10u);
+}
+
+TEST_F(PayoutLogicTest, UploadIsIdempotentPerItemAndRefusesBadInput) {
+  const std::string a = AddHolder(1, "王小明");
+  const std::string c = AddHolder(2, "李四");
+  auto b = CreateBatch(kProg, kPeriod, 2, 300);
+  ASSERT_TRUE(b.ok());
+  const std::string id = b->batch_id();
+  ASSERT_TRUE(Upload(id, {{"x1", a, "王小明", 100}}).ok());
+  // The same item again: a no-op.
+  auto again = Upload(id, {{"x1", a, "王小明", 100}});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->new_items(), 0);
+  EXPECT_EQ(again->repeated_items(), 1);
+  EXPECT_EQ(again->totals().received_count(), 1);
+  // Same id, different content: refused, nothing of the chunk written.
+  auto changed = Upload(id, {{"x2", c, "李四", 200}, {"x1", a, "王小明", 101}});
+  EXPECT_EQ(changed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(common::FieldOf(changed.status()), "items[1].item_id");
+  EXPECT_EQ(Get(id).totals().received_count(), 1);
+  // Past the declared totals: refused.
+  auto over = Upload(id, {{"x2", c, "李四", 201}});
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(common::FieldOf(over.status()), "items");
+  auto too_many = Upload(id, {{"x2", c, "李四", 100}, {"x3", c, "李四", 100}});
+  EXPECT_EQ(too_many.status().code(), absl::StatusCode::kInvalidArgument);
+  // Overflowing totals.
+  auto overflow = Upload(id, {{"x2", c, "李四", INT64_MAX}});
+  EXPECT_EQ(overflow.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(common::FieldOf(overflow.status()), "items[0].amount_fen");
+  // Garbage fields.
+  EXPECT_EQ(common::FieldOf(Upload(id, {{"", c, "李四", 1}}).status()),
+            "items[0].item_id");
+  EXPECT_EQ(common::FieldOf(Upload(id, {{"x\n", c, "李四", 1}}).status()),
+            "items[0].item_id");
+  EXPECT_EQ(common::FieldOf(Upload(id, {{"x2", "", "李四", 1}}).status()),
+            "items[0].id_number");
+  EXPECT_EQ(common::FieldOf(Upload(id, {{"x2", c, "", 1}}).status()),
+            "items[0].name");
+  EXPECT_EQ(common::FieldOf(
+                Upload(id, {{"x2", c, std::string("\xff\xfe"), 1}}).status()),
+            "items[0].name");
+  EXPECT_EQ(Upload("PB99999999", {{"x2", c, "李四", 1}}).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(common::FieldOf(Upload("garbage", {{"x2", c, "李四", 1}}).status()),
+            "batch_id");
+  google::protobuf::RepeatedPtrField<PayoutItemInput> none;
+  EXPECT_EQ(
+      common::FieldOf(payout_->UploadChunk(maker_, id, "", none).status()),
+      "request_id");
+  EXPECT_EQ(Get(id).totals().received_count(), 1);
+  // Sealing needs the declared totals.
+  EXPECT_EQ(Seal(id).code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(Upload(id, {{"x2", c, "李四", 200}}).ok());
+  ASSERT_TRUE(Seal(id).ok());
+  EXPECT_EQ(Get(id).state(), BATCH_STATE_SEALED);
+  // No uploads after sealing.
+  EXPECT_EQ(Upload(id, {{"x3", c, "李四", 1}}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(PayoutLogicTest, MakerCheckerRules) {
+  const std::string a = AddHolder(1, "王小明");
+  auto b = CreateBatch(kProg, kPeriod, 1, 100);
+  ASSERT_TRUE(b.ok());
+  const std::string id = b->batch_id();
+  ASSERT_TRUE(Upload(id, {{"x1", a, "王小明", 100}}).ok());
+  EXPECT_EQ(Submit(id, maker_).code(),
+            absl::StatusCode::kFailedPrecondition);  // not sealed
+  ASSERT_TRUE(Seal(id).ok());
+  EXPECT_EQ(Submit(id, checker_).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(Approve(id, checker_).code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(Submit(id, maker_).ok());
+  // The maker cannot approve, not even with a checker role.
+  common::Caller maker_as_checker{maker_.identity,
+                                  common::Role::kFinanceChecker, ""};
+  EXPECT_EQ(Approve(id, maker_as_checker).code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(Approve(id, maker2_).code(), absl::StatusCode::kPermissionDenied);
+  // Nothing is paid without approval.
+  ASSERT_TRUE(payout_->RunExecutorOnce().ok());
+  EXPECT_EQ(sim_->processed(), 0u);
+  EXPECT_EQ(Get(id).state(), BATCH_STATE_PENDING_APPROVAL);
+  // The checker rejects with a reason.
+  RejectBatchRequest rr;
+  rr.set_request_id(Rid());
+  rr.set_batch_id(id);
+  EXPECT_EQ(common::FieldOf(payout_->RejectBatch(checker_, rr).status()),
+            "reason");
+  rr.set_request_id(Rid());
+  rr.set_reason("名单未公示");
+  auto rej = payout_->RejectBatch(checker_, rr);
+  ASSERT_TRUE(rej.ok()) << rej.status();
+  EXPECT_EQ(rej->batch().state(), BATCH_STATE_REJECTED);
+  EXPECT_EQ(rej->batch().reason(), "名单未公示");
+  EXPECT_EQ(rej->batch().checker(), checker_.identity);
+  EXPECT_EQ(Approve(id, checker_).code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(payout_->RunExecutorOnce().ok());
+  EXPECT_EQ(sim_->processed(), 0u);
+  EXPECT_EQ(GetBudget(kProg, kPeriod).reserved_fen(), 0);
+}
+
+TEST_F(PayoutLogicTest, BudgetExhaustionRefusesApproval) {
+  ASSERT_TRUE(SetBudget(kProg, "2026-12", 250).ok());
+  const std::string a = AddHolder(1, "王小明");
+  const std::string c = AddHolder(2, "李四");
+  auto b = CreateBatch(kProg, "2026-12", 2, 300);
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE(
+      Upload(b->batch_id(), {{"x1", a, "王小明", 100}, {"x2", c, "李四", 200}})
+          .ok());
+  ASSERT_TRUE(Seal(b->batch_id()).ok());
+  ASSERT_TRUE(Submit(b->batch_id(), maker_).ok());
+  absl::Status s = Approve(b->batch_id(), checker_);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_EQ(common::StateOf(s), "INSUFFICIENT");
+  // No budget at all for a period.
+  auto b2 = CreateBatch(kProg, "2027Q1", 1, 100);
+  ASSERT_TRUE(b2.ok());
+  ASSERT_TRUE(Upload(b2->batch_id(), {{"x1", a, "王小明", 100}}).ok());
+  ASSERT_TRUE(Seal(b2->batch_id()).ok());
+  ASSERT_TRUE(Submit(b2->batch_id(), maker_).ok());
+  EXPECT_EQ(common::StateOf(Approve(b2->batch_id(), checker_)), "NOT_SET");
+
+  ASSERT_TRUE(SetBudget(kProg, "2026-12", 300).ok());
+  ASSERT_TRUE(Approve(b->batch_id(), checker_).ok());
+  Budget budget = GetBudget(kProg, "2026-12");
+  EXPECT_EQ(budget.reserved_fen(), 300);
+  EXPECT_EQ(budget.available_fen(), 0);
+  // The budget may not go below what is reserved.
+  EXPECT_EQ(SetBudget(kProg, "2026-12", 299).code(),
+            absl::StatusCode::kFailedPrecondition);
+  RunToCompletion(b->batch_id());
+  budget = GetBudget(kProg, "2026-12");
+  EXPECT_EQ(budget.paid_fen(), 300);
+  EXPECT_EQ(budget.reserved_fen(), 0);
+  EXPECT_EQ(budget.amount_fen(),
+            budget.reserved_fen() + budget.paid_fen() + budget.available_fen());
+}
+
+TEST_F(PayoutLogicTest, ExecutesExactlyOnceThroughBankFailures) {
+  banksim::BankSimOptions o;
+  o.closed_accounts = {"6222020000000003"};
+  o.frozen_accounts = {"6222020000000004"};
+  o.name_mismatch_marker = "错";
+  o.transient_failure_rate = 0.5;
+  o.seed = 7;
+  ReopenSim(o);
+  std::vector<ItemSpec> items;
+  int64_t total = 0;
+  for (int n = 1; n <= 20; ++n) {
+    const std::string name = n == 5 ? "错名" : absl::StrFormat("人员%d", n);
+    const std::string id = AddHolder(n, name);
+    items.push_back({absl::StrFormat("it%02d", n), id, name, 100 * n});
+    total += 100 * n;
+  }
+  auto b = CreateBatch(kProg, kPeriod, items.size(), total);
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE(Upload(b->batch_id(), items).ok());
+  SealSubmitApprove(b->batch_id());
+  EXPECT_EQ(GetBudget(kProg, kPeriod).reserved_fen(), total);
+  RunToCompletion(b->batch_id());
+
+  auto got = Items(b->batch_id());
+  auto stmt = Statement(b->batch_id());
+  std::set<std::string> ids;
+  int64_t paid = 0, failed = 0;
+  for (const auto& [item_id, it] : got) {
+    EXPECT_TRUE(ids.insert(it.instruction_id()).second);
+    EXPECT_EQ(it.instruction_id(),
+              PayoutLogic::InstructionId(b->batch_id(),
+                                         std::stoi(item_id.substr(2))));
+    auto e = stmt.find(it.instruction_id());
+    ASSERT_NE(e, stmt.end()) << item_id;
+    if (item_id == "it03" || item_id == "it04" || item_id == "it05") {
+      EXPECT_EQ(it.status(), ITEM_STATUS_FAILED) << item_id;
+      EXPECT_EQ(e->second.status(), bank::v1::INSTRUCTION_STATUS_REJECTED);
+      failed += it.amount_fen();
+    } else {
+      EXPECT_EQ(it.status(), ITEM_STATUS_PAID) << item_id;
+      EXPECT_EQ(e->second.status(), bank::v1::INSTRUCTION_STATUS_CREDITED);
+      EXPECT_EQ(e->second.bank_reference(), it.bank_reference());
+      EXPECT_EQ(e->second.amount_fen(), it.amount_fen());
+      paid += it.amount_fen();
+    }
+  }
+  EXPECT_EQ(got["it03"].reason(), ITEM_REASON_BANK_ACCOUNT_CLOSED);
+  EXPECT_EQ(got["it04"].reason(), ITEM_REASON_BANK_ACCOUNT_FROZEN);
+  EXPECT_EQ(got["it05"].reason(), ITEM_REASON_BANK_NAME_MISMATCH);
+  EXPECT_EQ(stmt.size(),
+            20u);  // one entry per instruction, whatever was re-sent
+  const BatchTotals t = Get(b->batch_id()).totals();
+  EXPECT_EQ(t.paid_count(), 17);
+  EXPECT_EQ(t.paid_amount_fen(), paid);
+  EXPECT_EQ(t.failed_amount_fen(), failed);
+  EXPECT_EQ(t.remaining_count(), 0);
+  EXPECT_EQ(t.sent_count(), 20);
+  Budget budget = GetBudget(kProg, kPeriod);
+  EXPECT_EQ(budget.paid_fen(), paid);
+  EXPECT_EQ(budget.reserved_fen(), 0);
+  EXPECT_EQ(budget.available_fen(), 1'000'000 - paid);
+
+  ReconcileRequest rr;
+  rr.set_request_id(Rid());
+  rr.set_batch_id(b->batch_id());
+  auto rec = payout_->Reconcile(checker_, rr);
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  EXPECT_TRUE(rec->reconciled()) << rec->DebugString();
+  EXPECT_EQ(rec->bank_credited_amount_fen(), paid);
+  EXPECT_EQ(Get(b->batch_id()).state(), BATCH_STATE_RECONCILED);
+}
+
+TEST_F(PayoutLogicTest, ReconcileReportsEveryMismatch) {
+  const std::string a = AddHolder(1, "王小明");
+  const std::string c = AddHolder(2, "李四");
+  auto b = CreateBatch(kProg, kPeriod, 2, 300);
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE(
+      Upload(b->batch_id(), {{"x1", a, "王小明", 100}, {"x2", c, "李四", 200}})
+          .ok());
+  SealSubmitApprove(b->batch_id());
+  RunToCompletion(b->batch_id());
+  // Tamper with the bank's ledger: one credit disappears, a stray one appears.
+  {
+    storage::WriteSet ws;
+    const std::string gone = PayoutLogic::InstructionId(b->batch_id(), 1);
+    ws.Delete(storage::Table::kPayoutItems,
+              storage::KeyBuilder().Str(b->batch_id()).Str(gone).Build());
+    bank::v1::StatementEntry stray;
+    stray.set_instruction_id(b->batch_id() + "-99999999");
+    stray.set_status(bank::v1::INSTRUCTION_STATUS_CREDITED);
+    stray.set_amount_fen(5);
+    ws.Put(storage::Table::kPayoutItems,
+           storage::KeyBuilder()
+               .Str(b->batch_id())
+               .Str(stray.instruction_id())
+               .Build(),
+           stray.SerializeAsString());
+    ASSERT_TRUE(bank_engine_->Commit(std::move(ws)).ok());
+  }
+  ReconcileRequest rr;
+  rr.set_request_id(Rid());
+  rr.set_batch_id(b->batch_id());
+  auto rec = payout_->Reconcile(checker_, rr);
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  EXPECT_FALSE(rec->reconciled());
+  std::multiset<MismatchKind> kinds;
+  for (const auto& m : rec->mismatches()) kinds.insert(m.kind());
+  EXPECT_EQ(kinds.count(MISMATCH_KIND_MISSING_AT_BANK), 1u);
+  EXPECT_EQ(kinds.count(MISMATCH_KIND_UNKNOWN_INSTRUCTION), 1u);
+  EXPECT_EQ(kinds.count(MISMATCH_KIND_TOTAL_DIFFERS), 1u);
+  EXPECT_EQ(Get(b->batch_id()).state(), BATCH_STATE_COMPLETED);
+}
+
+TEST_F(PayoutLogicTest, DuplicateEntitlementAcrossBatchesAndRetryBatch) {
+  banksim::BankSimOptions frozen;
+  frozen.frozen_accounts = {"6222020000000002"};
+  ReopenSim(frozen);
+  const std::string a = AddHolder(1, "王小明");
+  const std::string c = AddHolder(2, "李四");
+  const std::string d = AddHolder(3, "赵五");
+  ReportLoss(d, LOSS_KIND_TEMPORARY);
+  auto b1 = CreateBatch(kProg, kPeriod, 3, 600);
+  ASSERT_TRUE(b1.ok());
+  ASSERT_TRUE(Upload(b1->batch_id(), {{"x1", a, "王小明", 100},
+                                      {"x2", c, "李四", 200},
+                                      {"x3", d, "赵五", 300}})
+                  .ok());
+  SealSubmitApprove(b1->batch_id());
+  // A second batch for the same period, prepared while the first is pending.
+  auto b2 = CreateBatch(kProg, kPeriod, 1, 100);
+  ASSERT_TRUE(b2.ok());
+  ASSERT_TRUE(Upload(b2->batch_id(), {{"y1", a, "王小明", 100}}).ok());
+  RunToCompletion(b1->batch_id());
+  auto items = Items(b1->batch_id());
+  EXPECT_EQ(items["x1"].status(), ITEM_STATUS_PAID);
+  EXPECT_EQ(items["x2"].status(), ITEM_STATUS_FAILED);
+  EXPECT_EQ(items["x3"].status(), ITEM_STATUS_HELD);
+
+  // b2 was valid at upload (nothing paid yet) but is refused at execution.
+  SealSubmitApprove(b2->batch_id());
+  RunToCompletion(b2->batch_id());
+  auto items2 = Items(b2->batch_id());
+  EXPECT_EQ(items2["y1"].status(), ITEM_STATUS_REJECTED);
+  EXPECT_EQ(items2["y1"].reason(), ITEM_REASON_DUPLICATE_ENTITLEMENT);
+  EXPECT_EQ(Statement(b2->batch_id()).size(), 0u);
+  // A third batch now is refused at upload; another period is fine.
+  auto b3 = CreateBatch(kProg, kPeriod, 1, 100);
+  ASSERT_TRUE(b3.ok());
+  ASSERT_TRUE(Upload(b3->batch_id(), {{"z1", a, "王小明", 100}}).ok());
+  EXPECT_EQ(Items(b3->batch_id())["z1"].reason(),
+            ITEM_REASON_DUPLICATE_ENTITLEMENT);
+  ASSERT_TRUE(SetBudget(kProg, "2026-12", 1000).ok());
+  auto b4 = CreateBatch(kProg, "2026-12", 1, 100);
+  ASSERT_TRUE(b4.ok());
+  ASSERT_TRUE(Upload(b4->batch_id(), {{"z1", a, "王小明", 100}}).ok());
+  EXPECT_EQ(Items(b4->batch_id())["z1"].status(), ITEM_STATUS_VALID);
+  Budget budget = GetBudget(kProg, kPeriod);
+  EXPECT_EQ(budget.paid_fen(), 100);
+  EXPECT_EQ(budget.reserved_fen(), 0);
+
+  // Correction: the account is unfrozen, the card found again.
+  ReopenSim(banksim::BankSimOptions{});
+  CancelLoss(d);
+  CreateRetryBatchRequest rr;
+  rr.set_request_id(Rid());
+  rr.set_source_batch_id(b1->batch_id());
+  rr.mutable_scheduled_at()->set_seconds(absl::ToUnixSeconds(clock_.Now()));
+  auto retry = payout_->CreateRetryBatch(maker_, rr);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->batch().state(), BATCH_STATE_SEALED);
+  EXPECT_EQ(retry->batch().retry_of(), b1->batch_id());
+  EXPECT_EQ(retry->batch().control_count(), 2);
+  EXPECT_EQ(retry->batch().control_amount_fen(), 500);
+  EXPECT_EQ(retry->batch().totals().valid_count(), 2);
+  const std::string rid = retry->batch().batch_id();
+  ASSERT_TRUE(Submit(rid, maker_).ok());
+  ASSERT_TRUE(Approve(rid, checker_).ok());
+  RunToCompletion(rid);
+  auto ritems = Items(rid);
+  EXPECT_EQ(ritems.size(), 2u);
+  EXPECT_EQ(ritems["x2"].status(), ITEM_STATUS_PAID);
+  EXPECT_EQ(ritems["x3"].status(), ITEM_STATUS_PAID);
+  EXPECT_EQ(GetBudget(kProg, kPeriod).paid_fen(), 600);
+  // Failed source batch with nothing left to retry.
+  rr.set_request_id(Rid());
+  rr.set_source_batch_id(rid);
+  EXPECT_EQ(payout_->CreateRetryBatch(maker_, rr).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(PayoutLogicTest, ScheduledTimeCancelPauseResume) {
+  bank_chunk_ = 2;
+  RestartPayout();
+  std::vector<ItemSpec> items;
+  for (int n = 1; n <= 6; ++n) {
+    items.push_back({absl::StrFormat("i%d", n),
+                     AddHolder(n, absl::StrFormat("人%d", n)), "", 100});
+    items.back().name = absl::StrFormat("人%d", n);
+  }
+  auto b = CreateBatch(kProg, kPeriod, 6, 600, clock_.Now() + absl::Hours(2));
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE(Upload(b->batch_id(), items).ok());
+  SealSubmitApprove(b->batch_id());
+  ASSERT_TRUE(payout_->RunExecutorOnce().ok());
+  EXPECT_EQ(Get(b->batch_id()).state(), BATCH_STATE_APPROVED);  // not yet due
+  EXPECT_EQ(sim_->processed(), 0u);
+
+  // Cancel before execution releases the reservation.
+  auto b2 = CreateBatch(kProg, kPeriod, 1, 100, clock_.Now() + absl::Hours(2));
+  ASSERT_TRUE(b2.ok());
+  ASSERT_TRUE(
+      Upload(b2->batch_id(), {{"c1", items[0].id_number, items[0].name, 100}})
+          .ok());
+  SealSubmitApprove(b2->batch_id());
+  EXPECT_EQ(GetBudget(kProg, kPeriod).reserved_fen(), 700);
+  CancelBatchRequest cr;
+  cr.set_request_id(Rid());
+  cr.set_batch_id(b2->batch_id());
+  cr.set_reason("重复造册");
+  ASSERT_TRUE(payout_->CancelBatch(maker_, cr).ok());
+  EXPECT_EQ(GetBudget(kProg, kPeriod).reserved_fen(), 600);
+
+  clock_.Advance(absl::Hours(2));
+  // Stop after the first chunk: a blocked bank (every call fails).
+  banksim::BankSimOptions down;
+  down.transient_failure_rate = 1.0;
+  ReopenSim(down);
+  ASSERT_TRUE(payout_->RunExecutorOnce(1).ok());
+  EXPECT_EQ(Get(b->batch_id()).state(), BATCH_STATE_EXECUTING);
+  cr.set_request_id(Rid());
+  cr.set_batch_id(b->batch_id());
+  EXPECT_EQ(payout_->CancelBatch(maker_, cr).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  PauseBatchRequest pr;
+  pr.set_request_id(Rid());
+  pr.set_batch_id(b->batch_id());
+  ASSERT_TRUE(payout_->PauseBatch(maker_, pr).ok());
+  ReopenSim(banksim::BankSimOptions{});
+  ASSERT_TRUE(payout_->RunExecutorOnce().ok());
+  EXPECT_EQ(Get(b->batch_id()).state(), BATCH_STATE_PAUSED);
+  const uint64_t before = sim_->processed();
+  EXPECT_LE(before, 2u);
+  ResumeBatchRequest rs;
+  rs.set_request_id(Rid());
+  rs.set_batch_id(b->batch_id());
+  ASSERT_TRUE(payout_->ResumeBatch(maker_, rs).ok());
+  RunToCompletion(b->batch_id());
+  EXPECT_EQ(Get(b->batch_id()).totals().paid_count(), 6);
+  EXPECT_EQ(Statement(b->batch_id()).size(), 6u);
+}
+
+TEST_F(PayoutLogicTest, ResumesAfterRestartWithSentItems) {
+  std::vector<ItemSpec> items;
+  for (int n = 1; n <= 7; ++n) {
+    const std::string name = absl::StrFormat("人%d", n);
+    items.push_back({absl::StrFormat("i%d", n), AddHolder(n, name), name, 100});
+  }
+  auto b = CreateBatch(kProg, kPeriod, 7, 700);
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE(Upload(b->batch_id(), items).ok());
+  SealSubmitApprove(b->batch_id());
+  // The bank processes, but every answer is lost.
+  banksim::BankSimOptions lossy;
+  lossy.transient_failure_rate = 1.0;
+  lossy.seed = 3;
+  ReopenSim(lossy);
+  ASSERT_TRUE(payout_->RunExecutorOnce(2).ok());
+  BatchTotals t = Get(b->batch_id()).totals();
+  EXPECT_EQ(t.sent_count(), 3);
+  EXPECT_EQ(t.paid_count(), 0);
+  // Restart.
+  RestartPayout();
+  ReopenSim(banksim::BankSimOptions{});
+  const int status_before = gateway_->status_calls;
+  RunToCompletion(b->batch_id());
+  EXPECT_GT(gateway_->status_calls,
+            status_before);  // re-queried, not blindly re-sent
+  t = Get(b->batch_id()).totals();
+  EXPECT_EQ(t.paid_count(), 7);
+  EXPECT_EQ(Statement(b->batch_id()).size(), 7u);
+}
+
+TEST_F(PayoutLogicTest, WatchBatchStreamsUntilDone) {
+  std::vector<ItemSpec> items;
+  for (int n = 1; n <= 5; ++n) {
+    const std::string name = absl::StrFormat("人%d", n);
+    items.push_back({absl::StrFormat("i%d", n), AddHolder(n, name), name, 100});
+  }
+  auto b = CreateBatch(kProg, kPeriod, 5, 500);
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE(Upload(b->batch_id(), items).ok());
+  SealSubmitApprove(b->batch_id());
+  std::vector<WatchBatchResponse> seen;
+  WatchBatchRequest wr;
+  wr.set_batch_id(b->batch_id());
+  std::thread watcher([&] {
+    absl::Status s = payout_->WatchBatch(
+        maker_, wr,
+        [&](const WatchBatchResponse& p) {
+          seen.push_back(p);
+          return true;
+        },
+        [] { return false; });
+    EXPECT_TRUE(s.ok()) << s;
+  });
+  RunToCompletion(b->batch_id());
+  watcher.join();
+  ASSERT_FALSE(seen.empty());
+  EXPECT_TRUE(seen.back().done());
+  EXPECT_EQ(seen.back().totals().paid_count(), 5);
+  EXPECT_EQ(seen.back().totals().remaining_count(), 0);
+}
+
+TEST_F(PayoutLogicTest, ProgrammeAndBudgetValidation) {
+  RegisterProgrammeRequest r;
+  r.set_request_id(Rid());
+  r.mutable_programme()->set_code("X");
+  EXPECT_EQ(common::FieldOf(payout_->RegisterProgramme(maker_, r).status()),
+            "programme.code");
+  r.mutable_programme()->set_code("EMP-2026");
+  r.mutable_programme()->set_name("就业补贴");
+  r.mutable_programme()->set_category(PROGRAMME_CATEGORY_EMPLOYMENT_SUBSIDY);
+  r.mutable_programme()->set_unit(BENEFICIARY_UNIT_PER_HOUSEHOLD);
+  r.mutable_programme()->set_max_item_amount_fen(0);
+  r.set_request_id(Rid());
+  EXPECT_EQ(common::FieldOf(payout_->RegisterProgramme(maker_, r).status()),
+            "programme.max_item_amount_fen");
+  r.mutable_programme()->set_max_item_amount_fen(100000);
+  r.set_request_id(Rid());
+  ASSERT_TRUE(payout_->RegisterProgramme(maker_, r).ok());
+  r.set_request_id(Rid());
+  EXPECT_EQ(payout_->RegisterProgramme(maker_, r).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  for (const char* bad : {"2026-13", "2026Q5", "26-11", "2026-1", "1999", ""}) {
+    EXPECT_EQ(common::FieldOf(SetBudget("EMP-2026", bad, 1)), "period") << bad;
+  }
+  for (const char* good : {"2026-11", "2026Q4", "2026"}) {
+    EXPECT_TRUE(SetBudget("EMP-2026", good, 1).ok()) << good;
+  }
+  EXPECT_EQ(common::FieldOf(SetBudget("EMP-2026", "2026", -1)), "amount_fen");
+  EXPECT_EQ(SetBudget("NOPE", "2026", 1).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(common::FieldOf(CreateBatch("EMP-2026", "2026", 0, 1).status()),
+            "control_count");
+}
+
+}  // namespace
+}  // namespace ssc::payout::testing
