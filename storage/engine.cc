@@ -1,6 +1,9 @@
 #include "storage/engine.h"
 
+#include <algorithm>
 #include <cstring>
+#include <iterator>
+#include <map>
 
 namespace ssc::storage {
 
@@ -41,6 +44,63 @@ void WriteSet::AddCounter(Table t, std::string key, int64_t delta) {
     v[i] = static_cast<char>((u >> (8 * i)) & 0xFF);
   }
   ops_.push_back(Op{OpType::kAdd, t, std::move(key), std::move(v)});
+}
+
+void WriteSet::Append(WriteSet&& other) {
+  if (ops_.empty()) {
+    ops_ = std::move(other.ops_);
+  } else {
+    ops_.insert(ops_.end(), std::make_move_iterator(other.ops_.begin()),
+                std::make_move_iterator(other.ops_.end()));
+  }
+  events_.insert(events_.end(), std::make_move_iterator(other.events_.begin()),
+                 std::make_move_iterator(other.events_.end()));
+  audits_.insert(audits_.end(), std::make_move_iterator(other.audits_.begin()),
+                 std::make_move_iterator(other.audits_.end()));
+  other.ops_.clear();
+  other.events_.clear();
+  other.audits_.clear();
+}
+
+void WriteSet::CoalesceCounters() {
+  std::map<std::pair<Table, std::string_view>, size_t> first;
+  std::vector<Op> out;
+  out.reserve(ops_.size());
+  for (Op& op : ops_) {
+    if (op.type != OpType::kAdd) {
+      out.push_back(std::move(op));
+      continue;
+    }
+    auto [it, inserted] =
+        first.emplace(std::make_pair(op.table, std::string_view(op.key)),
+                      out.size());
+    if (inserted) {
+      out.push_back(std::move(op));
+      // The map's key views the string now owned by `out`.
+      first.erase(it);
+      first.emplace(
+          std::make_pair(out.back().table, std::string_view(out.back().key)),
+          out.size() - 1);
+      continue;
+    }
+    std::string& v = out[it->second].value;
+    uint64_t a = 0, b = 0;
+    for (int i = 0; i < 8; ++i) {
+      a |= static_cast<uint64_t>(static_cast<unsigned char>(v[i])) << (8 * i);
+      b |= static_cast<uint64_t>(static_cast<unsigned char>(op.value[i]))
+           << (8 * i);
+    }
+    const uint64_t sum = a + b;
+    for (int i = 0; i < 8; ++i) v[i] = static_cast<char>((sum >> (8 * i)) & 0xFF);
+  }
+  ops_ = std::move(out);
+}
+
+void WriteSet::SortByKey() {
+  std::stable_sort(ops_.begin(), ops_.end(), [](const Op& a, const Op& b) {
+    if (a.table != b.table) return a.table < b.table;
+    return a.key < b.key;
+  });
 }
 
 size_t WriteSet::ApproximateBytes() const {

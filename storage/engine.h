@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -49,6 +50,9 @@ struct EventInput {
   std::string payload;  // serialized details (JSON)
   // Additional entities under which the event is indexed (e.g. the person).
   std::vector<std::pair<std::string, std::string>> also_index;
+  // When the event happened, if not at commit: only imports of history
+  // (services/ops/importer.h) set it. Sequences still follow commit order.
+  std::optional<absl::Time> time = std::nullopt;
 };
 
 // An event as stored, with its sequence assigned at commit.
@@ -90,7 +94,22 @@ class WriteSet {
   void Delete(Table t, std::string key);
   // Adds `delta` to the int64 counter at `key` (a merge: no read needed).
   void AddCounter(Table t, std::string key, int64_t delta);
-  void AppendEvent(EventInput e) { events_.push_back(std::move(e)); }
+  void AppendEvent(EventInput e) {
+    if (!e.time.has_value()) e.time = event_time_;
+    events_.push_back(std::move(e));
+  }
+  // The time given to events appended from now on that name none (imports
+  // of history set it before each historical step; nullopt: commit time).
+  void SetEventTime(std::optional<absl::Time> t) { event_time_ = t; }
+  // Moves every write of `other` to the end of this set (in order).
+  void Append(WriteSet&& other);
+  // Folds the counter deltas (kAdd) of each (table, key) into one delta at
+  // its first occurrence: the same result with fewer writes (bulk loads).
+  void CoalesceCounters();
+  // Orders the writes by (table, key), keeping the order of writes to the
+  // same key: the same result, and a large set is inserted into RocksDB's
+  // memtable far faster in key order (bulk loads).
+  void SortByKey();
   void AppendAudit(AuditInput a) { audits_.push_back(std::move(a)); }
 
   const std::vector<Op>& ops() const { return ops_; }
@@ -109,6 +128,7 @@ class WriteSet {
   std::vector<Op> ops_;
   std::vector<EventInput> events_;
   std::vector<AuditInput> audits_;
+  std::optional<absl::Time> event_time_;
 };
 
 struct CommitResult {
@@ -162,6 +182,12 @@ class Engine {
 
   // Forces buffered data to disk (used when draining).
   virtual absl::Status Flush() = 0;
+
+  // Engine-specific figures for monitoring, by name (e.g. RocksDB's
+  // "rocksdb.estimate-pending-compaction-bytes"), as decimal numbers. Names
+  // and values are plain strings so that no engine type leaks. Empty when
+  // the engine has none.
+  virtual std::map<std::string, std::string> Properties() { return {}; }
 };
 
 }  // namespace ssc::storage

@@ -1,0 +1,177 @@
+#include "services/ops/admin_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "services/common/errors.h"
+#include "services/common/metrics.h"
+#include "services/common/mutation.h"
+#include "storage/status_macros.h"
+
+namespace ssc::ops {
+namespace {
+
+constexpr char kService[] = "ssc.v1.AdminService/";
+
+std::string Method(std::string_view name) {
+  return absl::StrCat(kService, absl::string_view(name.data(), name.size()));
+}
+
+ssc::v1::ImportResponse ToProto(std::string_view import_id,
+                                const ImportTotals& t,
+                                const std::vector<RejectedRow>& rejects) {
+  ssc::v1::ImportResponse r;
+  r.set_import_id(std::string(import_id));
+  r.set_resume_after_line(t.resume_after_line);
+  r.set_accepted_rows(t.accepted);
+  r.set_rejected_rows(t.rejected);
+  r.set_skipped_rows(t.skipped);
+  r.set_done(t.done);
+  for (const RejectedRow& j : rejects) {
+    ssc::v1::RowReject* x = r.add_rejects();
+    x->set_line(j.line);
+    x->set_field(j.field);
+    x->set_reason(j.reason);
+  }
+  return r;
+}
+
+void CountRows(const ImportTotals& before, const ImportTotals& after) {
+  common::MetricsRegistry& m = common::Metrics();
+  constexpr char kHelp[] = "Register rows imported, by outcome.";
+  m.GetCounter("ssc_import_rows_total", kHelp, {{"outcome", "accepted"}})
+      ->Add(after.accepted - before.accepted);
+  m.GetCounter("ssc_import_rows_total", kHelp, {{"outcome", "rejected"}})
+      ->Add(after.rejected - before.rejected);
+  m.GetCounter("ssc_import_rows_total", kHelp, {{"outcome", "skipped"}})
+      ->Add(after.skipped - before.skipped);
+}
+
+}  // namespace
+
+grpc::Status AdminServiceImpl::Import(
+    grpc::ServerContext* ctx,
+    grpc::ServerReaderWriter<ssc::v1::ImportResponse, ssc::v1::ImportRequest>*
+        stream) {
+  ssc::v1::ImportRequest first;
+  const bool got_first = stream->Read(&first);
+  return runner_->RunBody(
+      ctx, Method("Import"), first,
+      [&](const common::Caller& caller) -> absl::Status {
+        if (!got_first || !first.has_start()) {
+          return common::InvalidField("start",
+                                      "the first message must be ImportStart");
+        }
+        const ssc::v1::ImportStart& start = first.start();
+        ASSIGN_OR_RETURN(std::unique_ptr<ImportSession> session,
+                         importer_->Begin(caller, start.import_id(),
+                                          start.format(), start.csv_header()));
+        ASSIGN_OR_RETURN(std::vector<RejectedRow> stored,
+                         importer_->Rejects(start.import_id()));
+        if (!stream->Write(
+                ToProto(start.import_id(), session->totals(), stored))) {
+          return absl::CancelledError("the client went away");
+        }
+        ImportTotals last = session->totals();
+        std::vector<BatchResult> out;
+        auto send = [&]() -> absl::Status {
+          for (const BatchResult& b : out) {
+            CountRows(last, b.totals);
+            last = b.totals;
+            if (!stream->Write(
+                    ToProto(start.import_id(), b.totals, b.rejects))) {
+              return absl::CancelledError("the client went away");
+            }
+          }
+          out.clear();
+          return absl::OkStatus();
+        };
+        ssc::v1::ImportRequest msg;
+        while (stream->Read(&msg)) {
+          if (!msg.has_chunk()) {
+            return common::InvalidField("chunk",
+                                        "messages after the start are chunks");
+          }
+          const ssc::v1::ImportChunk& chunk = msg.chunk();
+          if (chunk.first_line() == 0 && chunk.lines_size() > 0) {
+            return common::InvalidField("chunk.first_line",
+                                        "lines are numbered from 1");
+          }
+          for (int i = 0; i < chunk.lines_size(); ++i) {
+            RETURN_IF_ERROR(
+                session->Add(chunk.first_line() + i, chunk.lines(i), &out));
+          }
+          RETURN_IF_ERROR(send());
+          if (ctx->IsCancelled()) {
+            return absl::CancelledError("call cancelled by the client");
+          }
+        }
+        RETURN_IF_ERROR(session->Finish(&out));
+        return send();
+      });
+}
+
+grpc::Status AdminServiceImpl::GetImportStatus(
+    grpc::ServerContext* ctx, const ssc::v1::GetImportStatusRequest* req,
+    ssc::v1::GetImportStatusResponse* resp) {
+  return runner_->Run(
+      ctx, Method("GetImportStatus"), *req, resp,
+      [&](const common::Caller&, const ssc::v1::GetImportStatusRequest& r)
+          -> absl::StatusOr<ssc::v1::GetImportStatusResponse> {
+        if (r.import_id().empty()) {
+          return common::InvalidField("import_id", "is required");
+        }
+        ASSIGN_OR_RETURN(ImportTotals t, importer_->Status(r.import_id()));
+        ssc::v1::GetImportStatusResponse out;
+        *out.mutable_status() = ToProto(r.import_id(), t, {});
+        return out;
+      });
+}
+
+grpc::Status AdminServiceImpl::CreateBackup(
+    grpc::ServerContext* ctx, const ssc::v1::CreateBackupRequest* req,
+    ssc::v1::CreateBackupResponse* resp) {
+  return runner_->Run(
+      ctx, Method("CreateBackup"), *req, resp,
+      [&](const common::Caller& caller, const ssc::v1::CreateBackupRequest& r)
+          -> absl::StatusOr<ssc::v1::CreateBackupResponse> {
+        absl::StatusOr<ssc::v1::BackupInfo> info = backups_->Create();
+        const std::string target =
+            info.ok() ? absl::StrCat("backup ", info->backup_id()) : "backup";
+        RETURN_IF_ERROR(
+            common::AuditOnly(runner_->store(), caller, Method("CreateBackup"),
+                              r.request_id(), target, info.status()));
+        common::Metrics()
+            .GetCounter("ssc_backups_total", "Backups attempted, by outcome.",
+                        {{"outcome", info.ok() ? "ok" : "failed"}})
+            ->Add();
+        if (!info.ok()) return info.status();
+        common::Metrics()
+            .GetGauge("ssc_backup_last_success_timestamp_seconds",
+                      "Unix time of the last successful backup.")
+            ->Set(static_cast<double>(info->created_at().seconds()));
+        ssc::v1::CreateBackupResponse out;
+        *out.mutable_backup() = *std::move(info);
+        return out;
+      });
+}
+
+grpc::Status AdminServiceImpl::ListBackups(
+    grpc::ServerContext* ctx, const ssc::v1::ListBackupsRequest* req,
+    ssc::v1::ListBackupsResponse* resp) {
+  return runner_->Run(
+      ctx, Method("ListBackups"), *req, resp,
+      [&](const common::Caller&, const ssc::v1::ListBackupsRequest&) {
+        return backups_->List();
+      });
+}
+
+grpc::Status AdminServiceImpl::VerifyBackup(
+    grpc::ServerContext* ctx, const ssc::v1::VerifyBackupRequest* req,
+    ssc::v1::VerifyBackupResponse* resp) {
+  return runner_->Run(
+      ctx, Method("VerifyBackup"), *req, resp,
+      [&](const common::Caller&, const ssc::v1::VerifyBackupRequest& r) {
+        return backups_->Verify(r.backup_id());
+      });
+}
+
+}  // namespace ssc::ops

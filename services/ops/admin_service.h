@@ -1,0 +1,47 @@
+#pragma once
+
+// ssc.v1.AdminService over gRPC: bulk import (bidirectional stream) and
+// online backups. Every call goes through the RpcRunner (identity, the
+// authorization table: admin only, audit of refusals); imports audit each
+// committed batch, backups audit their creation. Thread-safe.
+
+#include <grpcpp/grpcpp.h>
+
+#include "services/common/grpc/rpc_runner.h"
+#include "services/ops/backup.h"
+#include "services/ops/importer.h"
+#include "ssc/v1/admin.grpc.pb.h"
+
+namespace ssc::ops {
+
+class AdminServiceImpl final : public ssc::v1::AdminService::Service {
+ public:
+  // Not owned; must outlive the service.
+  AdminServiceImpl(Importer* importer, BackupManager* backups,
+                   const grpc_common::RpcRunner* runner)
+      : importer_(importer), backups_(backups), runner_(runner) {}
+
+  grpc::Status Import(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<ssc::v1::ImportResponse, ssc::v1::ImportRequest>*
+          stream) override;
+  grpc::Status GetImportStatus(grpc::ServerContext* ctx,
+                               const ssc::v1::GetImportStatusRequest* req,
+                               ssc::v1::GetImportStatusResponse* resp) override;
+  grpc::Status CreateBackup(grpc::ServerContext* ctx,
+                            const ssc::v1::CreateBackupRequest* req,
+                            ssc::v1::CreateBackupResponse* resp) override;
+  grpc::Status ListBackups(grpc::ServerContext* ctx,
+                           const ssc::v1::ListBackupsRequest* req,
+                           ssc::v1::ListBackupsResponse* resp) override;
+  grpc::Status VerifyBackup(grpc::ServerContext* ctx,
+                            const ssc::v1::VerifyBackupRequest* req,
+                            ssc::v1::VerifyBackupResponse* resp) override;
+
+ private:
+  Importer* importer_;
+  BackupManager* backups_;
+  const grpc_common::RpcRunner* runner_;
+};
+
+}  // namespace ssc::ops

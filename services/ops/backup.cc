@@ -1,0 +1,87 @@
+#include "services/ops/backup.h"
+
+#include <filesystem>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "storage/backup.h"
+#include "storage/status_macros.h"
+
+namespace ssc::ops {
+namespace {
+
+// Metadata stored with a backup: "last_event_sequence=N last_audit_sequence=M".
+ssc::v1::BackupInfo ToProto(const storage::BackupInfo& b) {
+  ssc::v1::BackupInfo out;
+  out.set_backup_id(b.id);
+  out.mutable_created_at()->set_seconds(absl::ToUnixSeconds(b.created));
+  out.set_size_bytes(b.size_bytes);
+  out.set_files(b.files);
+  for (absl::string_view part : absl::StrSplit(b.metadata, ' ')) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(part, '=');
+    uint64_t v = 0;
+    if (!absl::SimpleAtoi(kv.second, &v)) continue;
+    if (kv.first == "last_event_sequence") out.set_last_event_sequence(v);
+    if (kv.first == "last_audit_sequence") out.set_last_audit_sequence(v);
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<ssc::v1::BackupInfo> BackupManager::Create() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (options_.dir.empty()) {
+    return absl::FailedPreconditionError("no backup_dir configured");
+  }
+  // Everything acknowledged before this point is in the backup.
+  const storage::EngineStats st = engine_->Stats();
+  const std::string metadata =
+      absl::StrCat("last_event_sequence=", st.last_event_sequence,
+                   " last_audit_sequence=", st.last_audit_sequence);
+  ASSIGN_OR_RETURN(
+      storage::BackupInfo info,
+      storage::CreateBackup(*engine_, options_.dir, metadata, options_.keep));
+  return ToProto(info);
+}
+
+absl::StatusOr<ssc::v1::ListBackupsResponse> ListBackupDir(
+    const std::string& dir) {
+  ASSIGN_OR_RETURN(std::vector<storage::BackupInfo> all,
+                   storage::ListBackups(dir));
+  ssc::v1::ListBackupsResponse out;
+  for (const storage::BackupInfo& b : all) *out.add_backups() = ToProto(b);
+  out.set_backup_dir(dir);
+  return out;
+}
+
+absl::StatusOr<ssc::v1::ListBackupsResponse> BackupManager::List() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ASSIGN_OR_RETURN(ssc::v1::ListBackupsResponse out,
+                   ListBackupDir(options_.dir));
+  out.set_keep(options_.keep);
+  return out;
+}
+
+absl::StatusOr<ssc::v1::VerifyBackupResponse> BackupManager::Verify(
+    uint32_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ssc::v1::VerifyBackupResponse out;
+  absl::Status s = storage::VerifyBackup(options_.dir, id);
+  if (s.code() == absl::StatusCode::kNotFound) return s;
+  out.set_ok(s.ok());
+  if (!s.ok()) out.set_problem(std::string(s.message()));
+  return out;
+}
+
+absl::Status RestoreStore(const std::string& backup_dir, uint32_t id,
+                          const std::string& data_dir) {
+  if (data_dir.empty()) {
+    return absl::InvalidArgumentError("data_dir: is required");
+  }
+  return storage::RestoreBackup(
+      backup_dir, id, (std::filesystem::path(data_dir) / "db").string());
+}
+
+}  // namespace ssc::ops

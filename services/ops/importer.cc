@@ -1,0 +1,1730 @@
+#include "services/ops/importer.h"
+
+#include <algorithm>
+#include <map>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/util/json_util.h"
+#include "services/card/card_records.pb.h"
+#include "services/card/id_number.h"
+#include "services/card/lifecycle.h"
+#include "services/card/sequence_allocator.h"
+#include "services/common/errors.h"
+#include "services/common/metrics.h"
+#include "services/ecard/ecard_store.h"
+#include "services/report/counters.h"
+#include "storage/key_codec.h"
+#include "storage/pii_cipher.h"
+#include "storage/status_macros.h"
+
+namespace ssc::ops {
+namespace {
+
+using card::CardChange;
+using card::ChangeKind;
+using card::Operation;
+using card::store::CardRecord;
+using card::store::PersonRecord;
+using ssc::v1::CardState;
+using ssc::v1::RegisterRow;
+using storage::KeyBuilder;
+using storage::Table;
+
+absl::string_view Sv(std::string_view s) { return {s.data(), s.size()}; }
+
+constexpr char kAuditMethod[] = "ssc.v1.AdminService/Import";
+constexpr char kDefaultSpecVersion[] = "3.00";
+constexpr int kValidityYears = 10;
+constexpr char kECardIdAlphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
+
+// --- Keys shared with the card service (card_logic.cc). The layouts are the
+// on-disk format and frozen there; they are repeated here, not invented.
+std::string CardNumberKey(std::string_view number) {
+  return KeyBuilder().Str("cardno").Str(number).Build();
+}
+std::string IdCodeKey(std::string_view code) {
+  return KeyBuilder().Str("idcode").Str(code).Build();
+}
+std::string InvalidKey(std::string_view number) {
+  return KeyBuilder().Str("invalid").Str(number).Build();
+}
+std::string EncodeInvalid(int64_t since_micros, CardState state,
+                          int64_t expires_micros) {
+  std::string v;
+  storage::PutFixed64BE(&v, static_cast<uint64_t>(since_micros));
+  v.push_back(static_cast<char>(state));
+  storage::PutFixed64BE(&v, static_cast<uint64_t>(expires_micros));
+  return v;
+}
+std::string Aad(std::string_view record_key, std::string_view field) {
+  return absl::StrCat(Sv(record_key), "/", Sv(field));
+}
+
+// --- The import's own records in kMeta.
+std::string CheckpointKey(std::string_view import_id) {
+  return KeyBuilder().Str("import").Str(import_id).Build();
+}
+std::string RejectPrefix(std::string_view import_id) {
+  return KeyBuilder().Str("import.reject").Str(import_id).Build();
+}
+std::string RejectKey(std::string_view import_id, uint64_t line) {
+  return KeyBuilder().Str("import.reject").Str(import_id).U64(line).Build();
+}
+std::string EncodeTotals(const ImportTotals& t) {
+  std::string v;
+  storage::PutFixed64BE(&v, t.resume_after_line);
+  storage::PutFixed64BE(&v, t.accepted);
+  storage::PutFixed64BE(&v, t.rejected);
+  storage::PutFixed64BE(&v, t.skipped);
+  v.push_back(t.done ? 1 : 0);
+  return v;
+}
+absl::StatusOr<ImportTotals> DecodeTotals(std::string_view v) {
+  if (v.size() != 33)
+    return absl::DataLossError("import checkpoint is malformed");
+  ImportTotals t;
+  t.resume_after_line = storage::GetFixed64BE(v.substr(0, 8));
+  t.accepted = storage::GetFixed64BE(v.substr(8, 8));
+  t.rejected = storage::GetFixed64BE(v.substr(16, 8));
+  t.skipped = storage::GetFixed64BE(v.substr(24, 8));
+  t.done = v[32] != 0;
+  return t;
+}
+
+// The flat JSON object of event details, as card_logic.cc writes it.
+class Json {
+ public:
+  Json& Str(std::string_view key, std::string_view value) {
+    Key(key);
+    Quote(value);
+    return *this;
+  }
+  Json& Bool(std::string_view key, bool value) {
+    Key(key);
+    out_ += value ? "true" : "false";
+    return *this;
+  }
+  std::string Done() const { return absl::StrCat("{", out_, "}"); }
+
+ private:
+  void Key(std::string_view key) {
+    if (!out_.empty()) out_ += ",";
+    Quote(key);
+    out_ += ":";
+  }
+  void Quote(std::string_view s) {
+    out_ += '"';
+    for (char c : s) {
+      switch (c) {
+        case '"':
+          out_ += "\\\"";
+          break;
+        case '\\':
+          out_ += "\\\\";
+          break;
+        case '\n':
+          out_ += "\\n";
+          break;
+        case '\r':
+          out_ += "\\r";
+          break;
+        case '\t':
+          out_ += "\\t";
+          break;
+        default:
+          if (static_cast<unsigned char>(c) < 0x20) {
+            absl::StrAppendFormat(&out_, "\\u%04x", c);
+          } else {
+            out_ += c;
+          }
+      }
+    }
+    out_ += '"';
+  }
+  std::string out_;
+};
+
+std::string MergeJson(const Json& base, const Json& extra) {
+  std::string details = base.Done();
+  const std::string more = extra.Done();
+  if (more.size() > 2) {
+    details.pop_back();
+    absl::StrAppend(&details, ",", more.substr(1));
+  }
+  return details;
+}
+
+std::string FormatTime(int64_t micros) {
+  return absl::FormatTime(absl::RFC3339_sec, absl::FromUnixMicros(micros),
+                          absl::UTCTimeZone());
+}
+
+std::string_view ReplacementReasonName(ssc::v1::ReplacementReason r) {
+  switch (r) {
+    case ssc::v1::REPLACEMENT_REASON_LOST:
+      return "LOST";
+    case ssc::v1::REPLACEMENT_REASON_DAMAGED:
+      return "DAMAGED";
+    case ssc::v1::REPLACEMENT_REASON_EXPIRING:
+      return "EXPIRING";
+    case ssc::v1::REPLACEMENT_REASON_DATA_CHANGE:
+      return "DATA_CHANGE";
+    case ssc::v1::REPLACEMENT_REASON_BANK_CHANGE:
+      return "BANK_CHANGE";
+    default:
+      return "UNSPECIFIED";
+  }
+}
+
+std::string_view CancelReasonName(ssc::v1::CancelReason r) {
+  switch (r) {
+    case ssc::v1::CANCEL_REASON_DEATH:
+      return "DEATH";
+    case ssc::v1::CANCEL_REASON_MOVED_OUT:
+      return "MOVED_OUT";
+    case ssc::v1::CANCEL_REASON_EMIGRATED:
+      return "EMIGRATED";
+    default:
+      return "UNSPECIFIED";
+  }
+}
+
+// As card_logic.cc: a person holds from the first ISSUED card until the
+// card is CANCELLED without replacement.
+bool IsHolder(const CardRecord* latest) {
+  if (latest == nullptr) return false;
+  if (latest->state() == ssc::v1::CARD_STATE_CANCELLED) return false;
+  return latest->issued_micros() != 0 || !latest->replaces().empty();
+}
+
+absl::CivilDay AddYears(absl::CivilDay d, int years) {
+  absl::CivilDay r(d.year() + years, d.month(), d.day());
+  if (r.month() != d.month())
+    r = absl::CivilDay(d.year() + years, d.month(), 28);
+  return r;
+}
+
+// A reject: the field and why.
+struct Problem {
+  std::string field;
+  std::string reason;
+};
+
+Problem FromStatus(const absl::Status& s, std::string_view fallback_field) {
+  std::string field = common::FieldOf(s);
+  std::string reason(s.message());
+  if (field.empty()) field = std::string(fallback_field);
+  // Drop a leading "field: " the message may repeat.
+  for (const std::string& prefix :
+       {absl::StrCat("invalid ", field, ": "), absl::StrCat(field, ": ")}) {
+    if (!field.empty() && absl::StartsWith(reason, prefix)) {
+      reason = reason.substr(prefix.size());
+      break;
+    }
+  }
+  return {field, reason};
+}
+
+// An optional time: "" -> nullopt.
+absl::StatusOr<std::optional<absl::Time>> ParseWhen(std::string_view field,
+                                                    std::string_view text) {
+  if (text.empty()) return std::optional<absl::Time>();
+  if (text.size() == 10) {
+    ASSIGN_OR_RETURN(absl::CivilDay day, card::ParseDate(field, text));
+    return std::optional<absl::Time>(
+        absl::FromCivil(absl::CivilSecond(day), card::BeijingTime()));
+  }
+  absl::Time t;
+  std::string err;
+  if (!absl::ParseTime(absl::RFC3339_full, std::string(text), &t, &err)) {
+    return common::InvalidField(
+        field, "must be RFC 3339 (2021-03-01T09:30:00+08:00) or YYYY-MM-DD");
+  }
+  return std::optional<absl::Time>(t);
+}
+
+template <typename Enum>
+absl::StatusOr<Enum> ParseEnum(std::string_view field, std::string_view text,
+                               std::string_view prefix,
+                               bool (*parse)(const std::string&, Enum*)) {
+  Enum v{};
+  if (text.empty() || !parse(absl::StrCat(Sv(prefix), Sv(text)), &v) ||
+      static_cast<int>(v) == 0) {
+    return common::InvalidField(
+        field, absl::StrCat("\"", Sv(text), "\" is not a known value"));
+  }
+  return v;
+}
+
+bool IsPrintableAscii(std::string_view s) {
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return c >= 0x20 && c <= 0x7e; });
+}
+
+absl::Status ValidateApplicationId(std::string_view field,
+                                   std::string_view id) {
+  if (id.size() != 16 || id[0] != 'A' ||
+      !std::all_of(id.begin() + 1, id.end(),
+                   [](char c) { return c >= '0' && c <= '9'; })) {
+    return common::InvalidField(
+        field,
+        "must be \"A\" + 6-digit region + 9 digits, e.g. A510524000000001");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Groups and their preparation.
+
+struct Importer::Group {
+  struct Row {
+    uint64_t line = 0;
+    RegisterRow row;
+  };
+  std::string id_key;  // normalized id number as written (grouping only)
+  std::vector<Row> rows;
+  // A line that does not parse (a group of its own, rejected).
+  std::optional<Problem> parse_error;
+};
+
+struct Importer::Prepared {
+  enum class Outcome { kAccepted, kRejected, kSkipped };
+  Outcome outcome = Outcome::kRejected;
+  std::vector<RejectedRow> rejects;
+  storage::WriteSet ws;
+  size_t rows = 0;
+  uint64_t last_line = 0;
+  // Keys this group claims (checked for clashes within a batch).
+  std::string person_key;
+  std::vector<std::string> claims;
+  // Highest application id number per issuing region.
+  std::map<std::string, uint64_t> max_application;
+  // The lines of the group's rows.
+  std::vector<uint64_t> lines;
+  uint64_t first_line = 0;
+};
+
+namespace {
+
+// One card of a group under preparation.
+struct CardPlan {
+  uint64_t line = 0;
+  const RegisterRow* row = nullptr;
+  CardState state = ssc::v1::CARD_STATE_UNSPECIFIED;
+  std::optional<absl::Time> applied, sent, produced, issued, activated, lost,
+      closed;
+  ssc::v1::ReplacementReason replacement_reason =
+      ssc::v1::REPLACEMENT_REASON_UNSPECIFIED;
+  ssc::v1::CancelReason cancel_reason = ssc::v1::CANCEL_REASON_UNSPECIFIED;
+  std::string spec_version;
+  std::string valid_from, valid_until;
+  bool temporary_loss = false;
+};
+
+struct ECardPlan {
+  uint64_t line = 0;
+  const RegisterRow* row = nullptr;
+  absl::Time bound;
+  absl::Time verified;
+  ssc::v1::VerificationMethod method = ssc::v1::VERIFICATION_METHOD_UNSPECIFIED;
+};
+
+// A rejected group: which line, field and reason.
+struct GroupError {
+  uint64_t line;
+  Problem problem;
+};
+
+absl::Status Check(bool ok, std::string_view field, std::string_view reason) {
+  return ok ? absl::OkStatus() : common::InvalidField(field, reason);
+}
+
+// Validates the card fields of one row (not its relation to other rows).
+absl::StatusOr<CardPlan> PlanCard(const RegisterRow& r, uint64_t line,
+                                  const card::RegionTable& regions,
+                                  std::string_view county) {
+  CardPlan p;
+  p.line = line;
+  p.row = &r;
+  RETURN_IF_ERROR(ValidateApplicationId("application_id", r.application_id()));
+  const std::string issuing = r.application_id().substr(1, 6);
+  if (issuing != county && issuing != regions.County().code) {
+    return common::InvalidField(
+        "application_id",
+        absl::StrCat("issuing region ", issuing,
+                     " is not an issuing region of this service"));
+  }
+  ASSIGN_OR_RETURN(p.state,
+                   ParseEnum<CardState>("state", r.state(), "CARD_STATE_",
+                                        &ssc::v1::CardState_Parse));
+  RETURN_IF_ERROR(card::ValidateBankCode("bank_code", r.bank_code()));
+  RETURN_IF_ERROR(
+      Check(r.photo_ref().size() <= 256 && IsPrintableAscii(r.photo_ref()),
+            "photo_ref", "must be at most 256 printable ASCII characters"));
+  RETURN_IF_ERROR(Check(
+      r.batch_reference().size() <= 64 && IsPrintableAscii(r.batch_reference()),
+      "batch_reference", "must be at most 64 printable ASCII characters"));
+  ASSIGN_OR_RETURN(p.applied, ParseWhen("applied_at", r.applied_at()));
+  ASSIGN_OR_RETURN(p.sent, ParseWhen("sent_at", r.sent_at()));
+  ASSIGN_OR_RETURN(p.produced, ParseWhen("produced_at", r.produced_at()));
+  ASSIGN_OR_RETURN(p.issued, ParseWhen("issued_at", r.issued_at()));
+  ASSIGN_OR_RETURN(p.activated, ParseWhen("activated_at", r.activated_at()));
+  ASSIGN_OR_RETURN(p.lost, ParseWhen("lost_at", r.lost_at()));
+  ASSIGN_OR_RETURN(p.closed, ParseWhen("closed_at", r.closed_at()));
+  RETURN_IF_ERROR(Check(p.applied.has_value(), "applied_at", "is required"));
+
+  using S = CardState;
+  const S s = p.state;
+  auto at_least = [&](S min) {
+    // The states after `min` on the way to `s` (linear up to ACTIVE).
+    return static_cast<int>(s) >= static_cast<int>(min);
+  };
+  const bool closed_state =
+      s == ssc::v1::CARD_STATE_REPLACED || s == ssc::v1::CARD_STATE_CANCELLED;
+  // Which steps the state implies: a closed card may have stopped anywhere
+  // (a cancellation) or after issue (a replacement), the dates tell where.
+  if (r.instant_issuance()) {
+    RETURN_IF_ERROR(Check(!p.sent.has_value(), "sent_at",
+                          "must be empty for instant issuance"));
+    RETURN_IF_ERROR(Check(!p.produced.has_value() || *p.produced == *p.applied,
+                          "produced_at",
+                          "must equal applied_at for instant issuance"));
+    RETURN_IF_ERROR(Check(!p.issued.has_value() || *p.issued == *p.applied,
+                          "issued_at",
+                          "must equal applied_at for instant issuance"));
+    RETURN_IF_ERROR(Check(s != ssc::v1::CARD_STATE_APPLIED &&
+                              s != ssc::v1::CARD_STATE_IN_PRODUCTION &&
+                              s != ssc::v1::CARD_STATE_PRODUCED,
+                          "state",
+                          "an instantly issued card is ISSUED or later"));
+    p.produced = p.applied;
+    p.issued = p.applied;
+  } else if (!closed_state) {
+    RETURN_IF_ERROR(
+        Check(at_least(ssc::v1::CARD_STATE_IN_PRODUCTION) == p.sent.has_value(),
+              "sent_at",
+              p.sent.has_value() ? "must be empty in this state"
+                                 : "is required in this state"));
+    RETURN_IF_ERROR(
+        Check(at_least(ssc::v1::CARD_STATE_PRODUCED) == p.produced.has_value(),
+              "produced_at",
+              p.produced.has_value() ? "must be empty in this state"
+                                     : "is required in this state"));
+    RETURN_IF_ERROR(
+        Check(at_least(ssc::v1::CARD_STATE_ISSUED) == p.issued.has_value(),
+              "issued_at",
+              p.issued.has_value() ? "must be empty in this state"
+                                   : "is required in this state"));
+  }
+  if (!closed_state) {
+    RETURN_IF_ERROR(
+        Check(at_least(ssc::v1::CARD_STATE_ACTIVE) == p.activated.has_value(),
+              "activated_at",
+              p.activated.has_value() ? "must be empty in this state"
+                                      : "is required in this state"));
+    const bool lost_state =
+        s == ssc::v1::CARD_STATE_TEMP_LOST || s == ssc::v1::CARD_STATE_LOST;
+    RETURN_IF_ERROR(Check(lost_state == p.lost.has_value(), "lost_at",
+                          lost_state ? "is required in this state"
+                                     : "must be empty in this state"));
+    RETURN_IF_ERROR(Check(!p.closed.has_value(), "closed_at",
+                          "must be empty unless REPLACED or CANCELLED"));
+    p.temporary_loss = s == ssc::v1::CARD_STATE_TEMP_LOST;
+  } else {
+    // The steps before closing follow from the dates given.
+    RETURN_IF_ERROR(Check(
+        !p.produced.has_value() || p.sent.has_value() || r.instant_issuance(),
+        "sent_at", "is required when produced_at is given"));
+    RETURN_IF_ERROR(Check(!p.issued.has_value() || p.produced.has_value(),
+                          "produced_at",
+                          "is required when issued_at is given"));
+    RETURN_IF_ERROR(Check(!p.activated.has_value() || p.issued.has_value(),
+                          "issued_at",
+                          "is required when activated_at is given"));
+    RETURN_IF_ERROR(Check(!p.lost.has_value() || p.activated.has_value(),
+                          "activated_at", "is required when lost_at is given"));
+    if (s == ssc::v1::CARD_STATE_REPLACED) {
+      ASSIGN_OR_RETURN(
+          p.replacement_reason,
+          ParseEnum<ssc::v1::ReplacementReason>(
+              "replacement_reason", r.replacement_reason(),
+              "REPLACEMENT_REASON_", &ssc::v1::ReplacementReason_Parse));
+      RETURN_IF_ERROR(Check(p.issued.has_value(), "issued_at",
+                            "a card is replaced only after it was issued"));
+      RETURN_IF_ERROR(Check(r.cancel_reason().empty(), "cancel_reason",
+                            "must be empty unless CANCELLED"));
+    } else {
+      ASSIGN_OR_RETURN(p.cancel_reason,
+                       ParseEnum<ssc::v1::CancelReason>(
+                           "cancel_reason", r.cancel_reason(), "CANCEL_REASON_",
+                           &ssc::v1::CancelReason_Parse));
+      RETURN_IF_ERROR(Check(p.closed.has_value(), "closed_at",
+                            "is required when CANCELLED"));
+    }
+  }
+  if (s != ssc::v1::CARD_STATE_REPLACED && r.replaces().empty()) {
+    RETURN_IF_ERROR(Check(r.replacement_reason().empty(), "replacement_reason",
+                          "is only for replaced and replacement cards"));
+  }
+  if (!r.replaces().empty()) {
+    RETURN_IF_ERROR(ValidateApplicationId("replaces", r.replaces()));
+  }
+  // Produced cards carry their production data.
+  if (p.produced.has_value()) {
+    RETURN_IF_ERROR(card::ValidateCardNumber("card_number", r.card_number()));
+    RETURN_IF_ERROR(card::ValidateIdentificationCode("identification_code",
+                                                     r.identification_code()));
+    p.spec_version =
+        r.spec_version().empty() ? kDefaultSpecVersion : r.spec_version();
+    RETURN_IF_ERROR(card::ValidateSpecVersion("spec_version", p.spec_version));
+    RETURN_IF_ERROR(
+        card::ValidateBankAccount("bank_account", r.bank_account()));
+    absl::CivilDay from;
+    if (r.valid_from().empty() && r.instant_issuance()) {
+      from = absl::ToCivilDay(*p.applied, card::BeijingTime());
+    } else {
+      ASSIGN_OR_RETURN(from, card::ParseDate("valid_from", r.valid_from()));
+    }
+    const absl::CivilDay until = AddYears(from, kValidityYears);
+    if (!r.valid_until().empty() &&
+        r.valid_until() != card::FormatDate(until)) {
+      return common::InvalidField(
+          "valid_until",
+          absl::StrCat("must be valid_from + ", kValidityYears, " years (",
+                       card::FormatDate(until), ")"));
+    }
+    p.valid_from = card::FormatDate(from);
+    p.valid_until = card::FormatDate(until);
+  } else {
+    for (const auto& [field, value] :
+         {std::pair<const char*, const std::string*>{"card_number",
+                                                     &r.card_number()},
+          {"identification_code", &r.identification_code()},
+          {"bank_account", &r.bank_account()},
+          {"valid_from", &r.valid_from()}}) {
+      RETURN_IF_ERROR(Check(value->empty(), field,
+                            "must be empty before the card is produced"));
+    }
+  }
+  // Dates in lifecycle order.
+  std::optional<absl::Time> prev = p.applied;
+  const char* prev_name = "applied_at";
+  for (const auto& [name, t] :
+       {std::pair<const char*, const std::optional<absl::Time>*>{"sent_at",
+                                                                 &p.sent},
+        {"produced_at", &p.produced},
+        {"issued_at", &p.issued},
+        {"activated_at", &p.activated},
+        {"lost_at", &p.lost},
+        {"closed_at", &p.closed}}) {
+    if (!t->has_value()) continue;
+    if (**t < *prev) {
+      return common::InvalidField(
+          name, absl::StrCat("must not be before ", prev_name));
+    }
+    prev = *t;
+    prev_name = name;
+  }
+  (void)regions;
+  return p;
+}
+
+absl::StatusOr<ECardPlan> PlanECard(const RegisterRow& r, uint64_t line) {
+  ECardPlan p;
+  p.line = line;
+  p.row = &r;
+  RETURN_IF_ERROR(Check(!r.channel().empty() && r.channel().size() <= 128 &&
+                            IsPrintableAscii(r.channel()),
+                        "channel",
+                        "must be 1..128 printable ASCII characters (the "
+                        "channel's certificate identity)"));
+  ASSIGN_OR_RETURN(std::optional<absl::Time> bound,
+                   ParseWhen("bound_at", r.bound_at()));
+  RETURN_IF_ERROR(Check(bound.has_value(), "bound_at", "is required"));
+  p.bound = *bound;
+  ASSIGN_OR_RETURN(std::optional<absl::Time> verified,
+                   ParseWhen("verified_at", r.verified_at()));
+  p.verified = verified.value_or(p.bound);
+  ASSIGN_OR_RETURN(p.method, ParseEnum<ssc::v1::VerificationMethod>(
+                                 "method", r.method(), "VERIFICATION_METHOD_",
+                                 &ssc::v1::VerificationMethod_Parse));
+  RETURN_IF_ERROR(
+      Check(r.reference().size() <= 256 && IsPrintableAscii(r.reference()),
+            "reference", "must be at most 256 printable ASCII characters"));
+  return p;
+}
+
+// The e-card id of an imported e-card: derived from the person's blind
+// index, so it is stable (a re-run names the same e-card) and unguessable.
+std::string ImportedECardId(const storage::PiiCipher& cipher,
+                            std::string_view person_key) {
+  const std::string mac = cipher.BlindIndex("ecard.import", person_key);
+  std::string id = "E";
+  for (int i = 0; i < 15; ++i) {
+    id.push_back(kECardIdAlphabet[static_cast<unsigned char>(mac[i]) & 31]);
+  }
+  return id;
+}
+
+}  // namespace
+
+void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
+  p->rows = g.rows.size();
+  for (const Group::Row& r : g.rows) p->lines.push_back(r.line);
+  p->first_line = g.rows.empty() ? 0 : g.rows.front().line;
+  p->last_line = g.rows.empty() ? 0 : g.rows.back().line;
+  auto reject_all = [&](uint64_t line, Problem problem) {
+    p->outcome = Prepared::Outcome::kRejected;
+    p->rejects.clear();
+    for (const Group::Row& r : g.rows) {
+      if (r.line == line) {
+        p->rejects.push_back({r.line, problem.field, problem.reason});
+      } else {
+        p->rejects.push_back(
+            {r.line, "",
+             absl::StrCat("rejected with the rows of the same person (line ",
+                          line, ")")});
+      }
+    }
+    p->ws = storage::WriteSet();
+  };
+
+  // 1. Rows.
+  std::vector<CardPlan> cards;
+  std::vector<ECardPlan> ecards;
+  const RegisterRow* person_row = nullptr;
+  uint64_t person_line = 0;
+  for (const Group::Row& gr : g.rows) {
+    const RegisterRow& r = gr.row;
+    if (r.kind() == "ecard") {
+      absl::StatusOr<ECardPlan> e = PlanECard(r, gr.line);
+      if (!e.ok()) return reject_all(gr.line, FromStatus(e.status(), ""));
+      ecards.push_back(*std::move(e));
+      continue;
+    }
+    if (!r.kind().empty() && r.kind() != "card") {
+      return reject_all(gr.line, {"kind", "must be \"card\" or \"ecard\""});
+    }
+    absl::Status person_ok = card::ValidateName("name", r.name());
+    if (person_ok.ok() && !r.phone().empty()) {
+      person_ok = card::ValidatePhone("phone", r.phone());
+    }
+    if (person_ok.ok())
+      person_ok = card::ValidateAddress("address", r.address());
+    if (person_ok.ok() && !regions_->IsTownship(r.region_code())) {
+      person_ok = common::InvalidField(
+          "region_code", r.region_code().empty()
+                             ? "is required"
+                             : absl::StrCat(r.region_code(),
+                                            " is not a township of the "
+                                            "region table"));
+    }
+    if (!person_ok.ok()) return reject_all(gr.line, FromStatus(person_ok, ""));
+    absl::StatusOr<CardPlan> c = PlanCard(r, gr.line, *regions_, county_code_);
+    if (!c.ok()) return reject_all(gr.line, FromStatus(c.status(), ""));
+    cards.push_back(*std::move(c));
+    if (person_row == nullptr) {
+      person_row = &r;
+      person_line = gr.line;
+    }
+  }
+  if (cards.empty()) {
+    return reject_all(g.rows.front().line,
+                      {"kind",
+                       "an e-card row needs the person's card rows "
+                       "before it (rows of one person are consecutive)"});
+  }
+  absl::StatusOr<card::IdNumberInfo> id =
+      card::ValidateIdNumber("id_number", person_row->id_number(), now);
+  if (!id.ok()) return reject_all(person_line, FromStatus(id.status(), ""));
+
+  // 2. The chain of cards.
+  for (size_t i = 0; i < cards.size(); ++i) {
+    CardPlan& c = cards[i];
+    const RegisterRow& r = *c.row;
+    if (i == 0) {
+      if (!r.replaces().empty()) {
+        return reject_all(c.line, {"replaces",
+                                   "names a card that is not in the rows of "
+                                   "this person before this one"});
+      }
+    } else {
+      CardPlan& prev = cards[i - 1];
+      if (prev.state == ssc::v1::CARD_STATE_REPLACED) {
+        if (r.replaces() != prev.row->application_id()) {
+          return reject_all(
+              c.line,
+              {"replaces", absl::StrCat("must be ", prev.row->application_id(),
+                                        ": the previous card was replaced")});
+        }
+        if (prev.closed.has_value() && *prev.closed != *c.applied) {
+          return reject_all(
+              prev.line,
+              {"closed_at", "must equal applied_at of the replacement card"});
+        }
+        prev.closed = c.applied;
+        if (prev.lost.has_value() && *prev.lost > *c.applied) {
+          return reject_all(prev.line, {"lost_at", "is after the replacement"});
+        }
+        if (r.region_code() != prev.row->region_code()) {
+          return reject_all(c.line,
+                            {"region_code",
+                             "a replacement card keeps the holder's township"});
+        }
+        if (r.replacement_reason() != prev.row->replacement_reason()) {
+          return reject_all(c.line, {"replacement_reason",
+                                     "must be that of the replaced card"});
+        }
+        if (r.name() != prev.row->name() &&
+            prev.replacement_reason !=
+                ssc::v1::REPLACEMENT_REASON_DATA_CHANGE) {
+          return reject_all(c.line,
+                            {"name",
+                             "differs from the replaced card's row; a name "
+                             "changes only with replacement_reason "
+                             "DATA_CHANGE"});
+        }
+        c.replacement_reason = prev.replacement_reason;
+        if (r.application_id().substr(1, 6) !=
+            prev.row->application_id().substr(1, 6)) {
+          return reject_all(c.line,
+                            {"application_id",
+                             "a replacement is issued by the replaced card's "
+                             "issuing region"});
+        }
+      } else if (prev.state == ssc::v1::CARD_STATE_CANCELLED) {
+        if (!r.replaces().empty()) {
+          return reject_all(c.line, {"replaces",
+                                     "the previous card was cancelled, not "
+                                     "replaced"});
+        }
+        if (*c.applied < *prev.closed) {
+          return reject_all(c.line, {"applied_at",
+                                     "is before the previous card was "
+                                     "cancelled"});
+        }
+      } else {
+        return reject_all(
+            c.line, {"state", absl::StrCat("the person's previous card (line ",
+                                           prev.line,
+                                           ") is still valid: a person has at "
+                                           "most one valid card")});
+      }
+      if (r.application_id() == prev.row->application_id()) {
+        return reject_all(c.line, {"application_id", "is listed twice"});
+      }
+    }
+    if (r.id_number().size() != person_row->id_number().size() ||
+        absl::AsciiStrToUpper(r.id_number()) !=
+            absl::AsciiStrToUpper(person_row->id_number())) {
+      return reject_all(c.line, {"id_number", "differs within the group"});
+    }
+  }
+  if (cards.back().state == ssc::v1::CARD_STATE_REPLACED) {
+    return reject_all(cards.back().line,
+                      {"state",
+                       "REPLACED, but the replacement card's row does not "
+                       "follow"});
+  }
+  std::set<std::string> numbers;
+  for (const CardPlan& c : cards) {
+    for (const std::string* v :
+         {&c.row->card_number(), &c.row->identification_code()}) {
+      if (!v->empty() && !numbers.insert(*v).second) {
+        return reject_all(
+            c.line,
+            {v == &c.row->card_number() ? "card_number" : "identification_code",
+             "is given twice for this person"});
+      }
+    }
+  }
+
+  // 3. What the store already holds.
+  const std::string person_key =
+      ctx_.cipher->BlindIndex("id_number", id->normalized);
+  p->person_key = person_key;
+  absl::StatusOr<std::optional<std::string>> existing =
+      ctx_.engine->Get(Table::kPersons, person_key);
+  if (!existing.ok()) {
+    return reject_all(person_line, FromStatus(existing.status(), ""));
+  }
+  if (existing->has_value()) {
+    PersonRecord rec;
+    bool same = rec.ParseFromString(**existing) &&
+                static_cast<size_t>(rec.application_ids_size()) == cards.size();
+    for (size_t i = 0; same && i < cards.size(); ++i) {
+      same = rec.application_ids(static_cast<int>(i)) ==
+             cards[i].row->application_id();
+    }
+    if (same) {
+      p->outcome = Prepared::Outcome::kSkipped;
+      return;
+    }
+    return reject_all(person_line,
+                      {"id_number",
+                       "the person is already in the register with other "
+                       "cards (rows of one person must be consecutive; use "
+                       "the card RPCs to change a registered person)"});
+  }
+  for (const CardPlan& c : cards) {
+    const RegisterRow& r = *c.row;
+    absl::StatusOr<std::optional<std::string>> card_exists =
+        ctx_.engine->Get(Table::kCards, r.application_id());
+    if (!card_exists.ok()) {
+      return reject_all(c.line, FromStatus(card_exists.status(), ""));
+    }
+    if (card_exists->has_value()) {
+      return reject_all(c.line, {"application_id",
+                                 "already belongs to another person's card"});
+    }
+    for (const auto& [field, key] :
+         {std::pair<const char*, std::string>{"card_number",
+                                              CardNumberKey(r.card_number())},
+          {"identification_code", IdCodeKey(r.identification_code())}}) {
+      if (std::string_view(field) == "card_number" && r.card_number().empty()) {
+        continue;
+      }
+      if (std::string_view(field) == "identification_code" &&
+          r.identification_code().empty()) {
+        continue;
+      }
+      absl::StatusOr<std::optional<std::string>> owner =
+          ctx_.engine->Get(Table::kIndex, key);
+      if (!owner.ok())
+        return reject_all(c.line, FromStatus(owner.status(), ""));
+      if (owner->has_value()) {
+        return reject_all(
+            c.line, {field, absl::StrCat("already belongs to card ", **owner)});
+      }
+      p->claims.push_back(key);
+    }
+    p->claims.push_back(absl::StrCat("app/", r.application_id()));
+    uint64_t n = 0;
+    (void)absl::SimpleAtoi(r.application_id().substr(7), &n);
+    uint64_t& m = p->max_application[r.application_id().substr(1, 6)];
+    m = std::max(m, n);
+  }
+
+  // 4. The history, step by step, as the live operations write it.
+  storage::WriteSet& ws = p->ws;
+  const storage::PiiCipher& cipher = *ctx_.cipher;
+  card::PersonView view;
+  view.key = person_key;
+  view.id_number = id->normalized;
+  view.gender = id->gender;
+  view.birth_date = id->birth_date_text;
+  PersonRecord prec;
+  // Encrypted once with the final values (the person record is stored once,
+  // at the end; observers read only its plain fields).
+  const RegisterRow& last_row = *cards.back().row;
+  std::string phone, address;
+  for (const CardPlan& c : cards) {
+    if (!c.row->phone().empty()) phone = c.row->phone();
+    if (!c.row->address().empty()) address = c.row->address();
+  }
+  auto enc = [&](std::string_view field,
+                 const std::string& value) -> absl::StatusOr<std::string> {
+    if (value.empty()) return std::string();
+    return cipher.Encrypt(value, Aad(person_key, field));
+  };
+  {
+    absl::StatusOr<std::string> a = enc("id_number", view.id_number);
+    absl::StatusOr<std::string> b = enc("name", last_row.name());
+    absl::StatusOr<std::string> c = enc("phone", phone);
+    absl::StatusOr<std::string> d = enc("address", address);
+    for (const absl::StatusOr<std::string>* s : {&a, &b, &c, &d}) {
+      if (!s->ok()) return reject_all(person_line, FromStatus(s->status(), ""));
+    }
+    prec.set_id_number(*std::move(a));
+    prec.set_name(*std::move(b));
+    prec.set_phone(*std::move(c));
+    prec.set_address(*std::move(d));
+  }
+  prec.set_gender(view.gender);
+  prec.set_birth_date(view.birth_date);
+  prec.set_created_micros(Micros(*cards.front().applied));
+
+  std::vector<CardRecord> records(cards.size());
+  std::optional<GroupError> failure;
+  std::string current_name;
+  int64_t person_updated = 0;
+  bool has_ecard = false;
+  ecard::store::ECardRecord erec;
+  std::set<std::string> channels;
+
+  auto put_person_at = [&](absl::Time t) {
+    person_updated = Micros(t);
+    prec.set_updated_micros(person_updated);
+    prec.set_region_code(view.region_code);
+    prec.clear_application_ids();
+    for (const std::string& a : view.application_ids)
+      prec.add_application_ids(a);
+    prec.set_current_application_id(view.current_application_id);
+  };
+  auto person_event = [&](std::string_view type) {
+    storage::EventInput e;
+    e.type = std::string(type);
+    e.entity_type = "person";
+    e.entity_id = absl::BytesToHexString(person_key);
+    Json payload;
+    payload.Str("id_number", storage::MaskIdNumber(view.id_number))
+        .Str("name", storage::MaskName(current_name))
+        .Str("region_code", view.region_code);
+    e.payload = payload.Done();
+    ws.AppendEvent(std::move(e));
+  };
+  // As CardLogic::Txn::Change, minus the card and invalid-list puts (the
+  // final record is stored once at the end, with the same result).
+  auto change = [&](ChangeKind kind, Operation op, std::string_view type,
+                    const std::optional<CardRecord>& before, CardRecord& after,
+                    const CardRecord* previous_latest, const Json& extra,
+                    absl::Time t, uint64_t line) {
+    if (failure.has_value()) return;
+    after.set_updated_micros(Micros(t));
+    const CardState from =
+        before.has_value() ? before->state() : ssc::v1::CARD_STATE_UNSPECIFIED;
+    const CardRecord* holder_before =
+        before.has_value() ? &*before : previous_latest;
+    const int delta = static_cast<int>(IsHolder(&after)) -
+                      static_cast<int>(IsHolder(holder_before));
+    Json payload;
+    payload.Str("application_id", after.application_id())
+        .Str("card_number", after.card_number())
+        .Str("region_code", after.region_code())
+        .Str("issuing_region_code", after.issuing_region_code())
+        .Str("holder_id_number", storage::MaskIdNumber(view.id_number))
+        .Str("holder_name", storage::MaskName(current_name))
+        .Str("state_before", before.has_value() ? card::StateName(from) : "")
+        .Str("state_after", card::StateName(after.state()))
+        .Bool("holder_start", delta > 0)
+        .Bool("holder_stop", delta < 0);
+    storage::EventInput e;
+    e.type = std::string(type);
+    e.entity_type = "card";
+    e.entity_id = after.application_id();
+    e.payload = MergeJson(payload, extra);
+    e.also_index.emplace_back("person", absl::BytesToHexString(person_key));
+    ws.AppendEvent(std::move(e));
+    CardChange ch;
+    ch.kind = kind;
+    ch.operation = op;
+    ch.event_type = std::string(type);
+    ch.person_key = person_key;
+    ch.person = prec;
+    ch.before = before;
+    ch.after = after;
+    ch.time = t;
+    ch.holder_delta = delta;
+    for (card::CardObserver* o : observers_) {
+      absl::Status s = o->OnCardChange(ws, ch);
+      if (!s.ok()) {
+        failure = GroupError{line, FromStatus(s, "")};
+        return;
+      }
+    }
+  };
+  auto transit = [&](CardRecord& c, Operation op,
+                     uint64_t line) -> std::optional<CardRecord> {
+    if (failure.has_value()) return std::nullopt;
+    CardRecord before = c;
+    absl::StatusOr<CardState> to = card::Transition(c.state(), op);
+    if (!to.ok()) {
+      failure = GroupError{line, {"state", std::string(to.status().message())}};
+      return std::nullopt;
+    }
+    c.set_state(*to);
+    return before;
+  };
+  auto set_account = [&](CardRecord& c, const std::string& account,
+                         uint64_t line) {
+    absl::StatusOr<std::string> e =
+        cipher.Encrypt(account, Aad(c.application_id(), "bank_account"));
+    if (!e.ok()) {
+      failure = GroupError{line, FromStatus(e.status(), "bank_account")};
+      return;
+    }
+    c.set_bank_account(*std::move(e));
+  };
+
+  // E-card bindings happen between card steps, by time.
+  size_t next_ecard = 0;
+  std::stable_sort(
+      ecards.begin(), ecards.end(),
+      [](const ECardPlan& a, const ECardPlan& b) { return a.bound < b.bound; });
+  const CardRecord* current_card = nullptr;
+  auto bind_until = [&](std::optional<absl::Time> limit) {
+    while (!failure.has_value() && next_ecard < ecards.size() &&
+           (!limit.has_value() || ecards[next_ecard].bound < *limit)) {
+      const ECardPlan& e = ecards[next_ecard++];
+      const absl::Time t = e.bound;
+      ws.SetEventTime(t);
+      if (!has_ecard) {
+        // As ECardLogic::IssueECard: the person's handed-over card.
+        CardState st = current_card != nullptr
+                           ? current_card->state()
+                           : ssc::v1::CARD_STATE_UNSPECIFIED;
+        const bool temp_expired =
+            st == ssc::v1::CARD_STATE_TEMP_LOST &&
+            current_card->temp_loss_expires_micros() <= Micros(t);
+        if (temp_expired) st = ssc::v1::CARD_STATE_ACTIVE;
+        if (current_card == nullptr ||
+            view.current_application_id != current_card->application_id() ||
+            !(st == ssc::v1::CARD_STATE_ISSUED ||
+              st == ssc::v1::CARD_STATE_ACTIVE ||
+              st == ssc::v1::CARD_STATE_TEMP_LOST ||
+              st == ssc::v1::CARD_STATE_LOST)) {
+          failure = GroupError{
+              e.line,
+              {"bound_at",
+               "the person holds no handed-over card that is not cancelled "
+               "or replaced at this time"}};
+          return;
+        }
+        has_ecard = true;
+        erec.set_ecard_id(ImportedECardId(cipher, person_key));
+        erec.set_person_key(person_key);
+        erec.set_card_application_id(current_card->application_id());
+        erec.set_card_state(st);
+        if (st == ssc::v1::CARD_STATE_TEMP_LOST) {
+          erec.set_temp_loss_expires_micros(
+              current_card->temp_loss_expires_micros());
+        }
+        erec.set_issued_micros(Micros(t));
+        erec.set_status_changed_micros(Micros(t));
+        ws.Put(Table::kECards, ecard::PersonIndexKey(person_key),
+               erec.ecard_id());
+        report::RecordECardHolderChange(ws, view.region_code, t, +1);
+        ecard::AppendStatusEvent(ws, erec, ecard::StatusOf(erec, t),
+                                 "ecard.issued");
+      } else {
+        // The observers may have changed it since: read it back.
+        absl::StatusOr<std::optional<ecard::store::ECardRecord>> back =
+            ecard::LoadRecord<ecard::store::ECardRecord>(
+                *ctx_.engine, &ws, Table::kECards,
+                ecard::ECardKey(erec.ecard_id()));
+        if (back.ok() && back->has_value()) erec = **back;
+        if (erec.revoked()) {
+          failure =
+              GroupError{e.line, {"bound_at", "the e-card is revoked by then"}};
+          return;
+        }
+      }
+      if (!channels.insert(e.row->channel()).second) {
+        failure = GroupError{e.line, {"channel", "is bound twice"}};
+        return;
+      }
+      ecard::store::ChannelBindingRecord b;
+      b.set_channel(e.row->channel());
+      b.set_active(true);
+      b.set_method(e.method);
+      b.set_reference(e.row->reference());
+      b.set_verified_micros(Micros(e.verified));
+      b.set_bound_micros(Micros(t));
+      ws.Put(Table::kECards, ecard::BindingKey(erec.ecard_id(), b.channel()),
+             b.SerializeAsString());
+      erec.set_active_channel_count(erec.active_channel_count() + 1);
+      storage::EventInput ev;
+      ev.type = "ecard.channel_bound";
+      ev.entity_type = ecard::kECardEntityType;
+      ev.entity_id = erec.ecard_id();
+      ev.payload = absl::StrCat(R"({"ecard_id":")", erec.ecard_id(),
+                                R"(","channel":")", b.channel(), R"("})");
+      ws.AppendEvent(std::move(ev));
+      ws.Put(Table::kECards, ecard::ECardKey(erec.ecard_id()),
+             erec.SerializeAsString());
+    }
+  };
+  // Runs the bindings due before `t`, then sets the events' time to `t`.
+  auto at = [&](absl::Time t) {
+    bind_until(t);
+    ws.SetEventTime(t);
+  };
+
+  for (size_t i = 0; i < cards.size() && !failure.has_value(); ++i) {
+    const CardPlan& plan = cards[i];
+    const RegisterRow& r = *plan.row;
+    CardRecord& c = records[i];
+    const absl::Time applied = *plan.applied;
+    const bool replacement = !r.replaces().empty();
+    at(applied);
+    if (failure.has_value()) break;
+
+    std::optional<CardRecord> old_before;
+    bool name_changed = false;
+    if (replacement) {
+      // The old card's side of ApplyReplacement, in the same step.
+      CardRecord& old = records[i - 1];
+      old_before =
+          transit(old, Operation::kApplyReplacement, cards[i - 1].line);
+      if (failure.has_value()) break;
+      old.set_closed_micros(Micros(applied));
+      old.set_replaced_by(r.application_id());
+      old.set_replacement_reason(plan.replacement_reason);
+      name_changed =
+          plan.replacement_reason == ssc::v1::REPLACEMENT_REASON_DATA_CHANGE &&
+          r.name() != current_name;
+    }
+    current_name = r.name();
+    const bool created = i == 0;
+    if (!replacement) view.region_code = r.region_code();
+
+    c.set_application_id(r.application_id());
+    c.set_person_key(person_key);
+    c.set_state(ssc::v1::CARD_STATE_APPLIED);
+    c.set_region_code(view.region_code);
+    c.set_issuing_region_code(r.application_id().substr(1, 6));
+    c.set_bank_code(r.bank_code());
+    c.set_photo_ref(replacement ? records[i - 1].photo_ref() : r.photo_ref());
+    c.set_applied_micros(Micros(applied));
+    c.set_instant_issuance(r.instant_issuance());
+    if (replacement) {
+      c.set_replaces(r.replaces());
+      c.set_replacement_reason(plan.replacement_reason);
+    }
+    if (r.instant_issuance()) {
+      c.set_card_number(r.card_number());
+      c.set_identification_code(r.identification_code());
+      c.set_spec_version(plan.spec_version);
+      c.set_valid_from(plan.valid_from);
+      c.set_valid_until(plan.valid_until);
+      set_account(c, r.bank_account(), plan.line);
+      c.set_produced_micros(Micros(applied));
+      c.set_issued_micros(Micros(applied));
+      c.set_state(ssc::v1::CARD_STATE_ISSUED);
+    }
+    view.application_ids.push_back(r.application_id());
+    view.current_application_id = r.application_id();
+    put_person_at(applied);
+    if (replacement) {
+      Json old_extra;
+      old_extra.Str("reason", ReplacementReasonName(plan.replacement_reason))
+          .Str("replaced_by", r.application_id())
+          .Bool("name_changed", name_changed);
+      change(ChangeKind::kTransition, Operation::kApplyReplacement,
+             "card.replaced", old_before, records[i - 1], nullptr, old_extra,
+             applied, cards[i - 1].line);
+      Json new_extra;
+      new_extra.Bool("instant_issuance", r.instant_issuance())
+          .Str("replaces", r.replaces())
+          .Str("reason", ReplacementReasonName(plan.replacement_reason))
+          .Str("bank_code", c.bank_code());
+      change(ChangeKind::kApplied, Operation::kIssue, "card.applied",
+             std::nullopt, c, &records[i - 1], new_extra, applied, plan.line);
+    } else {
+      if (created) person_event("person.created");
+      Json extra;
+      extra.Bool("instant_issuance", r.instant_issuance())
+          .Bool("person_created", created)
+          .Str("bank_code", r.bank_code());
+      change(ChangeKind::kApplied, Operation::kIssue, "card.applied",
+             std::nullopt, c, i > 0 ? &records[i - 1] : nullptr, extra, applied,
+             plan.line);
+    }
+    current_card = &c;
+
+    if (plan.sent.has_value() && !r.instant_issuance()) {
+      at(*plan.sent);
+      std::optional<CardRecord> before =
+          transit(c, Operation::kSendToProduction, plan.line);
+      if (failure.has_value()) break;
+      c.set_sent_to_production_micros(Micros(*plan.sent));
+      c.set_batch_reference(r.batch_reference());
+      Json extra;
+      extra.Str("batch_reference", r.batch_reference());
+      change(ChangeKind::kTransition, Operation::kSendToProduction,
+             "card.sent_to_production", before, c, nullptr, extra, *plan.sent,
+             plan.line);
+    }
+    if (plan.produced.has_value() && !r.instant_issuance()) {
+      at(*plan.produced);
+      std::optional<CardRecord> before =
+          transit(c, Operation::kRecordProduction, plan.line);
+      if (failure.has_value()) break;
+      c.set_card_number(r.card_number());
+      c.set_identification_code(r.identification_code());
+      c.set_spec_version(plan.spec_version);
+      set_account(c, r.bank_account(), plan.line);
+      c.set_valid_from(plan.valid_from);
+      c.set_valid_until(plan.valid_until);
+      c.set_produced_micros(Micros(*plan.produced));
+      Json extra;
+      extra.Str("spec_version", plan.spec_version)
+          .Str("valid_from", plan.valid_from)
+          .Str("valid_until", plan.valid_until);
+      change(ChangeKind::kTransition, Operation::kRecordProduction,
+             "card.produced", before, c, nullptr, extra, *plan.produced,
+             plan.line);
+    }
+    if (plan.issued.has_value() && !r.instant_issuance()) {
+      at(*plan.issued);
+      std::optional<CardRecord> before =
+          transit(c, Operation::kIssue, plan.line);
+      if (failure.has_value()) break;
+      c.set_issued_micros(Micros(*plan.issued));
+      change(ChangeKind::kTransition, Operation::kIssue, "card.issued", before,
+             c, nullptr, Json(), *plan.issued, plan.line);
+    }
+    if (plan.activated.has_value()) {
+      at(*plan.activated);
+      std::optional<CardRecord> before =
+          transit(c, Operation::kActivate, plan.line);
+      if (failure.has_value()) break;
+      c.set_activated_micros(Micros(*plan.activated));
+      change(ChangeKind::kTransition, Operation::kActivate, "card.activated",
+             before, c, nullptr, Json(), *plan.activated, plan.line);
+    }
+    if (plan.lost.has_value()) {
+      at(*plan.lost);
+      const Operation op = plan.temporary_loss ? Operation::kReportTempLoss
+                                               : Operation::kReportFormalLoss;
+      std::optional<CardRecord> before = transit(c, op, plan.line);
+      if (failure.has_value()) break;
+      Json extra;
+      c.set_lost_micros(Micros(*plan.lost));
+      if (plan.temporary_loss) {
+        c.set_temp_loss_expires_micros(
+            Micros(*plan.lost + options_.temp_loss_duration));
+        extra.Str("kind", "TEMPORARY")
+            .Str("expires_at", FormatTime(c.temp_loss_expires_micros()));
+      } else {
+        c.set_temp_loss_expires_micros(0);
+        extra.Str("kind", "FORMAL");
+      }
+      change(ChangeKind::kTransition, op,
+             plan.temporary_loss ? "card.temp_lost" : "card.lost", before, c,
+             nullptr, extra, *plan.lost, plan.line);
+    }
+    if (plan.state == ssc::v1::CARD_STATE_CANCELLED) {
+      const absl::Time t = *plan.closed;
+      at(t);
+      std::optional<CardRecord> before =
+          transit(c, Operation::kCancel, plan.line);
+      if (failure.has_value()) break;
+      c.set_closed_micros(Micros(t));
+      c.set_cancel_reason(plan.cancel_reason);
+      c.set_temp_loss_expires_micros(0);
+      if (view.current_application_id == c.application_id()) {
+        view.current_application_id.clear();
+        put_person_at(t);
+      }
+      Json extra;
+      extra.Str("reason", CancelReasonName(plan.cancel_reason));
+      change(ChangeKind::kTransition, Operation::kCancel, "card.cancelled",
+             before, c, nullptr, extra, t, plan.line);
+    }
+  }
+  if (!failure.has_value()) bind_until(std::nullopt);
+  ws.SetEventTime(std::nullopt);
+  if (failure.has_value()) return reject_all(failure->line, failure->problem);
+
+  // 5. The final records and their index entries.
+  for (size_t i = 0; i < cards.size(); ++i) {
+    const CardRecord& c = records[i];
+    if (c.state() != cards[i].state) {
+      return reject_all(
+          cards[i].line,
+          {"state",
+           absl::StrCat("the dates lead to ", Sv(card::StateName(c.state())),
+                        ", not ", cards[i].row->state())});
+    }
+    ws.Put(Table::kCards, c.application_id(), c.SerializeAsString());
+    if (!c.card_number().empty()) {
+      ws.Put(Table::kIndex, CardNumberKey(c.card_number()), c.application_id());
+      ws.Put(Table::kIndex, IdCodeKey(c.identification_code()),
+             c.application_id());
+      if (card::IsInvalidState(c.state())) {
+        const bool lost = c.state() == ssc::v1::CARD_STATE_TEMP_LOST ||
+                          c.state() == ssc::v1::CARD_STATE_LOST;
+        ws.Put(Table::kIndex, InvalidKey(c.card_number()),
+               EncodeInvalid(lost ? c.lost_micros() : c.closed_micros(),
+                             c.state(), c.temp_loss_expires_micros()));
+      }
+    }
+  }
+  prec.set_updated_micros(person_updated);
+  ws.Put(Table::kPersons, person_key, prec.SerializeAsString());
+  p->outcome = Prepared::Outcome::kAccepted;
+}
+
+// ---------------------------------------------------------------------------
+// Parsing.
+
+absl::StatusOr<std::vector<std::string>> Importer::SplitCsv(
+    std::string_view line) {
+  std::vector<std::string> out;
+  std::string cur;
+  size_t i = 0;
+  bool field_start = true;
+  while (true) {
+    if (field_start && i < line.size() && line[i] == '"') {
+      ++i;
+      while (true) {
+        if (i >= line.size()) {
+          return absl::InvalidArgumentError("unterminated quoted field");
+        }
+        if (line[i] == '"') {
+          if (i + 1 < line.size() && line[i + 1] == '"') {
+            cur += '"';
+            i += 2;
+            continue;
+          }
+          ++i;
+          break;
+        }
+        cur += line[i++];
+      }
+      if (i < line.size() && line[i] != ',') {
+        return absl::InvalidArgumentError("text after a closing quote");
+      }
+    }
+    while (i < line.size() && line[i] != ',') {
+      if (line[i] == '"') {
+        return absl::InvalidArgumentError("quote inside an unquoted field");
+      }
+      cur += line[i++];
+    }
+    out.push_back(std::move(cur));
+    cur.clear();
+    if (i >= line.size()) break;
+    ++i;  // the comma
+    field_start = true;
+  }
+  return out;
+}
+
+absl::StatusOr<RegisterRow> Importer::ParseLine(
+    ssc::v1::ImportFormat format, const std::vector<std::string>& columns,
+    std::string_view text) {
+  RegisterRow row;
+  if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+  if (format == ssc::v1::IMPORT_FORMAT_JSON_LINES) {
+    google::protobuf::util::JsonParseOptions opts;
+    opts.ignore_unknown_fields = false;
+    auto s = google::protobuf::util::JsonStringToMessage(std::string(text),
+                                                         &row, opts);
+    if (!s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("not a register row in JSON: ", s.ToString()));
+    }
+    return row;
+  }
+  ASSIGN_OR_RETURN(std::vector<std::string> fields, SplitCsv(text));
+  if (fields.size() != columns.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "has ", fields.size(), " fields, the header ", columns.size()));
+  }
+  const google::protobuf::Descriptor* d = RegisterRow::descriptor();
+  const google::protobuf::Reflection* refl = RegisterRow::GetReflection();
+  for (size_t i = 0; i < columns.size(); ++i) {
+    const google::protobuf::FieldDescriptor* f = d->FindFieldByName(columns[i]);
+    if (f->type() == google::protobuf::FieldDescriptor::TYPE_BOOL) {
+      const std::string v = absl::AsciiStrToLower(fields[i]);
+      if (v == "true" || v == "1" || v == "yes") {
+        refl->SetBool(&row, f, true);
+      } else if (!(v.empty() || v == "false" || v == "0" || v == "no")) {
+        absl::Status s =
+            common::InvalidField(columns[i], "must be true or false");
+        return s;
+      }
+    } else {
+      refl->SetString(&row, f, std::move(fields[i]));
+    }
+  }
+  return row;
+}
+
+// ---------------------------------------------------------------------------
+// Importer and sessions.
+
+Importer::Importer(common::StoreContext ctx, const card::RegionTable* regions,
+                   std::string county_code,
+                   std::vector<card::CardObserver*> observers,
+                   ImportOptions options)
+    : ctx_(ctx),
+      regions_(regions),
+      county_code_(std::move(county_code)),
+      observers_(std::move(observers)),
+      options_(options) {
+  options_.batch_rows = std::max<size_t>(options_.batch_rows, 1);
+  options_.threads = std::clamp(options_.threads, 1, 16);
+}
+
+absl::StatusOr<ImportTotals> Importer::Status(
+    std::string_view import_id) const {
+  ASSIGN_OR_RETURN(std::optional<std::string> v,
+                   ctx_.engine->Get(Table::kMeta, CheckpointKey(import_id)));
+  if (!v.has_value()) return ImportTotals();
+  return DecodeTotals(*v);
+}
+
+absl::StatusOr<std::vector<RejectedRow>> Importer::Rejects(
+    std::string_view import_id) const {
+  std::vector<RejectedRow> out;
+  const std::string prefix = RejectPrefix(import_id);
+  absl::Status parse;
+  RETURN_IF_ERROR(ctx_.engine->Scan(
+      Table::kMeta, prefix, storage::PrefixSuccessor(prefix),
+      [&](std::string_view key, std::string_view value) {
+        if (key.size() != prefix.size() + 8) return true;
+        RejectedRow r;
+        r.line = storage::GetFixed64BE(key.substr(prefix.size()));
+        const size_t nul = value.find('\0');
+        if (nul == std::string_view::npos) {
+          parse = absl::DataLossError("import reject record is malformed");
+          return false;
+        }
+        r.field = std::string(value.substr(0, nul));
+        r.reason = std::string(value.substr(nul + 1));
+        out.push_back(std::move(r));
+        return true;
+      }));
+  RETURN_IF_ERROR(parse);
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<ImportSession>> Importer::Begin(
+    const common::Caller& caller, std::string_view import_id,
+    ssc::v1::ImportFormat format, std::string_view csv_header) {
+  if (import_id.empty() || import_id.size() > 128 ||
+      !IsPrintableAscii(import_id)) {
+    return common::InvalidField("start.import_id",
+                                "must be 1..128 printable ASCII characters");
+  }
+  std::vector<std::string> columns;
+  if (format == ssc::v1::IMPORT_FORMAT_CSV) {
+    if (!csv_header.empty() && csv_header.back() == '\r') {
+      csv_header.remove_suffix(1);
+    }
+    absl::StatusOr<std::vector<std::string>> cols = SplitCsv(csv_header);
+    if (!cols.ok() || csv_header.empty()) {
+      return common::InvalidField("start.csv_header",
+                                  "is not a CSV header line");
+    }
+    std::set<std::string> seen;
+    for (std::string& c : *cols) {
+      c = std::string(absl::StripAsciiWhitespace(c));
+      if (RegisterRow::descriptor()->FindFieldByName(c) == nullptr) {
+        return common::InvalidField(
+            "start.csv_header",
+            absl::StrCat("unknown column \"", c,
+                         "\" (see deploy/import-format.md)"));
+      }
+      if (!seen.insert(c).second) {
+        return common::InvalidField("start.csv_header",
+                                    absl::StrCat("column \"", c, "\" twice"));
+      }
+    }
+    if (!seen.count("id_number")) {
+      return common::InvalidField("start.csv_header",
+                                  "needs an id_number column");
+    }
+    columns = *std::move(cols);
+  } else if (format != ssc::v1::IMPORT_FORMAT_JSON_LINES) {
+    return common::InvalidField("start.format", "must be CSV or JSON_LINES");
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!running_.insert(std::string(import_id)).second) {
+      return absl::AbortedError(
+          absl::StrCat("import ", Sv(import_id), " is running already"));
+    }
+  }
+  absl::StatusOr<ImportTotals> totals = Status(import_id);
+  if (!totals.ok()) {
+    Release(std::string(import_id));
+    return totals.status();
+  }
+  return std::unique_ptr<ImportSession>(
+      new ImportSession(this, caller, std::string(import_id), format,
+                        std::move(columns), *totals));
+}
+
+void Importer::Release(const std::string& import_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  running_.erase(import_id);
+}
+
+ImportSession::ImportSession(Importer* importer, common::Caller caller,
+                             std::string import_id,
+                             ssc::v1::ImportFormat format,
+                             std::vector<std::string> csv_columns,
+                             ImportTotals totals)
+    : importer_(importer),
+      caller_(std::move(caller)),
+      import_id_(std::move(import_id)),
+      format_(format),
+      csv_columns_(std::move(csv_columns)),
+      totals_(totals),
+      last_line_(totals.resume_after_line) {}
+
+ImportSession::~ImportSession() { importer_->Release(import_id_); }
+
+absl::Status ImportSession::Add(uint64_t line, std::string_view text,
+                                std::vector<BatchResult>* out) {
+  if (line <= totals_.resume_after_line) return absl::OkStatus();  // done
+  if (line <= last_line_) {
+    return common::InvalidField(
+        "chunk.first_line",
+        absl::StrCat("line ", line, " comes after line ", last_line_,
+                     ": send lines in file order"));
+  }
+  last_line_ = line;
+  if (absl::StripAsciiWhitespace(Sv(text)).empty()) return absl::OkStatus();
+  pending_.push_back(Line{line, std::string(text)});
+  if (pending_.size() >= importer_->options().batch_rows) {
+    return Flush(/*final=*/false, out);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ImportSession::Finish(std::vector<BatchResult>* out) {
+  const size_t results_before = out->size();
+  RETURN_IF_ERROR(Flush(/*final=*/true, out));
+  if (!totals_.done) {
+    // Nothing was pending: record completion on its own.
+    ImportTotals t = totals_;
+    t.done = true;
+    t.resume_after_line = std::max(t.resume_after_line, last_line_);
+    storage::WriteSet ws;
+    ws.Put(Table::kMeta, CheckpointKey(import_id_), EncodeTotals(t));
+    RETURN_IF_ERROR(importer_->ctx_.engine->Commit(std::move(ws)).status());
+    totals_ = t;
+    out->push_back(BatchResult{totals_, {}});
+  }
+  // Always a final result, also when the import was done before.
+  if (out->size() == results_before) out->push_back(BatchResult{totals_, {}});
+  return absl::OkStatus();
+}
+
+absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
+  if (pending_.empty()) return absl::OkStatus();
+  Importer& imp = *importer_;
+  const absl::Time now = imp.ctx_.clock->Now();
+  const absl::Time phase_start = absl::Now();
+  const size_t n = pending_.size();
+
+  // Parse (in parallel) and group consecutive rows of one person.
+  std::vector<absl::StatusOr<RegisterRow>> parsed(n);
+  auto parse_range = [&](size_t from, size_t to) {
+    for (size_t i = from; i < to; ++i) {
+      parsed[i] = Importer::ParseLine(format_, csv_columns_, pending_[i].text);
+    }
+  };
+  const int threads = imp.options_.threads;
+  {
+    std::vector<std::thread> pool;
+    const size_t per = (n + threads - 1) / threads;
+    for (int t = 1; t < threads; ++t) {
+      const size_t from = std::min(n, per * t), to = std::min(n, per * (t + 1));
+      if (from < to) pool.emplace_back(parse_range, from, to);
+    }
+    parse_range(0, std::min(n, per));
+    for (std::thread& th : pool) th.join();
+  }
+  const absl::Time parsed_at = absl::Now();
+  std::vector<Importer::Group> groups;
+  for (size_t i = 0; i < n; ++i) {
+    if (!parsed[i].ok()) {
+      Importer::Group g;
+      g.rows.push_back({pending_[i].number, RegisterRow()});
+      g.parse_error = FromStatus(parsed[i].status(), "");
+      groups.push_back(std::move(g));
+      continue;
+    }
+    std::string id_key = absl::AsciiStrToUpper(parsed[i]->id_number());
+    if (groups.empty() || groups.back().parse_error.has_value() ||
+        groups.back().id_key != id_key || id_key.empty()) {
+      Importer::Group g;
+      g.id_key = std::move(id_key);
+      groups.push_back(std::move(g));
+    }
+    groups.back().rows.push_back({pending_[i].number, *std::move(parsed[i])});
+  }
+  // The last person may continue in the next lines.
+  std::vector<Line> carry;
+  if (!final && groups.size() > 1 && !groups.back().parse_error.has_value()) {
+    const size_t keep = groups.back().rows.size();
+    carry.assign(std::make_move_iterator(pending_.end() - keep),
+                 std::make_move_iterator(pending_.end()));
+    groups.pop_back();
+  }
+  pending_ = std::move(carry);
+
+  // Prepare (in parallel).
+  std::vector<Importer::Prepared> prepared(groups.size());
+  auto prepare_range = [&](size_t from, size_t to) {
+    for (size_t i = from; i < to; ++i) {
+      if (groups[i].parse_error.has_value()) {
+        prepared[i].outcome = Importer::Prepared::Outcome::kRejected;
+        prepared[i].rows = 1;
+        prepared[i].last_line = groups[i].rows[0].line;
+        prepared[i].rejects.push_back({groups[i].rows[0].line,
+                                       groups[i].parse_error->field,
+                                       groups[i].parse_error->reason});
+      } else if (groups[i].id_key.empty()) {
+        prepared[i].outcome = Importer::Prepared::Outcome::kRejected;
+        prepared[i].rows = groups[i].rows.size();
+        prepared[i].last_line = groups[i].rows.back().line;
+        for (const auto& r : groups[i].rows) {
+          prepared[i].rejects.push_back({r.line, "id_number", "is required"});
+        }
+      } else {
+        imp.Prepare(groups[i], now, &prepared[i]);
+      }
+    }
+  };
+  {
+    const size_t g = groups.size();
+    std::vector<std::thread> pool;
+    const size_t per = (g + threads - 1) / threads;
+    for (int t = 1; t < threads; ++t) {
+      const size_t from = std::min(g, per * t), to = std::min(g, per * (t + 1));
+      if (from < to) pool.emplace_back(prepare_range, from, to);
+    }
+    prepare_range(0, std::min(g, per));
+    for (std::thread& th : pool) th.join();
+  }
+
+  const absl::Time prepared_at = absl::Now();
+  // Merge in file order, under the application sequences' locks.
+  std::set<std::string> regions;
+  for (const Importer::Prepared& p : prepared) {
+    for (const auto& [region, max] : p.max_application) regions.insert(region);
+  }
+  std::vector<std::string> lock_keys;
+  for (const std::string& r : regions) {
+    lock_keys.push_back(card::SequenceAllocator::LockKey("application", r));
+  }
+  std::vector<std::string_view> lock_views(lock_keys.begin(), lock_keys.end());
+  storage::KeyLocks::Guard guard = imp.ctx_.locks->Lock(lock_views);
+  std::map<std::string, uint64_t> marks;
+  for (const std::string& r : regions) {
+    ASSIGN_OR_RETURN(
+        std::optional<std::string> v,
+        imp.ctx_.engine->Get(
+            Table::kMeta, card::SequenceAllocator::StoreKey("application", r)));
+    marks[r] = v.has_value() && v->size() == 8 ? storage::GetFixed64BE(*v) : 0;
+  }
+  std::map<std::string, uint64_t> new_marks = marks;
+
+  BatchResult result;
+  ImportTotals t = totals_;
+  storage::WriteSet batch;
+  std::set<std::string> claimed;
+  for (Importer::Prepared& p : prepared) {
+    if (p.outcome == Importer::Prepared::Outcome::kAccepted) {
+      std::string clash;
+      if (!claimed.insert("person/" + p.person_key).second) {
+        clash =
+            "the person's rows appear twice in the file (rows of one "
+            "person must be consecutive)";
+      }
+      for (const std::string& c : p.claims) {
+        if (clash.empty() && claimed.count(c)) {
+          clash =
+              "a card number, identification code or application id of "
+              "this person is also given for another person";
+        }
+      }
+      for (const auto& [region, max] : p.max_application) {
+        if (clash.empty() && max <= marks[region]) {
+          clash = absl::StrCat(
+              "application id is in the range the service may already have "
+              "assigned (region ",
+              region, " up to ", marks[region], ")");
+        }
+      }
+      if (!clash.empty()) {
+        p.outcome = Importer::Prepared::Outcome::kRejected;
+        for (uint64_t line : p.lines)
+          p.rejects.push_back({line, "id_number", clash});
+      } else {
+        for (const std::string& c : p.claims) claimed.insert(c);
+        for (const auto& [region, max] : p.max_application) {
+          new_marks[region] = std::max(new_marks[region], max);
+        }
+      }
+    }
+    switch (p.outcome) {
+      case Importer::Prepared::Outcome::kAccepted:
+        t.accepted += p.rows;
+        batch.Append(std::move(p.ws));
+        break;
+      case Importer::Prepared::Outcome::kSkipped:
+        t.skipped += p.rows;
+        break;
+      case Importer::Prepared::Outcome::kRejected:
+        t.rejected += p.rows;
+        for (RejectedRow& r : p.rejects) {
+          batch.Put(Table::kMeta, RejectKey(import_id_, r.line),
+                    absl::StrCat(r.field, std::string(1, '\0'), r.reason));
+          result.rejects.push_back(std::move(r));
+        }
+        break;
+    }
+    t.resume_after_line = std::max(t.resume_after_line, p.last_line);
+  }
+  for (const auto& [region, mark] : new_marks) {
+    if (mark > marks[region]) {
+      std::string v;
+      storage::PutFixed64BE(&v, mark);
+      batch.Put(Table::kMeta,
+                card::SequenceAllocator::StoreKey("application", region), v);
+    }
+  }
+  if (final && pending_.empty()) t.done = true;
+  batch.Put(Table::kMeta, CheckpointKey(import_id_), EncodeTotals(t));
+  storage::AuditInput a;
+  a.caller = caller_.identity;
+  a.role = std::string(common::RoleName(caller_.role));
+  a.operator_id = caller_.operator_id;
+  a.rpc = kAuditMethod;
+  a.target = absl::StrCat("import ", import_id_.substr(0, 16), " through line ",
+                          t.resume_after_line);
+  a.request_id = import_id_.substr(0, 64);
+  a.code = 0;
+  a.message = absl::StrCat("accepted ", t.accepted - totals_.accepted,
+                           ", rejected ", t.rejected - totals_.rejected,
+                           ", skipped ", t.skipped - totals_.skipped);
+  batch.AppendAudit(std::move(a));
+  batch.CoalesceCounters();
+  batch.SortByKey();
+  const absl::Time merged_at = absl::Now();
+  RETURN_IF_ERROR(imp.ctx_.engine->Commit(std::move(batch)).status());
+  // Where a batch's time goes (validation and encryption on the worker
+  // threads, the merge, the durable commit).
+  common::MetricsRegistry& m = common::Metrics();
+  constexpr char kHelp[] = "Import batch phases, seconds.";
+  static const std::vector<double> kBuckets = {0.01, 0.05, 0.1, 0.25, 0.5,
+                                               1,    2.5,  5,   10};
+  m.GetHistogram("ssc_import_batch_seconds", kHelp, {{"phase", "parse"}},
+                 kBuckets)
+      ->Observe(absl::ToDoubleSeconds(parsed_at - phase_start));
+  m.GetHistogram("ssc_import_batch_seconds", kHelp, {{"phase", "prepare"}},
+                 kBuckets)
+      ->Observe(absl::ToDoubleSeconds(prepared_at - parsed_at));
+  m.GetHistogram("ssc_import_batch_seconds", kHelp, {{"phase", "merge"}},
+                 kBuckets)
+      ->Observe(absl::ToDoubleSeconds(merged_at - prepared_at));
+  m.GetHistogram("ssc_import_batch_seconds", kHelp, {{"phase", "commit"}},
+                 kBuckets)
+      ->Observe(absl::ToDoubleSeconds(absl::Now() - merged_at));
+  totals_ = t;
+  result.totals = t;
+  out->push_back(std::move(result));
+  return absl::OkStatus();
+}
+
+}  // namespace ssc::ops

@@ -1,0 +1,175 @@
+#pragma once
+
+// Bulk import of an existing card register (persons, cards with their
+// current state and dates, e-card channel bindings) from CSV or JSON lines;
+// the format is documented in deploy/import-format.md and RegisterRow
+// (proto/ssc/v1/admin.proto).
+//
+// Every row is validated with the rules of the card RPCs (id_number.h
+// validators, the region table, the lifecycle table); rows of one person
+// are consecutive and form a group that is accepted or rejected as a whole
+// (a rejected group reports the offending row with field and reason, and
+// the other rows as rejected with it).
+//
+// An accepted group is replayed as its history: each step (applied, sent to
+// production, produced, issued, activated, lost, replaced, cancelled, e-card
+// bound) produces the same records, index entries and events (with their
+// historical times) as the live operation, and calls the card observers
+// registered on CardLogic (report counters, e-card status) with the
+// historical time, so report figures as at past dates come out right.
+//
+// Batches of groups are prepared on `threads` threads (validation,
+// encryption, encoding) and committed as one write set together with the
+// import's checkpoint (the last line done and the totals) and the batch's
+// rejects, so a crash or kill -9 loses nothing and redoes nothing: the next
+// run resumes after the checkpoint. Groups whose person and cards are
+// already in the store are skipped, so re-running a file (or an overlapping
+// one) changes nothing.
+//
+// Application ids of imported cards raise the live allocator's high-water
+// mark in the same write; ids at or below the mark (the live service may
+// hand them out) are rejected.
+//
+// Thread-safe: Importer may be shared; one ImportSession per import id runs
+// at a time (a second Begin gets ABORTED); a session is used by one thread.
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "services/card/card_logic.h"
+#include "services/card/regions.h"
+#include "services/common/caller.h"
+#include "services/common/mutation.h"
+#include "ssc/v1/admin.pb.h"
+
+namespace ssc::ops {
+
+struct ImportOptions {
+  // Rows per committed batch (a group of one person is never split).
+  size_t batch_rows = 20000;
+  // Threads preparing a batch (the calling thread included).
+  int threads = 2;
+  // As CardLogicOptions::temp_loss_duration: a TEMP_LOST card's expiry.
+  absl::Duration temp_loss_duration = absl::Hours(24 * 7);
+};
+
+struct RejectedRow {
+  uint64_t line = 0;
+  std::string field;
+  std::string reason;
+};
+
+struct ImportTotals {
+  uint64_t resume_after_line = 0;
+  uint64_t accepted = 0;
+  uint64_t rejected = 0;
+  uint64_t skipped = 0;
+  bool done = false;
+};
+
+// What one committed batch did.
+struct BatchResult {
+  ImportTotals totals;  // after the batch
+  std::vector<RejectedRow> rejects;
+};
+
+class Importer;
+
+// One run of one import. Feed lines in file order with Add, then Finish.
+class ImportSession {
+ public:
+  ~ImportSession();
+  ImportSession(const ImportSession&) = delete;
+  ImportSession& operator=(const ImportSession&) = delete;
+
+  // The checkpoint when the session began: lines up to
+  // totals().resume_after_line are done and are ignored if sent again.
+  const ImportTotals& totals() const { return totals_; }
+
+  // Adds line `line` (1-based file line; increasing). Commits a batch when
+  // enough rows are pending, appending its result to `*out`.
+  absl::Status Add(uint64_t line, std::string_view text,
+                   std::vector<BatchResult>* out);
+  // Commits what is pending and marks the import done. Appends at least
+  // one result (the final totals).
+  absl::Status Finish(std::vector<BatchResult>* out);
+
+ private:
+  friend class Importer;
+  struct Line {
+    uint64_t number;
+    std::string text;
+  };
+  ImportSession(Importer* importer, common::Caller caller,
+                std::string import_id, ssc::v1::ImportFormat format,
+                std::vector<std::string> csv_columns, ImportTotals totals);
+  // Prepares and commits the pending lines; with `final`, all of them
+  // (else the last person's rows wait for the next batch).
+  absl::Status Flush(bool final, std::vector<BatchResult>* out);
+
+  Importer* importer_;
+  common::Caller caller_;
+  std::string import_id_;
+  ssc::v1::ImportFormat format_;
+  std::vector<std::string> csv_columns_;
+  ImportTotals totals_;
+  uint64_t last_line_ = 0;
+  std::vector<Line> pending_;
+};
+
+class Importer {
+ public:
+  // `ctx` members and `regions` must outlive the importer. `observers` are
+  // the card observers registered on CardLogic (CardLogic::observers()).
+  Importer(common::StoreContext ctx, const card::RegionTable* regions,
+           std::string county_code, std::vector<card::CardObserver*> observers,
+           ImportOptions options = {});
+
+  // Starts or resumes `import_id` (1..128 printable ASCII). CSV needs the
+  // header line. INVALID_ARGUMENT naming the field for bad arguments
+  // (unknown CSV column, ...); ABORTED if the import is running already.
+  absl::StatusOr<std::unique_ptr<ImportSession>> Begin(
+      const common::Caller& caller, std::string_view import_id,
+      ssc::v1::ImportFormat format, std::string_view csv_header);
+
+  // The checkpoint of an import (zeros if unknown).
+  absl::StatusOr<ImportTotals> Status(std::string_view import_id) const;
+  // Every reject recorded for an import, by line.
+  absl::StatusOr<std::vector<RejectedRow>> Rejects(
+      std::string_view import_id) const;
+
+  const ImportOptions& options() const { return options_; }
+
+  // Parses one line into a row (exposed for tests and the format docs).
+  static absl::StatusOr<ssc::v1::RegisterRow> ParseLine(
+      ssc::v1::ImportFormat format, const std::vector<std::string>& columns,
+      std::string_view text);
+  // Splits one CSV line (RFC 4180 quoting, no line breaks inside fields).
+  static absl::StatusOr<std::vector<std::string>> SplitCsv(
+      std::string_view line);
+
+ private:
+  friend class ImportSession;
+  struct Group;
+  struct Prepared;
+  void Release(const std::string& import_id);
+  // Validates and replays one person's rows into `*p` (no store writes).
+  void Prepare(const Group& g, absl::Time now, Prepared* p) const;
+
+  common::StoreContext ctx_;
+  const card::RegionTable* regions_;
+  std::string county_code_;
+  std::vector<card::CardObserver*> observers_;
+  ImportOptions options_;
+  std::mutex mu_;
+  std::set<std::string> running_;  // guarded by mu_
+};
+
+}  // namespace ssc::ops
