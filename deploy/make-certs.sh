@@ -75,5 +75,7 @@ EXT
 for role in $roles; do
   sign "$role" "/O=$org/OU=$role/CN=$role-01" "$ext"
 done
+# sscd's own client certificate for the agent bank's gateway (payouts).
+sign sscd-bank-client "/O=$org/OU=sscd/CN=sscd-01" "$ext"
 
 echo "TLS material in $out" >&2

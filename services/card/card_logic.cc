@@ -1719,4 +1719,42 @@ absl::StatusOr<std::optional<CardView>> CardLogic::FindCardByNumber(
   return LoadCard(*app_id);
 }
 
+absl::StatusOr<std::optional<PayeeView>> CardLogic::FindPayeeByIdNumber(
+    std::string_view id_number) const {
+  const absl::Time now = ctx_.clock->Now();
+  ASSIGN_OR_RETURN(IdNumberInfo id,
+                   ValidateIdNumber("id_number", id_number, now));
+  PayeeView v;
+  v.person_key = PersonKey(id.normalized);
+  ASSIGN_OR_RETURN(std::optional<std::string> bytes,
+                   ctx_.engine->Get(Table::kPersons, v.person_key));
+  if (!bytes.has_value()) return std::nullopt;
+  ASSIGN_OR_RETURN(store::PersonRecord person, ParsePerson(*bytes));
+  if (!person.name().empty()) {
+    ASSIGN_OR_RETURN(v.name, ctx_.cipher->Decrypt(
+                                 person.name(), Aad(v.person_key, "name")));
+  }
+  v.has_applications = person.application_ids_size() > 0;
+  const std::string& app_id = person.current_application_id();
+  if (app_id.empty()) return v;
+  ASSIGN_OR_RETURN(std::optional<std::string> card_bytes,
+                   ctx_.engine->Get(Table::kCards, app_id));
+  if (!card_bytes.has_value()) {
+    return absl::DataLossError(
+        absl::StrCat("card ", Sv(app_id), " of a person is missing"));
+  }
+  ASSIGN_OR_RETURN(store::CardRecord stored, ParseCard(app_id, *card_bytes));
+  const store::CardRecord rec = Effective(std::move(stored), now);
+  v.has_card = true;
+  v.card_state = rec.state();
+  v.bank_code = rec.bank_code();
+  if (!rec.bank_account().empty()) {
+    ASSIGN_OR_RETURN(v.bank_account,
+                     ctx_.cipher->Decrypt(
+                         rec.bank_account(),
+                         Aad(rec.application_id(), "bank_account")));
+  }
+  return v;
+}
+
 }  // namespace ssc::card

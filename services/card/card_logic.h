@@ -120,6 +120,18 @@ struct CardView {
   std::string batch_reference;
 };
 
+// What paying a holder needs, read with as little decryption as possible
+// (only the name and the current card's bank account are decrypted).
+struct PayeeView {
+  std::string person_key;  // kPersons key
+  std::string name;        // clear
+  bool has_applications = false;
+  bool has_card = false;  // a current card exists (fields below are set)
+  ssc::v1::CardState card_state = ssc::v1::CARD_STATE_UNSPECIFIED;  // effective
+  std::string bank_code;
+  std::string bank_account;  // clear; empty when none
+};
+
 class CardLogic {
  public:
   // `ctx` members and `regions` must outlive the object.
@@ -177,6 +189,11 @@ class CardLogic {
       std::string_view application_id) const;
   absl::StatusOr<std::optional<CardView>> FindCardByNumber(
       std::string_view card_number) const;
+  // The holder of an ID number and their current card, for payouts
+  // (INVALID_ARGUMENT for a malformed ID number, nullopt when unknown).
+  // Thread-safe, read-only.
+  absl::StatusOr<std::optional<PayeeView>> FindPayeeByIdNumber(
+      std::string_view id_number) const;
 
   // The lock key of a person: other services that change state derived from
   // a person's card (e.g. the e-card) lock it too, to serialize with cards.

@@ -35,8 +35,7 @@ struct PayoutLogic::Impl {
   struct Lookup {
     absl::Status error;      // a storage failure
     std::string invalid_id;  // non-empty: the ID number is malformed (why)
-    std::optional<card::PersonView> person;
-    std::optional<card::CardView> card;
+    std::optional<card::PayeeView> payee;  // the holder and current card
     std::optional<ssc::payout::store::EntitlementRecord> entitlement;
     std::string enc_id_number, enc_name, enc_account;
   };

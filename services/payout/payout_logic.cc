@@ -181,38 +181,27 @@ PayoutLogic::Impl::Lookup PayoutLogic::Impl::Prefetch(
   if (!enc.ok()) return fail(enc.status());
   l.enc_name = *std::move(enc);
 
-  absl::StatusOr<std::optional<card::PersonView>> person =
-      self.cards_->FindPersonByIdNumber(item.id_number());
-  if (!person.ok()) {
-    if (person.status().code() == absl::StatusCode::kInvalidArgument) {
-      l.invalid_id = std::string(person.status().message());
+  absl::StatusOr<std::optional<card::PayeeView>> payee =
+      self.cards_->FindPayeeByIdNumber(item.id_number());
+  if (!payee.ok()) {
+    if (payee.status().code() == absl::StatusCode::kInvalidArgument) {
+      l.invalid_id = std::string(payee.status().message());
       return l;
     }
-    return fail(person.status());
+    return fail(payee.status());
   }
-  if (!person->has_value()) return l;
-  l.person = std::move(*person);
-  if (!l.person->current_application_id.empty()) {
-    absl::StatusOr<std::optional<card::CardView>> c =
-        self.cards_->LoadCard(l.person->current_application_id);
-    if (!c.ok()) return fail(c.status());
-    if (!c->has_value()) {
-      return fail(absl::DataLossError(
-          absl::StrCat("card ", l.person->current_application_id,
-                       " of a person is missing")));
-    }
-    l.card = std::move(*c);
-    if (!l.card->card.bank_account().empty()) {
-      enc =
-          cipher.Encrypt(l.card->card.bank_account(),
+  if (!payee->has_value()) return l;
+  l.payee = std::move(*payee);
+  if (l.payee->has_card && !l.payee->bank_account.empty()) {
+    enc = cipher.Encrypt(l.payee->bank_account,
                          in::ItemAad(batch_id, item.item_id(), "bank_account"));
-      if (!enc.ok()) return fail(enc.status());
-      l.enc_account = *std::move(enc);
-    }
+    if (!enc.ok()) return fail(enc.status());
+    l.enc_account = *std::move(enc);
   }
   absl::StatusOr<std::optional<std::string>> ent = self.ctx_.engine->Get(
       Table::kPayouts,
-      in::EntitlementKey(programme.code(), batch.period(), l.person->key));
+      in::EntitlementKey(programme.code(), batch.period(),
+                         l.payee->person_key));
   if (!ent.ok()) return fail(ent.status());
   if (ent->has_value()) {
     store::EntitlementRecord e;
@@ -275,15 +264,15 @@ absl::Status PayoutLogic::Impl::ValidateItem(
   if (!lookup.invalid_id.empty()) {
     return reject(ssc::v1::ITEM_REASON_INVALID_ID_NUMBER, lookup.invalid_id);
   }
-  if (!lookup.person.has_value()) {
+  if (!lookup.payee.has_value()) {
     return reject(ssc::v1::ITEM_REASON_NO_SUCH_PERSON,
                   "no person with this ID number in the holder register");
   }
-  const card::PersonView& p = *lookup.person;
-  rec->set_person_key(p.key);
+  const card::PayeeView& p = *lookup.payee;
+  rec->set_person_key(p.person_key);
 
   // 2. One entitlement per person in a batch.
-  const std::string person_index = in::BatchPersonKey(batch_id, p.key);
+  const std::string person_index = in::BatchPersonKey(batch_id, p.person_key);
   std::optional<std::string> first_item;
   if (auto it = persons->find(person_index); it != persons->end()) {
     first_item = it->second;
@@ -315,16 +304,15 @@ absl::Status PayoutLogic::Impl::ValidateItem(
   }
 
   // 4. The card and its financial account.
-  if (!lookup.card.has_value()) {
-    if (p.application_ids.empty()) {
+  if (!p.has_card) {
+    if (!p.has_applications) {
       return reject(ssc::v1::ITEM_REASON_NO_CARD, "the person has no card");
     }
     return reject(ssc::v1::ITEM_REASON_CARD_CLOSED,
                   "the card was cancelled or replaced without a successor");
   }
-  const card::CardView& card = *lookup.card;
   ssc::v1::ItemReason hold = ssc::v1::ITEM_REASON_UNSPECIFIED;
-  switch (card.card.state()) {
+  switch (p.card_state) {
     case ssc::v1::CARD_STATE_ISSUED:
     case ssc::v1::CARD_STATE_ACTIVE:
       break;
@@ -341,9 +329,9 @@ absl::Status PayoutLogic::Impl::ValidateItem(
     default:
       return reject(ssc::v1::ITEM_REASON_NO_CARD,
                     absl::StrCat("the card has not been handed over (",
-                                 AV(card::StateName(card.card.state())), ")"));
+                                 AV(card::StateName(p.card_state)), ")"));
   }
-  if (card.card.bank_account().empty()) {
+  if (p.bank_account.empty()) {
     return reject(ssc::v1::ITEM_REASON_NO_BANK_ACCOUNT,
                   "the card has no financial account");
   }
@@ -364,7 +352,7 @@ absl::Status PayoutLogic::Impl::ValidateItem(
     return absl::OkStatus();
   }
   rec->set_status(ssc::v1::ITEM_STATUS_VALID);
-  rec->set_bank_code(card.card.bank_code());
+  rec->set_bank_code(p.bank_code);
   rec->set_bank_account(lookup.enc_account);
   return absl::OkStatus();
 }
