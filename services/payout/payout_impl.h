@@ -38,6 +38,14 @@ struct PayoutLogic::Impl {
     std::optional<card::PayeeView> payee;  // the holder and current card
     std::optional<ssc::payout::store::EntitlementRecord> entitlement;
     std::string enc_id_number, enc_name, enc_account;
+    // Read only for uploads (PrefetchAll with `upload`): the content hash,
+    // the content hash of an already stored item with this id, and the item
+    // already indexed for this person in the batch (as stored before the
+    // chunk; the caller holds the batch lock).
+    bool upload_read = false;
+    std::string content_hash;
+    std::optional<std::string> stored_hash;
+    std::optional<std::string> stored_person_item;
   };
   static Lookup Prefetch(PayoutLogic& self, const ssc::v1::Programme& programme,
                          const ssc::v1::Batch& batch,
@@ -46,7 +54,7 @@ struct PayoutLogic::Impl {
   static std::vector<Lookup> PrefetchAll(
       PayoutLogic& self, const ssc::v1::Programme& programme,
       const ssc::v1::Batch& batch,
-      const std::vector<const ssc::v1::PayoutItemInput*>& items);
+      const std::vector<const ssc::v1::PayoutItemInput*>& items, bool upload);
 
   // Validates one item of `batch` (the ID number, the holder register, the
   // card, amounts, duplicates) from its lookup and fills `rec` (status,

@@ -216,22 +216,49 @@ PayoutLogic::Impl::Lookup PayoutLogic::Impl::Prefetch(
 std::vector<PayoutLogic::Impl::Lookup> PayoutLogic::Impl::PrefetchAll(
     PayoutLogic& self, const ssc::v1::Programme& programme,
     const ssc::v1::Batch& batch,
-    const std::vector<const ssc::v1::PayoutItemInput*>& items) {
+    const std::vector<const ssc::v1::PayoutItemInput*>& items, bool upload) {
   std::vector<Lookup> out(items.size());
+  // Uploads also read what the ordered pass would otherwise read alone.
+  auto one = [&](size_t i) {
+    Lookup l = Prefetch(self, programme, batch, *items[i]);
+    if (upload && l.error.ok()) {
+      l.upload_read = true;
+      l.content_hash = ContentHash(self, *items[i]);
+      absl::StatusOr<std::optional<std::string>> got = self.ctx_.engine->Get(
+          Table::kPayoutItems, in::ItemKey(batch.batch_id(), items[i]->item_id()));
+      if (!got.ok()) {
+        l.error = got.status();
+      } else if (got->has_value()) {
+        absl::StatusOr<ItemRecord> old = in::ParseItem(**got);
+        if (!old.ok()) {
+          l.error = old.status();
+        } else {
+          l.stored_hash = old->content_hash();
+        }
+      }
+      if (l.error.ok() && l.payee.has_value()) {
+        got = self.ctx_.engine->Get(
+            Table::kPayoutItems,
+            in::BatchPersonKey(batch.batch_id(), l.payee->person_key));
+        if (!got.ok()) {
+          l.error = got.status();
+        } else {
+          l.stored_person_item = *std::move(got);
+        }
+      }
+    }
+    out[i] = std::move(l);
+  };
   const size_t threads =
       std::min<size_t>(std::max<size_t>(1, self.options_.validation_threads),
                        (items.size() + 63) / 64);
   if (threads <= 1) {
-    for (size_t i = 0; i < items.size(); ++i) {
-      out[i] = Prefetch(self, programme, batch, *items[i]);
-    }
+    for (size_t i = 0; i < items.size(); ++i) one(i);
     return out;
   }
   std::atomic<size_t> next{0};
   auto work = [&] {
-    for (size_t i = next++; i < items.size(); i = next++) {
-      out[i] = Prefetch(self, programme, batch, *items[i]);
-    }
+    for (size_t i = next++; i < items.size(); i = next++) one(i);
   };
   std::vector<std::thread> pool;
   for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
@@ -276,6 +303,8 @@ absl::Status PayoutLogic::Impl::ValidateItem(
   std::optional<std::string> first_item;
   if (auto it = persons->find(person_index); it != persons->end()) {
     first_item = it->second;
+  } else if (lookup.upload_read) {
+    first_item = lookup.stored_person_item;
   } else {
     ASSIGN_OR_RETURN(first_item,
                      engine->Get(Table::kPayoutItems, person_index));
@@ -613,26 +642,21 @@ absl::StatusOr<ssc::v1::UploadItemsResponse> PayoutLogic::UploadChunk(
   inputs.reserve(items.size());
   for (const auto& item : items) inputs.push_back(&item);
   const std::vector<Impl::Lookup> lookups =
-      Impl::PrefetchAll(*this, *programme, *batch, inputs);
+      Impl::PrefetchAll(*this, *programme, *batch, inputs, /*upload=*/true);
   // This chunk's writes, for lookups (WriteSet::Pending is a linear search).
   std::unordered_map<std::string, std::string> chunk_hashes;
   std::unordered_map<std::string, std::string> chunk_persons;
   for (int i = 0; i < items.size(); ++i) {
     const ssc::v1::PayoutItemInput& item = items[i];
     const std::string key = in::ItemKey(batch_id, item.item_id());
-    const std::string hash = Impl::ContentHash(*this, item);
+    const Impl::Lookup& lookup = lookups[i];
+    if (!lookup.error.ok()) return fail(lookup.error);
+    const std::string& hash = lookup.content_hash;
     std::optional<std::string> existing_hash;
     if (auto it = chunk_hashes.find(key); it != chunk_hashes.end()) {
       existing_hash = it->second;
     } else {
-      absl::StatusOr<std::optional<std::string>> got =
-          ctx_.engine->Get(Table::kPayoutItems, key);
-      if (!got.ok()) return fail(got.status());
-      if (got->has_value()) {
-        absl::StatusOr<ItemRecord> old = in::ParseItem(**got);
-        if (!old.ok()) return fail(old.status());
-        existing_hash = old->content_hash();
-      }
+      existing_hash = lookup.stored_hash;
     }
     if (existing_hash.has_value()) {
       if (*existing_hash != hash) {

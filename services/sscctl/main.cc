@@ -13,6 +13,8 @@
 
 #include "CLI/CLI.hpp"
 #include "services/ops/sscctl_ops.h"
+#include "services/report/report_cli.h"
+#include "services/sscctl/connection.h"
 #include "services/sscctl/output.h"
 #include "services/sscctl/rpc_command.h"
 
@@ -40,7 +42,17 @@ int main(int argc, char** argv) {
   RegisterService(app, AuditCommands(), runnables);
   RegisterService(app, ECardCommands(), runnables);
   RegisterService(app, PayoutCommands(), runnables);
-  RegisterService(app, ReportCommands(), runnables);
+  // Reports are for people and documents: tables, CSV and SVG charts.
+  ssc::report::ReportCli report_cli(
+      app, {[&] { return OpenChannel(global.connection); },
+            [&] { return NewCallContext(global.connection); },
+            [&] {
+              return global.request_id.empty() ? NewRequestId()
+                                               : global.request_id;
+            },
+            [&](const grpc::Status& s) {
+              return Printer(global.json).PrintRpcError(s);
+            }});
   runnables.push_back(RegisterHealth(app));
   ssc::ops::RegisterOpsCommands(app, runnables);  // import, backup
 
@@ -53,6 +65,7 @@ int main(int argc, char** argv) {
   for (auto& r : runnables) {
     if (r->app()->parsed()) return r->Run(global);
   }
+  if (report_cli.app()->parsed()) return report_cli.Run(std::cout, std::cerr);
   std::cerr << app.help();
   return kExitUsage;
 }

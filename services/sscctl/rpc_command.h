@@ -56,7 +56,6 @@ ServiceCommands CardCommands();
 ServiceCommands AuditCommands();
 ServiceCommands ECardCommands();
 ServiceCommands PayoutCommands();
-ServiceCommands ReportCommands();
 
 // A runnable subcommand: set up before parsing, run after it.
 class Runnable {
