@@ -2,10 +2,13 @@
 //
 //   ssc-bench --ca ca.crt --cert counter.crt --key counter.key
 //             --concurrency 64 --duration 10s --scenario card_flow
+//   ssc-bench --certs /tmp/certs --scenario qr     (several roles)
 //
 // First measures the baseline (an empty Health/Check RPC), then the chosen
-// scenario, and prints throughput, p50/p99 latency per RPC and the ratio of
-// the scenario's RPC rate to the baseline's.
+// scenario's setup (not measured) and phases, and prints for each phase
+// throughput, p50/p99 latency per RPC and the ratio of its RPC rate to the
+// baseline's. The qr generate phase lasts at most 25 s and the verify phase
+// ends 55 s after the generate phase began (codes are valid 60 s).
 
 #include <cstdio>
 #include <iostream>
@@ -77,6 +80,8 @@ int Main(int argc, char** argv) {
   std::string scenario_name = "card_flow";
   uint64_t max_flows = 1000000;
   int channels = 1;
+  std::string certs_dir;
+  int persons = 0;
   app.add_option("--concurrency", concurrency, "flows in flight")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
@@ -93,7 +98,23 @@ int Main(int argc, char** argv) {
   app.add_option("--channels", channels, "client channels (TCP connections)")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  app.add_option("--certs", certs_dir,
+                 "make-certs.sh output dir: <role>.crt/.key for scenarios "
+                 "with several roles (qr, report); also the default --ca and, "
+                 "for the baseline, --cert/--key (counter)")
+      ->check(CLI::ExistingDirectory);
+  app.add_option("--persons", persons,
+                 "qr: persons with a card and an e-card (default: "
+                 "--concurrency)")
+      ->check(CLI::Range(1, 100000));
   CLI11_PARSE(app, argc, argv);
+  if (!certs_dir.empty()) {
+    if (conn.ca.empty()) conn.ca = certs_dir + "/ca.crt";
+    if (conn.cert.empty() && conn.key.empty()) {
+      conn.cert = certs_dir + "/counter.crt";
+      conn.key = certs_dir + "/counter.key";
+    }
+  }
 
   absl::Duration duration;
   if (!absl::ParseDuration(duration_text, &duration) ||
@@ -132,6 +153,8 @@ int Main(int argc, char** argv) {
     chans.push_back(*ch);
   }
   so.channels = chans;
+  so.certs_dir = certs_dir;
+  so.persons = persons > 0 ? persons : concurrency;
 
   std::printf(
       "ssc-bench: addr %s, concurrency %d, duration %s per phase, %u CPU "
@@ -139,8 +162,8 @@ int Main(int argc, char** argv) {
       conn.addr.c_str(), concurrency, absl::FormatDuration(duration).c_str(),
       std::thread::hardware_concurrency());
 
-  auto baseline_scenario = MakeScenario("empty", so);
-  const Measured base = RunAndReport(**baseline_scenario, limits);
+  auto baseline = MakePlan("empty", so);
+  const Measured base = RunAndReport(*baseline->phases[0].scenario, limits);
   if (base.run.flows_ok == 0) {
     std::cerr << "baseline: no successful call; is sscd running at "
               << conn.addr << "?\n";
@@ -148,17 +171,34 @@ int Main(int argc, char** argv) {
   }
   if (scenario_name == "empty") return 0;
 
-  auto scenario = MakeScenario(scenario_name, so);
-  if (!scenario.ok()) {
-    std::cerr << scenario.status().message() << "\n";
+  absl::StatusOr<Plan> plan = MakePlan(scenario_name, so);
+  if (!plan.ok()) {
+    std::cerr << plan.status().message() << "\n";
     return 2;
   }
-  const Measured m = RunAndReport(**scenario, limits);
-  std::printf(
-      "ratio to baseline: %.3f (%s calls/s %.0f vs empty RPC %.0f calls/s)\n",
-      m.calls_per_second / base.calls_per_second, scenario_name.c_str(),
-      m.calls_per_second, base.calls_per_second);
-  return m.run.flows_ok > 0 ? 0 : 1;
+  if (plan->setup) {
+    absl::Status s = plan->setup();
+    if (!s.ok()) {
+      std::cerr << s.message() << "\n";
+      return 1;
+    }
+  }
+  bool ok = true;
+  for (Phase& phase : plan->phases) {
+    RunLimits phase_limits = limits;
+    if (phase.adjust) phase.adjust(phase_limits);
+    const Measured m = RunAndReport(*phase.scenario, phase_limits);
+    if (phase.report && !phase.report()) ok = false;
+    if (m.run.flows_ok == 0) ok = false;
+    std::printf(
+        "ratio to baseline: %.3f (%s %.0f calls/s vs empty RPC %.0f "
+        "calls/s)\n",
+        m.calls_per_second / base.calls_per_second,
+        phase.scenario->name().c_str(), m.calls_per_second,
+        base.calls_per_second);
+    std::fflush(stdout);
+  }
+  return ok ? 0 : 1;
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "google/protobuf/timestamp.pb.h"
 #include "services/card/id_number.h"
 #include "services/common/errors.h"
+#include "services/common/json.h"
 #include "storage/key_codec.h"
 #include "storage/pii_cipher.h"
 #include "storage/status_macros.h"
@@ -21,6 +22,7 @@ namespace ssc::card {
 namespace {
 
 using common::InvalidField;
+using Json = common::JsonObject;
 using ssc::v1::CARD_STATE_ACTIVE;
 using ssc::v1::CARD_STATE_APPLIED;
 using ssc::v1::CARD_STATE_CANCELLED;
@@ -176,64 +178,6 @@ std::string_view CancelReasonName(ssc::v1::CancelReason r) {
       return "UNSPECIFIED";
   }
 }
-
-// A flat JSON object for event details.
-class Json {
- public:
-  Json& Str(std::string_view key, std::string_view value) {
-    Key(key);
-    Quote(value);
-    return *this;
-  }
-  Json& Bool(std::string_view key, bool value) {
-    Key(key);
-    out_ += value ? "true" : "false";
-    return *this;
-  }
-  Json& Int(std::string_view key, int64_t value) {
-    Key(key);
-    absl::StrAppend(&out_, value);
-    return *this;
-  }
-  std::string Done() const { return absl::StrCat("{", out_, "}"); }
-
- private:
-  void Key(std::string_view key) {
-    if (!out_.empty()) out_ += ",";
-    Quote(key);
-    out_ += ":";
-  }
-  void Quote(std::string_view s) {
-    out_ += '"';
-    for (char c : s) {
-      switch (c) {
-        case '"':
-          out_ += "\\\"";
-          break;
-        case '\\':
-          out_ += "\\\\";
-          break;
-        case '\n':
-          out_ += "\\n";
-          break;
-        case '\r':
-          out_ += "\\r";
-          break;
-        case '\t':
-          out_ += "\\t";
-          break;
-        default:
-          if (static_cast<unsigned char>(c) < 0x20) {
-            absl::StrAppendFormat(&out_, "\\u%04x", c);
-          } else {
-            out_ += c;
-          }
-      }
-    }
-    out_ += '"';
-  }
-  std::string out_;
-};
 
 std::string FormatTime(int64_t micros) {
   return absl::FormatTime(absl::RFC3339_sec, absl::FromUnixMicros(micros),
@@ -1731,8 +1675,8 @@ absl::StatusOr<std::optional<PayeeView>> CardLogic::FindPayeeByIdNumber(
   if (!bytes.has_value()) return std::nullopt;
   ASSIGN_OR_RETURN(store::PersonRecord person, ParsePerson(*bytes));
   if (!person.name().empty()) {
-    ASSIGN_OR_RETURN(v.name, ctx_.cipher->Decrypt(
-                                 person.name(), Aad(v.person_key, "name")));
+    ASSIGN_OR_RETURN(
+        v.name, ctx_.cipher->Decrypt(person.name(), Aad(v.person_key, "name")));
   }
   v.has_applications = person.application_ids_size() > 0;
   const std::string& app_id = person.current_application_id();
@@ -1749,10 +1693,10 @@ absl::StatusOr<std::optional<PayeeView>> CardLogic::FindPayeeByIdNumber(
   v.card_state = rec.state();
   v.bank_code = rec.bank_code();
   if (!rec.bank_account().empty()) {
-    ASSIGN_OR_RETURN(v.bank_account,
-                     ctx_.cipher->Decrypt(
-                         rec.bank_account(),
-                         Aad(rec.application_id(), "bank_account")));
+    ASSIGN_OR_RETURN(
+        v.bank_account,
+        ctx_.cipher->Decrypt(rec.bank_account(),
+                             Aad(rec.application_id(), "bank_account")));
   }
   return v;
 }

@@ -18,6 +18,7 @@
 #include "services/card/lifecycle.h"
 #include "services/card/sequence_allocator.h"
 #include "services/common/errors.h"
+#include "services/common/json.h"
 #include "services/common/metrics.h"
 #include "services/ecard/ecard_store.h"
 #include "services/report/counters.h"
@@ -29,6 +30,7 @@ namespace ssc::ops {
 namespace {
 
 using card::CardChange;
+using Json = common::JsonObject;
 using card::ChangeKind;
 using card::Operation;
 using card::store::CardRecord;
@@ -102,57 +104,6 @@ absl::StatusOr<ImportTotals> DecodeTotals(std::string_view v) {
 }
 
 // The flat JSON object of event details, as card_logic.cc writes it.
-class Json {
- public:
-  Json& Str(std::string_view key, std::string_view value) {
-    Key(key);
-    Quote(value);
-    return *this;
-  }
-  Json& Bool(std::string_view key, bool value) {
-    Key(key);
-    out_ += value ? "true" : "false";
-    return *this;
-  }
-  std::string Done() const { return absl::StrCat("{", out_, "}"); }
-
- private:
-  void Key(std::string_view key) {
-    if (!out_.empty()) out_ += ",";
-    Quote(key);
-    out_ += ":";
-  }
-  void Quote(std::string_view s) {
-    out_ += '"';
-    for (char c : s) {
-      switch (c) {
-        case '"':
-          out_ += "\\\"";
-          break;
-        case '\\':
-          out_ += "\\\\";
-          break;
-        case '\n':
-          out_ += "\\n";
-          break;
-        case '\r':
-          out_ += "\\r";
-          break;
-        case '\t':
-          out_ += "\\t";
-          break;
-        default:
-          if (static_cast<unsigned char>(c) < 0x20) {
-            absl::StrAppendFormat(&out_, "\\u%04x", c);
-          } else {
-            out_ += c;
-          }
-      }
-    }
-    out_ += '"';
-  }
-  std::string out_;
-};
 
 std::string MergeJson(const Json& base, const Json& extra) {
   std::string details = base.Done();

@@ -16,39 +16,11 @@
 #include "google/protobuf/message.h"
 #include "services/common/grpc/caller_identity.h"
 #include "services/common/grpc/rpc_runner.h"
+#include "services/common/json.h"
 
 namespace ssc::ops {
 
-std::string JsonQuote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          absl::StrAppendFormat(&out, "\\u%04x", c);
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
+std::string JsonQuote(std::string_view s) { return common::JsonQuote(s); }
 
 absl::StatusOr<std::unique_ptr<JsonLog>> JsonLog::Open(
     const std::string& path) {

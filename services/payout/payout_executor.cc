@@ -166,50 +166,289 @@ absl::Status PayoutLogic::Impl::RunDue(PayoutLogic& self, int max_attempts,
   return absl::OkStatus();
 }
 
+// The next chunk of unresolved items from `p->cursor`, with entitlements
+// claimed and the items durably SENT before anything is sent. Sets
+// p->stop when the batch is no longer executing (or the executor stops) and
+// leaves p->work empty with p->exhausted when no item is left.
+absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
+                                             const std::string& batch_id,
+                                             PreparedChunk* p) {
+  storage::Engine* engine = self.ctx_.engine;
+  if (Stopping(self)) {
+    p->stop = true;
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(auto batch, in::LoadBatch(engine, batch_id));
+  if (!batch.has_value() || batch->state() != ssc::v1::BATCH_STATE_EXECUTING) {
+    p->stop = true;
+    return absl::OkStatus();
+  }
+  const std::string& code = batch->programme_code();
+  const std::string& period = batch->period();
+  const std::string upper =
+      storage::PrefixSuccessor(in::ItemPrefix(batch_id));
+
+  // 1. The next chunk of unresolved items.
+  std::string last_key;
+  absl::Status inner;
+  RETURN_IF_ERROR(engine->Scan(
+      Table::kPayoutItems, p->cursor, upper,
+      [&](std::string_view key, std::string_view v) {
+        absl::StatusOr<ItemRecord> rec = in::ParseItem(v);
+        if (!rec.ok()) {
+          inner = rec.status();
+          return false;
+        }
+        last_key = std::string(key);
+        if (rec->status() == ssc::v1::ITEM_STATUS_VALID ||
+            rec->status() == ssc::v1::ITEM_STATUS_SENT) {
+          Work w;
+          w.key = std::string(key);
+          w.recovered = rec->status() == ssc::v1::ITEM_STATUS_SENT;
+          w.rec = std::move(*rec);
+          p->work.push_back(std::move(w));
+        }
+        return static_cast<int>(p->work.size()) < self.options_.bank_chunk;
+      }));
+  RETURN_IF_ERROR(inner);
+  if (p->work.empty()) {
+    p->exhausted = true;
+    return absl::OkStatus();
+  }
+  p->next_cursor = last_key;
+  p->next_cursor.push_back('\0');
+
+  // 2. Claim entitlements and mark SENT, durably, before anything is sent.
+  {
+    storage::WriteSet ws;
+    int64_t sent_n = 0, sent_amt = 0, dup_n = 0, dup_amt = 0;
+    std::vector<Work> kept;
+    kept.reserve(p.work.size());
+    std::unordered_map<std::string, std::string> claimed;
+    for (Work& w : p.work) {
+      if (w.recovered) {
+        kept.push_back(std::move(w));
+        continue;
+      }
+      const std::string ek =
+          in::EntitlementKey(code, period, w.rec.person_key());
+      std::optional<std::string> ent;
+      if (auto p = claimed.find(ek); p != claimed.end()) {
+        ent = p->second;
+      } else {
+        ASSIGN_OR_RETURN(ent, engine->Get(Table::kPayouts, ek));
+      }
+      if (ent.has_value()) {
+        EntitlementRecord e;
+        if (!e.ParseFromString(*ent))
+          return absl::DataLossError("entitlement corrupt");
+        if (e.batch_id() != batch_id || e.item_id() != w.rec.item_id()) {
+          w.rec.set_status(ssc::v1::ITEM_STATUS_REJECTED);
+          w.rec.set_reason(ssc::v1::ITEM_REASON_DUPLICATE_ENTITLEMENT);
+          w.rec.set_reason_detail(absl::StrCat(
+              e.paid() ? "already paid" : "being paid", " in batch ",
+              e.batch_id(), " item ", e.item_id()));
+          ws.Put(Table::kPayoutItems, w.key, w.rec.SerializeAsString());
+          ++dup_n;
+          dup_amt += w.rec.amount_fen();
+          continue;
+        }
+      }
+      EntitlementRecord e;
+      e.set_batch_id(batch_id);
+      e.set_item_id(w.rec.item_id());
+      std::string claim = e.SerializeAsString();
+      claimed.emplace(ek, claim);
+      ws.Put(Table::kPayouts, ek, std::move(claim));
+      w.rec.set_status(ssc::v1::ITEM_STATUS_SENT);
+      w.rec.set_instruction_id(InstructionId(batch_id, w.rec.seq()));
+      ws.Put(Table::kPayoutItems, w.key, w.rec.SerializeAsString());
+      ++sent_n;
+      sent_amt += w.rec.amount_fen();
+      kept.push_back(std::move(w));
+    }
+    if (!ws.empty()) {
+      in::AddTotals(ws, batch_id, in::Field::kSent, sent_n, sent_amt);
+      in::AddTotals(ws, batch_id, in::Field::kValid, -dup_n, -dup_amt);
+      in::AddTotals(ws, batch_id, in::Field::kRejected, dup_n, dup_amt);
+      if (dup_amt != 0) {
+        ws.AddCounter(Table::kCounters, in::CommittedKey(code, period),
+                      -dup_amt);
+      }
+      RETURN_IF_ERROR(engine->Commit(std::move(ws)).status());
+      self.NotifyProgress();
+    }
+    work = std::move(kept);
+  }
+  return absl::OkStatus();
+}
+
+// Sends (or asks about) the items of a prepared chunk until every one has a
+// result; *finished is false when execution stopped first (paused, stopping,
+// or blocked after `max_attempts` failed calls): the items stay SENT.
+absl::Status PayoutLogic::Impl::SendChunk(PayoutLogic& self,
+                                          const std::string& batch_id,
+                                          std::vector<Work> work,
+                                          int max_attempts, bool* finished) {
+  storage::Engine* engine = self.ctx_.engine;
+  const storage::PiiCipher& cipher = *self.ctx_.cipher;
+  *finished = false;
+  std::string code, period;
+  {
+    ASSIGN_OR_RETURN(auto b, in::LoadBatch(engine, batch_id));
+    if (!b.has_value()) return absl::OkStatus();
+    code = b->programme_code();
+    period = b->period();
+  }
+  // 3. Send (or ask about) until every item of the chunk has a result.
+  absl::Duration backoff = self.options_.initial_backoff;
+  int failures = 0;
+  while (!work.empty()) {
+    if (Stopping(self)) return absl::OkStatus();  // *finished stays false
+    ASSIGN_OR_RETURN(auto cur, in::LoadBatch(engine, batch_id));
+    if (!cur.has_value() || cur->state() != ssc::v1::BATCH_STATE_EXECUTING) {
+      return absl::OkStatus();  // *finished stays false  // paused: the items stay SENT
+    }
+    std::map<std::string, bank::v1::InstructionResult> results;
+    bool failed_call = false;
+    // Items SENT by an earlier run may have reached the bank: ask first.
+    bank::v1::GetInstructionStatusRequest status_req;
+    for (const Work& w : work) {
+      if (w.recovered) status_req.add_instruction_ids(w.rec.instruction_id());
+    }
+    if (status_req.instruction_ids_size() > 0) {
+      absl::StatusOr<bank::v1::GetInstructionStatusResponse> st =
+          self.bank_->Status(status_req);
+      if (!st.ok()) {
+        failed_call = true;
+      } else {
+        for (const auto& r : st->results()) {
+          if (r.status() == bank::v1::INSTRUCTION_STATUS_CREDITED ||
+              r.status() == bank::v1::INSTRUCTION_STATUS_REJECTED) {
+            results[r.instruction_id()] = r;
+          }
+        }
+        for (Work& w : work) w.recovered = false;  // unknown: send now
+      }
+    }
+    if (!failed_call) {
+      bank::v1::SubmitInstructionsRequest submit;
+      for (const Work& w : work) {
+        if (w.recovered || results.count(w.rec.instruction_id())) continue;
+        bank::v1::Instruction* ins = submit.add_instructions();
+        ins->set_instruction_id(w.rec.instruction_id());
+        ins->set_batch_reference(batch_id);
+        ins->set_bank_code(w.rec.bank_code());
+        ASSIGN_OR_RETURN(*ins->mutable_account(),
+                         cipher.Decrypt(w.rec.bank_account(),
+                                        in::ItemAad(batch_id, w.rec.item_id(),
+                                                    "bank_account")));
+        ASSIGN_OR_RETURN(
+            *ins->mutable_account_name(),
+            cipher.Decrypt(w.rec.name(),
+                           in::ItemAad(batch_id, w.rec.item_id(), "name")));
+        ins->set_amount_fen(w.rec.amount_fen());
+        ins->set_memo(absl::StrCat(code, " ", period));
+      }
+      if (submit.instructions_size() > 0) {
+        absl::StatusOr<bank::v1::SubmitInstructionsResponse> sr =
+            self.bank_->Submit(submit);
+        if (!sr.ok()) {
+          failed_call = true;
+          if (!IsTransient(sr.status())) {
+            // Not expected from a healthy bank; keep the items SENT and
+            // retry like a transient failure, the ids keep it safe.
+          }
+        } else {
+          for (const auto& r : sr->results()) {
+            if (r.status() == bank::v1::INSTRUCTION_STATUS_CREDITED ||
+                r.status() == bank::v1::INSTRUCTION_STATUS_REJECTED) {
+              results[r.instruction_id()] = r;
+            }
+          }
+        }
+      }
+    }
+
+    // Apply what came back, in one write.
+    if (!results.empty()) {
+      storage::WriteSet ws;
+      int64_t paid_n = 0, paid_amt = 0, failed_n = 0, failed_amt = 0;
+      std::vector<Work> rest;
+      for (Work& w : work) {
+        auto it = results.find(w.rec.instruction_id());
+        if (it == results.end()) {
+          rest.push_back(std::move(w));
+          continue;
+        }
+        const bank::v1::InstructionResult& r = it->second;
+        const std::string ek =
+            in::EntitlementKey(code, period, w.rec.person_key());
+        if (r.status() == bank::v1::INSTRUCTION_STATUS_CREDITED) {
+          w.rec.set_status(ssc::v1::ITEM_STATUS_PAID);
+          w.rec.set_bank_reference(r.bank_reference());
+          w.rec.set_paid_micros(
+              r.has_booked_at()
+                  ? absl::ToUnixMicros(in::FromProto(r.booked_at()))
+                  : absl::ToUnixMicros(self.ctx_.clock->Now()));
+          EntitlementRecord e;
+          e.set_batch_id(batch_id);
+          e.set_item_id(w.rec.item_id());
+          e.set_paid(true);
+          ws.Put(Table::kPayouts, ek, e.SerializeAsString());
+          ++paid_n;
+          paid_amt += w.rec.amount_fen();
+        } else {
+          w.rec.set_status(ssc::v1::ITEM_STATUS_FAILED);
+          w.rec.set_reason(FromBankReason(r.reject_reason()));
+          w.rec.set_reason_detail(
+              r.message().empty() ? std::string(bank::v1::RejectReason_Name(
+                                        r.reject_reason()))
+                                  : r.message());
+          ws.Delete(Table::kPayouts, ek);
+          ++failed_n;
+          failed_amt += w.rec.amount_fen();
+        }
+        ws.Put(Table::kPayoutItems, w.key, w.rec.SerializeAsString());
+      }
+      in::AddTotals(ws, batch_id, in::Field::kPaid, paid_n, paid_amt);
+      in::AddTotals(ws, batch_id, in::Field::kFailed, failed_n, failed_amt);
+      if (paid_amt != 0)
+        ws.AddCounter(Table::kCounters, in::PaidKey(code, period), paid_amt);
+      if (failed_amt != 0) {
+        ws.AddCounter(Table::kCounters, in::CommittedKey(code, period),
+                      -failed_amt);
+      }
+      RETURN_IF_ERROR(engine->Commit(std::move(ws)).status());
+      self.NotifyProgress();
+      work = std::move(rest);
+    }
+    if (work.empty()) break;
+    if (failed_call || !work.empty()) {
+      ++failures;
+      if (max_attempts > 0 && failures >= max_attempts) {
+        return absl::OkStatus();  // *finished stays false  // blocked for now; resumes on the next run
+      }
+      if (!Backoff(self, backoff)) return absl::OkStatus();  // *finished stays false
+      backoff = std::min(backoff * 2, self.options_.max_backoff);
+    }
+  }
+  *finished = true;
+  return absl::OkStatus();
+}
+
 absl::Status PayoutLogic::Impl::ExecuteBatch(PayoutLogic& self,
                                              const std::string& batch_id,
                                              int max_attempts) {
   storage::Engine* engine = self.ctx_.engine;
-  const storage::PiiCipher& cipher = *self.ctx_.cipher;
   const std::string prefix = in::ItemPrefix(batch_id);
-  const std::string upper = storage::PrefixSuccessor(prefix);
-  std::string cursor = prefix;
   bool rescanned = false;
+  PreparedChunk cur;
+  cur.cursor = prefix;
+  RETURN_IF_ERROR(PrepareChunk(self, batch_id, &cur));
   while (true) {
-    if (Stopping(self)) return absl::OkStatus();
-    ASSIGN_OR_RETURN(auto batch, in::LoadBatch(engine, batch_id));
-    if (!batch.has_value() ||
-        batch->state() != ssc::v1::BATCH_STATE_EXECUTING) {
-      return absl::OkStatus();
-    }
-    const std::string& code = batch->programme_code();
-    const std::string& period = batch->period();
-
-    // 1. The next chunk of unresolved items.
-    std::vector<Work> work;
-    std::string last_key;
-    absl::Status inner;
-    RETURN_IF_ERROR(engine->Scan(
-        Table::kPayoutItems, cursor, upper,
-        [&](std::string_view key, std::string_view v) {
-          absl::StatusOr<ItemRecord> rec = in::ParseItem(v);
-          if (!rec.ok()) {
-            inner = rec.status();
-            return false;
-          }
-          last_key = std::string(key);
-          if (rec->status() == ssc::v1::ITEM_STATUS_VALID ||
-              rec->status() == ssc::v1::ITEM_STATUS_SENT) {
-            Work w;
-            w.key = std::string(key);
-            w.recovered = rec->status() == ssc::v1::ITEM_STATUS_SENT;
-            w.rec = std::move(*rec);
-            work.push_back(std::move(w));
-          }
-          return static_cast<int>(work.size()) < self.options_.bank_chunk;
-        }));
-    RETURN_IF_ERROR(inner);
-    if (work.empty()) {
+    if (cur.stop) return absl::OkStatus();
+    if (cur.exhausted) {
       ASSIGN_OR_RETURN(ssc::v1::BatchTotals t,
                        in::ReadTotals(engine, batch_id));
       if (t.remaining_count() != 0) {
@@ -219,19 +458,23 @@ absl::Status PayoutLogic::Impl::ExecuteBatch(PayoutLogic& self,
               " unresolved items but none is left"));
         }
         rescanned = true;
-        cursor = prefix;
+        cur = PreparedChunk();
+        cur.cursor = prefix;
+        RETURN_IF_ERROR(PrepareChunk(self, batch_id, &cur));
         continue;
       }
       storage::KeyLocks::Guard g =
           self.ctx_.locks->Lock({in::BatchLock(batch_id)});
-      ASSIGN_OR_RETURN(auto cur, in::LoadBatch(engine, batch_id));
-      if (!cur.has_value() || cur->state() != ssc::v1::BATCH_STATE_EXECUTING) {
+      ASSIGN_OR_RETURN(auto done, in::LoadBatch(engine, batch_id));
+      if (!done.has_value() ||
+          done->state() != ssc::v1::BATCH_STATE_EXECUTING) {
         return absl::OkStatus();
       }
-      cur->set_state(ssc::v1::BATCH_STATE_COMPLETED);
-      *cur->mutable_completed_at() = in::ToProto(self.ctx_.clock->Now());
+      done->set_state(ssc::v1::BATCH_STATE_COMPLETED);
+      *done->mutable_completed_at() = in::ToProto(self.ctx_.clock->Now());
       storage::WriteSet ws;
-      ws.Put(Table::kPayouts, in::BatchKey(batch_id), cur->SerializeAsString());
+      ws.Put(Table::kPayouts, in::BatchKey(batch_id),
+             done->SerializeAsString());
       ws.Delete(Table::kPayouts, in::ActiveKey(batch_id));
       ws.AppendEvent(in::MakeEvent(
           "payout.batch_completed", "payout_batch", batch_id,
@@ -242,205 +485,30 @@ absl::Status PayoutLogic::Impl::ExecuteBatch(PayoutLogic& self,
       self.NotifyProgress();
       return absl::OkStatus();
     }
-    cursor = last_key;
-    cursor.push_back('\0');
-
-    // 2. Claim entitlements and mark SENT, durably, before anything is sent.
-    {
-      storage::WriteSet ws;
-      int64_t sent_n = 0, sent_amt = 0, dup_n = 0, dup_amt = 0;
-      std::vector<Work> kept;
-      kept.reserve(work.size());
-      std::unordered_map<std::string, std::string> claimed;
-      for (Work& w : work) {
-        if (w.recovered) {
-          kept.push_back(std::move(w));
-          continue;
-        }
-        const std::string ek =
-            in::EntitlementKey(code, period, w.rec.person_key());
-        std::optional<std::string> ent;
-        if (auto p = claimed.find(ek); p != claimed.end()) {
-          ent = p->second;
-        } else {
-          ASSIGN_OR_RETURN(ent, engine->Get(Table::kPayouts, ek));
-        }
-        if (ent.has_value()) {
-          EntitlementRecord e;
-          if (!e.ParseFromString(*ent))
-            return absl::DataLossError("entitlement corrupt");
-          if (e.batch_id() != batch_id || e.item_id() != w.rec.item_id()) {
-            w.rec.set_status(ssc::v1::ITEM_STATUS_REJECTED);
-            w.rec.set_reason(ssc::v1::ITEM_REASON_DUPLICATE_ENTITLEMENT);
-            w.rec.set_reason_detail(absl::StrCat(
-                e.paid() ? "already paid" : "being paid", " in batch ",
-                e.batch_id(), " item ", e.item_id()));
-            ws.Put(Table::kPayoutItems, w.key, w.rec.SerializeAsString());
-            ++dup_n;
-            dup_amt += w.rec.amount_fen();
-            continue;
-          }
-        }
-        EntitlementRecord e;
-        e.set_batch_id(batch_id);
-        e.set_item_id(w.rec.item_id());
-        std::string claim = e.SerializeAsString();
-        claimed.emplace(ek, claim);
-        ws.Put(Table::kPayouts, ek, std::move(claim));
-        w.rec.set_status(ssc::v1::ITEM_STATUS_SENT);
-        w.rec.set_instruction_id(InstructionId(batch_id, w.rec.seq()));
-        ws.Put(Table::kPayoutItems, w.key, w.rec.SerializeAsString());
-        ++sent_n;
-        sent_amt += w.rec.amount_fen();
-        kept.push_back(std::move(w));
-      }
-      if (!ws.empty()) {
-        in::AddTotals(ws, batch_id, in::Field::kSent, sent_n, sent_amt);
-        in::AddTotals(ws, batch_id, in::Field::kValid, -dup_n, -dup_amt);
-        in::AddTotals(ws, batch_id, in::Field::kRejected, dup_n, dup_amt);
-        if (dup_amt != 0) {
-          ws.AddCounter(Table::kCounters, in::CommittedKey(code, period),
-                        -dup_amt);
-        }
-        RETURN_IF_ERROR(engine->Commit(std::move(ws)).status());
-        self.NotifyProgress();
-      }
-      work = std::move(kept);
+    // Pipeline: the next chunk is read, claimed and marked SENT while this
+    // one is at the bank (items of a batch have distinct persons, so the two
+    // never touch the same entitlement). Its items stay SENT if this chunk
+    // does not finish, exactly as after a crash.
+    PreparedChunk next;
+    next.cursor = cur.next_cursor;
+    std::thread preparer;
+    absl::Status next_status;
+    if (self.options_.pipeline_chunks) {
+      preparer = std::thread(
+          [&] { next_status = PrepareChunk(self, batch_id, &next); });
     }
-
-    // 3. Send (or ask about) until every item of the chunk has a result.
-    absl::Duration backoff = self.options_.initial_backoff;
-    int failures = 0;
-    while (!work.empty()) {
-      if (Stopping(self)) return absl::OkStatus();
-      ASSIGN_OR_RETURN(auto cur, in::LoadBatch(engine, batch_id));
-      if (!cur.has_value() || cur->state() != ssc::v1::BATCH_STATE_EXECUTING) {
-        return absl::OkStatus();  // paused: the items stay SENT
-      }
-      std::map<std::string, bank::v1::InstructionResult> results;
-      bool failed_call = false;
-      // Items SENT by an earlier run may have reached the bank: ask first.
-      bank::v1::GetInstructionStatusRequest status_req;
-      for (const Work& w : work) {
-        if (w.recovered) status_req.add_instruction_ids(w.rec.instruction_id());
-      }
-      if (status_req.instruction_ids_size() > 0) {
-        absl::StatusOr<bank::v1::GetInstructionStatusResponse> st =
-            self.bank_->Status(status_req);
-        if (!st.ok()) {
-          failed_call = true;
-        } else {
-          for (const auto& r : st->results()) {
-            if (r.status() == bank::v1::INSTRUCTION_STATUS_CREDITED ||
-                r.status() == bank::v1::INSTRUCTION_STATUS_REJECTED) {
-              results[r.instruction_id()] = r;
-            }
-          }
-          for (Work& w : work) w.recovered = false;  // unknown: send now
-        }
-      }
-      if (!failed_call) {
-        bank::v1::SubmitInstructionsRequest submit;
-        for (const Work& w : work) {
-          if (w.recovered || results.count(w.rec.instruction_id())) continue;
-          bank::v1::Instruction* ins = submit.add_instructions();
-          ins->set_instruction_id(w.rec.instruction_id());
-          ins->set_batch_reference(batch_id);
-          ins->set_bank_code(w.rec.bank_code());
-          ASSIGN_OR_RETURN(*ins->mutable_account(),
-                           cipher.Decrypt(w.rec.bank_account(),
-                                          in::ItemAad(batch_id, w.rec.item_id(),
-                                                      "bank_account")));
-          ASSIGN_OR_RETURN(
-              *ins->mutable_account_name(),
-              cipher.Decrypt(w.rec.name(),
-                             in::ItemAad(batch_id, w.rec.item_id(), "name")));
-          ins->set_amount_fen(w.rec.amount_fen());
-          ins->set_memo(absl::StrCat(code, " ", period));
-        }
-        if (submit.instructions_size() > 0) {
-          absl::StatusOr<bank::v1::SubmitInstructionsResponse> sr =
-              self.bank_->Submit(submit);
-          if (!sr.ok()) {
-            failed_call = true;
-            if (!IsTransient(sr.status())) {
-              // Not expected from a healthy bank; keep the items SENT and
-              // retry like a transient failure, the ids keep it safe.
-            }
-          } else {
-            for (const auto& r : sr->results()) {
-              if (r.status() == bank::v1::INSTRUCTION_STATUS_CREDITED ||
-                  r.status() == bank::v1::INSTRUCTION_STATUS_REJECTED) {
-                results[r.instruction_id()] = r;
-              }
-            }
-          }
-        }
-      }
-
-      // Apply what came back, in one write.
-      if (!results.empty()) {
-        storage::WriteSet ws;
-        int64_t paid_n = 0, paid_amt = 0, failed_n = 0, failed_amt = 0;
-        std::vector<Work> rest;
-        for (Work& w : work) {
-          auto it = results.find(w.rec.instruction_id());
-          if (it == results.end()) {
-            rest.push_back(std::move(w));
-            continue;
-          }
-          const bank::v1::InstructionResult& r = it->second;
-          const std::string ek =
-              in::EntitlementKey(code, period, w.rec.person_key());
-          if (r.status() == bank::v1::INSTRUCTION_STATUS_CREDITED) {
-            w.rec.set_status(ssc::v1::ITEM_STATUS_PAID);
-            w.rec.set_bank_reference(r.bank_reference());
-            w.rec.set_paid_micros(
-                r.has_booked_at()
-                    ? absl::ToUnixMicros(in::FromProto(r.booked_at()))
-                    : absl::ToUnixMicros(self.ctx_.clock->Now()));
-            EntitlementRecord e;
-            e.set_batch_id(batch_id);
-            e.set_item_id(w.rec.item_id());
-            e.set_paid(true);
-            ws.Put(Table::kPayouts, ek, e.SerializeAsString());
-            ++paid_n;
-            paid_amt += w.rec.amount_fen();
-          } else {
-            w.rec.set_status(ssc::v1::ITEM_STATUS_FAILED);
-            w.rec.set_reason(FromBankReason(r.reject_reason()));
-            w.rec.set_reason_detail(
-                r.message().empty() ? std::string(bank::v1::RejectReason_Name(
-                                          r.reject_reason()))
-                                    : r.message());
-            ws.Delete(Table::kPayouts, ek);
-            ++failed_n;
-            failed_amt += w.rec.amount_fen();
-          }
-          ws.Put(Table::kPayoutItems, w.key, w.rec.SerializeAsString());
-        }
-        in::AddTotals(ws, batch_id, in::Field::kPaid, paid_n, paid_amt);
-        in::AddTotals(ws, batch_id, in::Field::kFailed, failed_n, failed_amt);
-        if (paid_amt != 0)
-          ws.AddCounter(Table::kCounters, in::PaidKey(code, period), paid_amt);
-        if (failed_amt != 0) {
-          ws.AddCounter(Table::kCounters, in::CommittedKey(code, period),
-                        -failed_amt);
-        }
-        RETURN_IF_ERROR(engine->Commit(std::move(ws)).status());
-        self.NotifyProgress();
-        work = std::move(rest);
-      }
-      if (work.empty()) break;
-      if (failed_call || !work.empty()) {
-        ++failures;
-        if (max_attempts > 0 && failures >= max_attempts) {
-          return absl::OkStatus();  // blocked for now; resumes on the next run
-        }
-        if (!Backoff(self, backoff)) return absl::OkStatus();
-        backoff = std::min(backoff * 2, self.options_.max_backoff);
-      }
+    bool finished = false;
+    absl::Status sent =
+        SendChunk(self, batch_id, std::move(cur.work), max_attempts, &finished);
+    if (preparer.joinable()) {
+      preparer.join();
+    } else if (sent.ok() && finished) {
+      next_status = PrepareChunk(self, batch_id, &next);
     }
+    RETURN_IF_ERROR(sent);
+    RETURN_IF_ERROR(next_status);
+    if (!finished) return absl::OkStatus();
+    cur = std::move(next);
   }
 }
 

@@ -9,6 +9,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "services/card/card_records.pb.h"
 #include "services/common/errors.h"
+#include "services/common/json.h"
 #include "services/report/counters.h"
 #include "services/report/holder_observer.h"
 #include "services/report/report_dates.h"
@@ -71,29 +72,6 @@ bool IsPrintableText(std::string_view s) {
     if (c < 0x20 || c == 0x7f) return false;
   }
   return true;
-}
-
-// JSON string literal (for event payloads).
-std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      default:
-        if (c < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += "\"";
-  return out;
 }
 
 ssc::v1::Coverage CoverageOf(int64_t holders,
@@ -582,7 +560,7 @@ ReportLogic::SetResidentPopulation(
             .entity_id = region,
             .payload = absl::StrCat(
                 "{\"year\":", req.year(), ",\"population\":", req.population(),
-                ",\"source\":", JsonString(req.source()), "}"),
+                ",\"source\":", common::JsonQuote(req.source()), "}"),
             .also_index = {}});
         *static_cast<ssc::v1::SetResidentPopulationResponse*>(out)
              ->mutable_population() = std::move(p);
@@ -655,10 +633,10 @@ absl::StatusOr<ssc::v1::SetTargetResponse> ReportLogic::SetTarget(
             .entity_id = region,
             .payload = absl::StrCat(
                 "{\"indicator\":",
-                JsonString(ssc::v1::Indicator_Name(t.indicator())),
+                common::JsonQuote(ssc::v1::Indicator_Name(t.indicator())),
                 ",\"target_year\":", t.target_year(),
                 ",\"target_value\":", absl::StrFormat("%.6g", t.target_value()),
-                ",\"source\":", JsonString(t.source()), "}"),
+                ",\"source\":", common::JsonQuote(t.source()), "}"),
             .also_index = {}});
         *static_cast<ssc::v1::SetTargetResponse*>(out)->mutable_target() =
             std::move(t);

@@ -1,0 +1,79 @@
+#include "services/common/json.h"
+
+#include <cstdio>
+
+namespace ssc::common {
+
+void AppendJsonQuoted(std::string* out, std::string_view s) {
+  out->push_back('"');
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        *out += "\\\"";
+        break;
+      case '\\':
+        *out += "\\\\";
+        break;
+      case '\n':
+        *out += "\\n";
+        break;
+      case '\r':
+        *out += "\\r";
+        break;
+      case '\t':
+        *out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x",
+                        static_cast<unsigned>(static_cast<unsigned char>(c)));
+          *out += buf;
+        } else {
+          out->push_back(c);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+std::string JsonQuote(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  AppendJsonQuoted(&out, s);
+  return out;
+}
+
+void JsonObject::Key(std::string_view key) {
+  if (!out_.empty()) out_.push_back(',');
+  AppendJsonQuoted(&out_, key);
+  out_.push_back(':');
+}
+
+JsonObject& JsonObject::Str(std::string_view key, std::string_view value) {
+  Key(key);
+  AppendJsonQuoted(&out_, value);
+  return *this;
+}
+
+JsonObject& JsonObject::Bool(std::string_view key, bool value) {
+  Key(key);
+  out_ += value ? "true" : "false";
+  return *this;
+}
+
+JsonObject& JsonObject::Int(std::string_view key, int64_t value) {
+  Key(key);
+  out_ += std::to_string(value);
+  return *this;
+}
+
+JsonObject& JsonObject::Raw(std::string_view key, std::string_view raw_json) {
+  Key(key);
+  out_.append(raw_json.data(), raw_json.size());
+  return *this;
+}
+
+std::string JsonObject::Done() const { return "{" + out_ + "}"; }
+
+}  // namespace ssc::common
