@@ -12,12 +12,12 @@
 #include <stdlib.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
-#include <algorithm>
 #include <string>
 #include <thread>
 #include <vector>

@@ -12,6 +12,7 @@
 #include "services/card/id_number.h"
 #include "services/card/lifecycle.h"
 #include "services/common/errors.h"
+#include "services/common/metrics.h"
 #include "services/ecard/ecard_store.h"
 #include "services/report/counters.h"
 #include "storage/idempotency.h"
@@ -1059,6 +1060,11 @@ absl::StatusOr<v1::VerifyQrCodeResponse> ECardLogic::VerifyQrCode(
   }
   RETURN_IF_ERROR(ctx_.engine->Commit(std::move(ws)).status());
   guard = storage::KeyLocks::Guard();  // the code is settled
+  common::Metrics()
+      .GetCounter("ssc_qr_verifications_total",
+                  "QR code verifications by outcome.",
+                  {{"outcome", v1::QrVerifyOutcome_Name(out.outcome())}})
+      ->Add();
   if (out.outcome() == v1::QR_VERIFY_OUTCOME_VALID &&
       valid_verifications_.fetch_add(1) % 256 == 255) {
     // Housekeeping only: a failure here does not change the answer.

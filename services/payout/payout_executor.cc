@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <thread>
 #include <unordered_map>
 
 #include "absl/strings/str_cat.h"
@@ -51,13 +52,6 @@ ssc::v1::ItemReason FromBankReason(bank::v1::RejectReason r) {
       return ssc::v1::ITEM_REASON_BANK_OTHER;
   }
 }
-
-// An item of the chunk being executed.
-struct Work {
-  std::string key;
-  ItemRecord rec;
-  bool recovered = false;  // was SENT before this run: ask the bank first
-};
 
 }  // namespace
 
@@ -185,8 +179,7 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
   }
   const std::string& code = batch->programme_code();
   const std::string& period = batch->period();
-  const std::string upper =
-      storage::PrefixSuccessor(in::ItemPrefix(batch_id));
+  const std::string upper = storage::PrefixSuccessor(in::ItemPrefix(batch_id));
 
   // 1. The next chunk of unresolved items.
   std::string last_key;
@@ -223,9 +216,9 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
     storage::WriteSet ws;
     int64_t sent_n = 0, sent_amt = 0, dup_n = 0, dup_amt = 0;
     std::vector<Work> kept;
-    kept.reserve(p.work.size());
+    kept.reserve(p->work.size());
     std::unordered_map<std::string, std::string> claimed;
-    for (Work& w : p.work) {
+    for (Work& w : p->work) {
       if (w.recovered) {
         kept.push_back(std::move(w));
         continue;
@@ -233,8 +226,8 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
       const std::string ek =
           in::EntitlementKey(code, period, w.rec.person_key());
       std::optional<std::string> ent;
-      if (auto p = claimed.find(ek); p != claimed.end()) {
-        ent = p->second;
+      if (auto it = claimed.find(ek); it != claimed.end()) {
+        ent = it->second;
       } else {
         ASSIGN_OR_RETURN(ent, engine->Get(Table::kPayouts, ek));
       }
@@ -245,9 +238,9 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
         if (e.batch_id() != batch_id || e.item_id() != w.rec.item_id()) {
           w.rec.set_status(ssc::v1::ITEM_STATUS_REJECTED);
           w.rec.set_reason(ssc::v1::ITEM_REASON_DUPLICATE_ENTITLEMENT);
-          w.rec.set_reason_detail(absl::StrCat(
-              e.paid() ? "already paid" : "being paid", " in batch ",
-              e.batch_id(), " item ", e.item_id()));
+          w.rec.set_reason_detail(
+              absl::StrCat(e.paid() ? "already paid" : "being paid",
+                           " in batch ", e.batch_id(), " item ", e.item_id()));
           ws.Put(Table::kPayoutItems, w.key, w.rec.SerializeAsString());
           ++dup_n;
           dup_amt += w.rec.amount_fen();
@@ -278,7 +271,7 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
       RETURN_IF_ERROR(engine->Commit(std::move(ws)).status());
       self.NotifyProgress();
     }
-    work = std::move(kept);
+    p->work = std::move(kept);
   }
   return absl::OkStatus();
 }
@@ -307,7 +300,8 @@ absl::Status PayoutLogic::Impl::SendChunk(PayoutLogic& self,
     if (Stopping(self)) return absl::OkStatus();  // *finished stays false
     ASSIGN_OR_RETURN(auto cur, in::LoadBatch(engine, batch_id));
     if (!cur.has_value() || cur->state() != ssc::v1::BATCH_STATE_EXECUTING) {
-      return absl::OkStatus();  // *finished stays false  // paused: the items stay SENT
+      return absl::OkStatus();  // *finished stays false  // paused: the items
+                                // stay SENT
     }
     std::map<std::string, bank::v1::InstructionResult> results;
     bool failed_call = false;
@@ -402,9 +396,9 @@ absl::Status PayoutLogic::Impl::SendChunk(PayoutLogic& self,
           w.rec.set_status(ssc::v1::ITEM_STATUS_FAILED);
           w.rec.set_reason(FromBankReason(r.reject_reason()));
           w.rec.set_reason_detail(
-              r.message().empty() ? std::string(bank::v1::RejectReason_Name(
-                                        r.reject_reason()))
-                                  : r.message());
+              r.message().empty()
+                  ? std::string(bank::v1::RejectReason_Name(r.reject_reason()))
+                  : r.message());
           ws.Delete(Table::kPayouts, ek);
           ++failed_n;
           failed_amt += w.rec.amount_fen();
@@ -427,9 +421,11 @@ absl::Status PayoutLogic::Impl::SendChunk(PayoutLogic& self,
     if (failed_call || !work.empty()) {
       ++failures;
       if (max_attempts > 0 && failures >= max_attempts) {
-        return absl::OkStatus();  // *finished stays false  // blocked for now; resumes on the next run
+        return absl::OkStatus();  // *finished stays false  // blocked for now;
+                                  // resumes on the next run
       }
-      if (!Backoff(self, backoff)) return absl::OkStatus();  // *finished stays false
+      if (!Backoff(self, backoff))
+        return absl::OkStatus();  // *finished stays false
       backoff = std::min(backoff * 2, self.options_.max_backoff);
     }
   }

@@ -81,6 +81,26 @@ struct PayoutLogic::Impl {
                                                  storage::WriteSet& ws);
 
   // Executor.
+  // An item of the chunk being executed.
+  struct Work {
+    std::string key;
+    ssc::payout::store::ItemRecord rec;
+    bool recovered = false;  // was SENT before this run: ask the bank first
+  };
+  // A chunk read from `cursor`, claimed and marked SENT (PrepareChunk).
+  struct PreparedChunk {
+    std::string cursor;
+    std::vector<Work> work;
+    std::string next_cursor;  // after the chunk's last item
+    bool exhausted = false;   // no unresolved item at or after `cursor`
+    bool stop = false;        // the batch is not executing / stopping
+  };
+  static absl::Status PrepareChunk(PayoutLogic& self,
+                                   const std::string& batch_id,
+                                   PreparedChunk* p);
+  static absl::Status SendChunk(PayoutLogic& self, const std::string& batch_id,
+                                std::vector<Work> work, int max_attempts,
+                                bool* finished);
   static absl::Status RunDue(PayoutLogic& self, int max_attempts,
                              absl::Time* next_due);
   static absl::Status ExecuteBatch(PayoutLogic& self,

@@ -199,9 +199,8 @@ PayoutLogic::Impl::Lookup PayoutLogic::Impl::Prefetch(
     l.enc_account = *std::move(enc);
   }
   absl::StatusOr<std::optional<std::string>> ent = self.ctx_.engine->Get(
-      Table::kPayouts,
-      in::EntitlementKey(programme.code(), batch.period(),
-                         l.payee->person_key));
+      Table::kPayouts, in::EntitlementKey(programme.code(), batch.period(),
+                                          l.payee->person_key));
   if (!ent.ok()) return fail(ent.status());
   if (ent->has_value()) {
     store::EntitlementRecord e;
@@ -225,7 +224,8 @@ std::vector<PayoutLogic::Impl::Lookup> PayoutLogic::Impl::PrefetchAll(
       l.upload_read = true;
       l.content_hash = ContentHash(self, *items[i]);
       absl::StatusOr<std::optional<std::string>> got = self.ctx_.engine->Get(
-          Table::kPayoutItems, in::ItemKey(batch.batch_id(), items[i]->item_id()));
+          Table::kPayoutItems,
+          in::ItemKey(batch.batch_id(), items[i]->item_id()));
       if (!got.ok()) {
         l.error = got.status();
       } else if (got->has_value()) {

@@ -57,6 +57,9 @@ namespace ssc::payout {
 struct PayoutOptions {
   // Instructions per SubmitInstructions call.
   int bank_chunk = 2000;
+  // Read, claim and mark SENT the next chunk while the current one is at
+  // the bank (two chunks in flight).
+  bool pipeline_chunks = true;
   // Threads that read the holder register for one upload chunk.
   int validation_threads = 2;
   // Items per UploadItems message at most.

@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "gtest/gtest.h"
 #include "services/common/errors.h"
+#include "services/common/metrics.h"
 #include "services/ecard/ecard_store.h"
 #include "services/ecard/qr_token.h"
 #include "storage/audit.h"
@@ -274,6 +275,30 @@ TEST_F(ECardLogicTest, QrCodeIsCompactAndVerifiesOnce) {
   }
   EXPECT_EQ(Qr(app_a_, e, BUSINESS_TYPE_UNSPECIFIED).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ECardLogicTest, VerificationOutcomesAreCountedInMetrics) {
+  const std::string id = NewId();
+  Holder(id);
+  const std::string e = IssueIn(app_a_, id);
+  auto qr = Qr(app_a_, e);
+  ASSERT_TRUE(qr.ok()) << qr.status();
+  auto count = [](const std::string& outcome) {
+    return common::Metrics()
+        .GetCounter("ssc_qr_verifications_total",
+                    "QR code verifications by outcome.", {{"outcome", outcome}})
+        ->value();
+  };
+  const uint64_t valid = count("QR_VERIFY_OUTCOME_VALID");
+  const uint64_t replayed = count("QR_VERIFY_OUTCOME_REPLAYED");
+  EXPECT_EQ(Verify(qr->payload()).outcome(), QR_VERIFY_OUTCOME_VALID);
+  EXPECT_EQ(Verify(qr->payload()).outcome(), QR_VERIFY_OUTCOME_REPLAYED);
+  EXPECT_EQ(count("QR_VERIFY_OUTCOME_VALID"), valid + 1);
+  EXPECT_EQ(count("QR_VERIFY_OUTCOME_REPLAYED"), replayed + 1);
+  EXPECT_NE(
+      common::Metrics().Render().find(
+          "ssc_qr_verifications_total{outcome=\"QR_VERIFY_OUTCOME_VALID\"}"),
+      std::string::npos);
 }
 
 TEST_F(ECardLogicTest, ReplayIsRefusedAfterEngineReopen) {
