@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-bash scripts/build.sh
+TARGETS="sscd sscctl ssc-banksim ssc-bench" bash scripts/build.sh
 ADDR=${SSC_ADDR:-127.0.0.1:7443}
 BANK_ADDR=${SSC_BANK_ADDR:-127.0.0.1:7600}
 VAR=${SSC_VAR:-$PWD/var}

@@ -23,11 +23,11 @@ namespace ssc::storage {
 // WARNING: the numeric values are frozen: they name column families on disk.
 // Append new tables at the end; never reorder or reuse a value.
 enum class Table : uint8_t {
-  kMeta = 0,          // sequences, chain heads, schema version
-  kPersons = 1,       // blind index of ID number -> person record
-  kCards = 2,         // application id -> card record
-  kIndex = 3,         // secondary indexes (card number, identification code, ...)
-  kEvents = 4,        // event sequence -> event
+  kMeta = 0,     // sequences, chain heads, schema version
+  kPersons = 1,  // blind index of ID number -> person record
+  kCards = 2,    // application id -> card record
+  kIndex = 3,    // secondary indexes (card number, identification code, ...)
+  kEvents = 4,   // event sequence -> event
   kEntityEvents = 5,  // (entity type, entity id, sequence) -> empty
   kAudit = 6,         // audit sequence -> chained audit record
   kIdempotency = 7,   // (caller, request id) -> fingerprint + response
@@ -67,13 +67,13 @@ struct StoredEvent {
 
 // One audit record: who did what to what, and how it ended.
 struct AuditInput {
-  std::string caller;       // certificate identity
+  std::string caller;  // certificate identity
   std::string role;
   std::string operator_id;  // from request metadata
   std::string rpc;          // e.g. "ssc.v1.CardService/ApplyCard"
   std::string target;       // entity, masked
   std::string request_id;
-  int code = 0;             // grpc status code of the outcome
+  int code = 0;  // grpc status code of the outcome
   std::string message;
 };
 
@@ -115,7 +115,17 @@ class WriteSet {
   const std::vector<Op>& ops() const { return ops_; }
   const std::vector<EventInput>& events() const { return events_; }
   const std::vector<AuditInput>& audits() const { return audits_; }
-  bool empty() const { return ops_.empty() && events_.empty() && audits_.empty(); }
+  bool empty() const {
+    return ops_.empty() && events_.empty() && audits_.empty();
+  }
+
+  // Whether Commit() waits for the WAL to reach the disk (default: yes).
+  // Only records of reads (e.g. the audit record of a query) may pass false:
+  // they are written to the WAL without waiting for an fsync of their own,
+  // so they survive a crash of the process but not of the machine. A group
+  // that holds any synced write set is synced as a whole.
+  void set_sync(bool sync) { sync_ = sync; }
+  bool sync() const { return sync_; }
   size_t ApproximateBytes() const;
 
   // Pending writes of this set, visible to reads made while building it
@@ -128,6 +138,7 @@ class WriteSet {
   std::vector<Op> ops_;
   std::vector<EventInput> events_;
   std::vector<AuditInput> audits_;
+  bool sync_ = true;
   std::optional<absl::Time> event_time_;
 };
 
@@ -141,7 +152,8 @@ struct CommitResult {
 
 struct EngineStats {
   uint64_t commits = 0;        // logical write sets committed
-  uint64_t group_writes = 0;   // durable writes (each one WAL sync)
+  uint64_t group_writes = 0;   // RocksDB writes (each holds a group)
+  uint64_t synced_writes = 0;  // of those, the ones that synced the WAL
   uint64_t last_event_sequence = 0;
   uint64_t last_audit_sequence = 0;
 };
@@ -152,12 +164,13 @@ class Engine {
   virtual ~Engine() = default;
 
   // Reads the latest committed value, or nullopt.
-  virtual absl::StatusOr<std::optional<std::string>> Get(Table t,
-                                                         std::string_view key) = 0;
+  virtual absl::StatusOr<std::optional<std::string>> Get(
+      Table t, std::string_view key) = 0;
 
   // Visits keys in [lower, upper) in order (reverse order if `reverse`);
   // an empty `upper` means no upper bound. `fn` returns false to stop.
-  using ScanFn = std::function<bool(std::string_view key, std::string_view value)>;
+  using ScanFn =
+      std::function<bool(std::string_view key, std::string_view value)>;
   virtual absl::Status Scan(Table t, std::string_view lower,
                             std::string_view upper, const ScanFn& fn,
                             bool reverse = false) = 0;

@@ -279,6 +279,7 @@ class RocksDbEngine final : public Engine {
     EngineStats s;
     s.commits = commits_.load();
     s.group_writes = group_writes_.load();
+    s.synced_writes = synced_writes_.load();
     s.last_event_sequence = last_event_published_.load();
     s.last_audit_sequence = last_audit_published_.load();
     return s;
@@ -403,6 +404,7 @@ class RocksDbEngine final : public Engine {
 
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> group_writes_{0};
+  std::atomic<uint64_t> synced_writes_{0};
   std::atomic<uint64_t> last_event_published_{0};
   std::atomic<uint64_t> last_audit_published_{0};
 };
@@ -592,7 +594,7 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
       StoredEventRecord rec;
       rec.set_sequence(ev);
       rec.set_time_unix_nanos(e.time.has_value() ? absl::ToUnixNanos(*e.time)
-                                                : now_nanos);
+                                                 : now_nanos);
       rec.set_type(e.type);
       rec.set_entity_type(e.entity_type);
       rec.set_entity_id(e.entity_id);
@@ -600,10 +602,13 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
       entries.push_back({Table::kEvents, WriteSet::OpType::kPut,
                          own(KeyBuilder().U64(ev).Build()),
                          own(rec.SerializeAsString())});
-      entries.push_back(
-          {Table::kEntityEvents, WriteSet::OpType::kPut,
-           own(KeyBuilder().Str(e.entity_type).Str(e.entity_id).U64(ev).Build()),
-           std::string_view()});
+      entries.push_back({Table::kEntityEvents, WriteSet::OpType::kPut,
+                         own(KeyBuilder()
+                                 .Str(e.entity_type)
+                                 .Str(e.entity_id)
+                                 .U64(ev)
+                                 .Build()),
+                         std::string_view()});
       for (const auto& [type, id] : e.also_index) {
         entries.push_back({Table::kEntityEvents, WriteSet::OpType::kPut,
                            own(KeyBuilder().Str(type).Str(id).U64(ev).Build()),
@@ -652,9 +657,11 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
   if (status.ok() && options_.write_fault_for_testing) {
     status = options_.write_fault_for_testing();
   }
+  bool synced = false;
   if (status.ok()) {
     rocksdb::WriteOptions wo;
-    wo.sync = options_.sync;
+    for (const Request* r : group) synced = synced || r->ws.sync();
+    wo.sync = synced = options_.sync && synced;
     status = FromRocksDb(db_->Write(wo, &batch));
   }
   if (status.ok()) {
@@ -665,6 +672,7 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
     last_audit_published_ = au;
     commits_ += group.size();
     ++group_writes_;
+    if (synced) ++synced_writes_;
   }
   for (size_t i = 0; i < group.size(); ++i) {
     if (status.ok()) {
@@ -750,10 +758,10 @@ absl::StatusOr<BackupInfo> CreateBackup(Engine& engine,
     return absl::InvalidArgumentError("backup directory must not be empty");
   }
   rocksdb::BackupEngine* raw = nullptr;
-  RETURN_IF_ERROR(FromIo(rocksdb::BackupEngine::Open(BackupOptions(backup_dir),
-                                                     rocksdb::Env::Default(),
-                                                     &raw),
-                         absl::StrCat("cannot open backups in ", backup_dir)));
+  RETURN_IF_ERROR(
+      FromIo(rocksdb::BackupEngine::Open(BackupOptions(backup_dir),
+                                         rocksdb::Env::Default(), &raw),
+             absl::StrCat("cannot open backups in ", backup_dir)));
   std::unique_ptr<rocksdb::BackupEngine> be(raw);
   rocksdb::CreateBackupOptions co;
   // The WAL is copied with the table files: no flush needed for a
@@ -785,8 +793,9 @@ absl::StatusOr<std::vector<BackupInfo>> ListBackups(
   std::vector<rocksdb::BackupInfo> infos;
   be->GetBackupInfo(&infos);
   for (const rocksdb::BackupInfo& b : infos) out.push_back(ToInfo(b));
-  std::sort(out.begin(), out.end(),
-            [](const BackupInfo& a, const BackupInfo& b) { return a.id < b.id; });
+  std::sort(
+      out.begin(), out.end(),
+      [](const BackupInfo& a, const BackupInfo& b) { return a.id < b.id; });
   return out;
 }
 
@@ -840,9 +849,9 @@ absl::Status RestoreBackup(const std::string& backup_dir, uint32_t id,
     return absl::FailedPreconditionError(
         absl::StrCat("cannot create ", db_dir, ": ", ec.message()));
   }
-  return FromIo(be->RestoreDBFromBackup(rocksdb::RestoreOptions(), id, db_dir,
-                                        db_dir),
-                absl::StrCat("restore of backup ", id, " failed"));
+  return FromIo(
+      be->RestoreDBFromBackup(rocksdb::RestoreOptions(), id, db_dir, db_dir),
+      absl::StrCat("restore of backup ", id, " failed"));
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> OpenRocksDbEngine(

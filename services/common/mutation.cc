@@ -135,4 +135,13 @@ absl::Status AuditOnly(const StoreContext& ctx, const Caller& caller,
   return committed.status();
 }
 
+absl::Status AuditRead(const StoreContext& ctx, const Caller& caller,
+                       std::string_view method, std::string_view target,
+                       const absl::Status& outcome) {
+  storage::WriteSet ws;
+  ws.set_sync(false);
+  ws.AppendAudit(MakeAudit(caller, method, "", target, outcome));
+  return ctx.engine->Commit(std::move(ws)).status();
+}
+
 }  // namespace ssc::common

@@ -51,12 +51,20 @@ using MutationBody = absl::FunctionRef<absl::Status(
 // same id came with a different request), else runs `body` and commits.
 absl::Status RunMutation(const StoreContext& ctx, const MutationCall& call,
                          const std::vector<std::string>& lock_keys,
-                         google::protobuf::Message* response, MutationBody body);
+                         google::protobuf::Message* response,
+                         MutationBody body);
 
 // Records an audit entry on its own (denied calls, failed validation before
 // a mutation could start). Durable like any other write.
 absl::Status AuditOnly(const StoreContext& ctx, const Caller& caller,
                        std::string_view method, std::string_view request_id,
                        std::string_view target, const absl::Status& outcome);
+
+// Records the audit entry of a read (a query that changed nothing). It goes
+// to the same chain but does not wait for an fsync of its own (see
+// WriteSet::set_sync): a read must not cost a disk sync.
+absl::Status AuditRead(const StoreContext& ctx, const Caller& caller,
+                       std::string_view method, std::string_view target,
+                       const absl::Status& outcome);
 
 }  // namespace ssc::common

@@ -892,7 +892,7 @@ absl::StatusOr<v1::GenerateQrCodeResponse> ECardLogic::GenerateQrCode(
   absl::StatusOr<v1::GenerateQrCodeResponse> out =
       Impl::Generate(*this, caller, req, now, &target);
   // Every code handed out is audited (who, for which e-card).
-  RETURN_IF_ERROR(common::AuditOnly(ctx_, caller, Method("GenerateQrCode"), "",
+  RETURN_IF_ERROR(common::AuditRead(ctx_, caller, Method("GenerateQrCode"),
                                     target, out.status()));
   return out;
 }

@@ -249,8 +249,7 @@ absl::StatusOr<Resp> ReportLogic::AuditedRead(
     std::string_view target,
     const std::function<absl::StatusOr<Resp>()>& body) const {
   absl::StatusOr<Resp> r = body();
-  RETURN_IF_ERROR(
-      common::AuditOnly(ctx_, caller, method, "", target, r.status()));
+  RETURN_IF_ERROR(common::AuditRead(ctx_, caller, method, target, r.status()));
   return r;
 }
 

@@ -43,7 +43,7 @@ absl::StatusOr<ssc::v1::VerifyAuditChainResponse> AuditLogic::VerifyAuditChain(
   resp.set_problem(r->problem);
   // Audited after the check so that the record does not count itself.
   absl::Status audited =
-      common::AuditOnly(store_, caller, kVerifyMethod, "",
+      common::AuditRead(store_, caller, kVerifyMethod,
                         absl::StrCat("audit chain, ", r->records, " records, ",
                                      r->ok ? "intact" : "BROKEN"),
                         absl::OkStatus());
@@ -99,8 +99,8 @@ absl::StatusOr<ssc::v1::ListAuditRecordsResponse> AuditLogic::ListAuditRecords(
     resp.mutable_page()->set_next_page_token(
         absl::StrCat((*records)[n].sequence));
   }
-  absl::Status audited = common::AuditOnly(
-      store_, caller, kListMethod, "",
+  absl::Status audited = common::AuditRead(
+      store_, caller, kListMethod,
       absl::StrCat("audit records from ", from, ", ", n, " returned"),
       absl::OkStatus());
   if (!audited.ok()) return audited;

@@ -118,6 +118,35 @@ TEST(EngineTest, CommitMakesEveryOpEventAndAuditVisible) {
   EXPECT_EQ((*audit)[0].hash_hex.size(), 64u);
 }
 
+TEST(EngineTest, UnsyncedWriteSetsJoinTheChainWithoutAnFsync) {
+  TempDir dir;
+  ManualClock clock;
+  {
+    auto engine = OpenOrDie(dir.path(), &clock);
+    ASSERT_NE(engine, nullptr);
+    WriteSet read_audit;
+    read_audit.set_sync(false);
+    read_audit.AppendAudit(Audit("ssc.v1.ReportService/GetIndicators", ""));
+    const EngineStats before = engine->Stats();
+    ASSERT_TRUE(engine->Commit(std::move(read_audit)).ok());
+    EngineStats after = engine->Stats();
+    EXPECT_EQ(after.group_writes, before.group_writes + 1);
+    EXPECT_EQ(after.synced_writes, before.synced_writes);
+
+    WriteSet mutation;
+    mutation.Put(Table::kCards, "app1", "card-record");
+    mutation.AppendAudit(Audit("ssc.v1.CardService/ApplyCard", "r1"));
+    ASSERT_TRUE(engine->Commit(std::move(mutation)).ok());
+    EXPECT_EQ(engine->Stats().synced_writes, after.synced_writes + 1);
+  }
+  auto engine = OpenOrDie(dir.path(), &clock);
+  ASSERT_NE(engine, nullptr);
+  auto verified = VerifyAuditChain(*engine);
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_TRUE(verified->ok) << verified->problem;
+  EXPECT_EQ(verified->records, 2u);
+}
+
 TEST(EngineTest, FailedWriteWritesNothingAndLeavesNoSequenceGap) {
   TempDir dir;
   ManualClock clock;
