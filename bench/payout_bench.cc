@@ -6,7 +6,7 @@
 // and end to end, next to raw synced batched writes of the same number of
 // bytes through the same engine, and the peak RSS.
 //
-//   payout_bench [--items 1000000] [--chunk 5000] [--dir /tmp/x]
+//   payout_bench [--items 1000000] [--chunk 5000] [--pipeline 1] [--dir /tmp/x]
 
 #include <grpcpp/grpcpp.h>
 #include <stdlib.h>
@@ -45,6 +45,14 @@ void Die(const absl::Status& s, const char* what) {
     std::fprintf(stderr, "payout_bench: %s: %s\n", what, s.ToString().c_str());
     std::exit(1);
   }
+}
+// CPU seconds (user + system) used by the process so far: with other work
+// on the machine, a steadier measure of a phase's cost than wall time.
+double CpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec +
+         (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 long PeakRssMb() {
   rusage u{};
@@ -103,6 +111,7 @@ uint64_t DirBytes(const std::string& dir) {
 int main(int argc, char** argv) {
   int64_t items = 1'000'000;
   int chunk = 5000;
+  bool pipeline = true;
   std::string dir;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
@@ -110,6 +119,8 @@ int main(int argc, char** argv) {
       items = std::atoll(argv[i + 1]);
     else if (a == "--chunk")
       chunk = std::atoi(argv[i + 1]);
+    else if (a == "--pipeline")
+      pipeline = std::atoi(argv[i + 1]) != 0;
     else if (a == "--dir")
       dir = argv[i + 1];
   }
@@ -185,6 +196,7 @@ int main(int argc, char** argv) {
   payout::PayoutOptions po;
   po.bank_chunk = chunk;
   po.max_upload_chunk = chunk;
+  po.pipeline_chunks = pipeline;
   payout::PayoutLogic logic(ctx, &cards, gateway->get(), po);
   common::Caller maker{"maker-bench", common::Role::kFinanceMaker, ""};
   common::Caller checker{"checker-bench", common::Role::kFinanceChecker, ""};
@@ -220,6 +232,7 @@ int main(int argc, char** argv) {
   // Upload (validation overlapped: each chunk is validated as it arrives).
   const auto t_all = Clock::now();
   auto t = Clock::now();
+  const double cpu0 = CpuSeconds();
   for (int64_t start = 0; start < items; start += chunk) {
     google::protobuf::RepeatedPtrField<v1::PayoutItemInput> f;
     for (int64_t n = start; n < std::min<int64_t>(items, start + chunk); ++n) {
@@ -232,6 +245,7 @@ int main(int argc, char** argv) {
     Die(logic.UploadChunk(maker, id, "upload", f).status(), "upload");
   }
   const double upload_s = Since(t);
+  const double upload_cpu = CpuSeconds() - cpu0;
 
   t = Clock::now();
   v1::SealBatchRequest sr;
@@ -256,6 +270,7 @@ int main(int argc, char** argv) {
   }
 
   t = Clock::now();
+  const double cpu1 = CpuSeconds();
   for (int i = 0; i < 1000; ++i) {
     Die(logic.RunExecutorOnce(), "execute");
     v1::GetBatchRequest g;
@@ -265,6 +280,7 @@ int main(int argc, char** argv) {
     if (b->batch().state() == v1::BATCH_STATE_COMPLETED) break;
   }
   const double exec_s = Since(t);
+  const double exec_cpu = CpuSeconds() - cpu1;
   const double all_s = Since(t_all);
   const long payout_rss = sampler->Finish();
   v1::GetBatchRequest g;
@@ -299,11 +315,12 @@ int main(int argc, char** argv) {
   std::printf(
       "items: %lld (paid %lld), chunk %d\n", static_cast<long long>(items),
       static_cast<long long>(done->batch().totals().paid_count()), chunk);
-  std::printf("upload+validate: %8.2f s  %10.0f items/s\n", upload_s,
-              items / upload_s);
+  std::printf("upload+validate: %8.2f s  %10.0f items/s  (cpu %.2f s)\n",
+              upload_s, items / upload_s, upload_cpu);
   std::printf("seal+approve:    %8.2f s\n", approve_s);
-  std::printf("execute:         %8.2f s  %10.0f items/s\n", exec_s,
-              items / exec_s);
+  std::printf(
+      "execute:         %8.2f s  %10.0f items/s  (cpu %.2f s, incl. bank)\n",
+      exec_s, items / exec_s, exec_cpu);
   std::printf("end to end:      %8.2f s  %10.0f items/s\n", all_s,
               items / all_s);
   std::printf(

@@ -282,10 +282,12 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
 absl::Status PayoutLogic::Impl::SendChunk(PayoutLogic& self,
                                           const std::string& batch_id,
                                           std::vector<Work> work,
-                                          int max_attempts, bool* finished) {
+                                          int max_attempts, bool* finished,
+                                          bool* clean) {
   storage::Engine* engine = self.ctx_.engine;
   const storage::PiiCipher& cipher = *self.ctx_.cipher;
   *finished = false;
+  *clean = true;
   std::string code, period;
   {
     ASSIGN_OR_RETURN(auto b, in::LoadBatch(engine, batch_id));
@@ -297,10 +299,10 @@ absl::Status PayoutLogic::Impl::SendChunk(PayoutLogic& self,
   absl::Duration backoff = self.options_.initial_backoff;
   int failures = 0;
   while (!work.empty()) {
-    if (Stopping(self)) return absl::OkStatus();  // *finished stays false
+    if (Stopping(self)) return absl::OkStatus();
     ASSIGN_OR_RETURN(auto cur, in::LoadBatch(engine, batch_id));
     if (!cur.has_value() || cur->state() != ssc::v1::BATCH_STATE_EXECUTING) {
-      return absl::OkStatus();  // *finished stays false  // paused: the items
+      return absl::OkStatus();  // paused: the items
                                 // stay SENT
     }
     std::map<std::string, bank::v1::InstructionResult> results;
@@ -420,12 +422,12 @@ absl::Status PayoutLogic::Impl::SendChunk(PayoutLogic& self,
     if (work.empty()) break;
     if (failed_call || !work.empty()) {
       ++failures;
+      *clean = false;
       if (max_attempts > 0 && failures >= max_attempts) {
-        return absl::OkStatus();  // *finished stays false  // blocked for now;
-                                  // resumes on the next run
+        // Blocked for now (*finished stays false); resumes on the next run.
+        return absl::OkStatus();
       }
-      if (!Backoff(self, backoff))
-        return absl::OkStatus();  // *finished stays false
+      if (!Backoff(self, backoff)) return absl::OkStatus();
       backoff = std::min(backoff * 2, self.options_.max_backoff);
     }
   }
@@ -439,6 +441,9 @@ absl::Status PayoutLogic::Impl::ExecuteBatch(PayoutLogic& self,
   storage::Engine* engine = self.ctx_.engine;
   const std::string prefix = in::ItemPrefix(batch_id);
   bool rescanned = false;
+  // Chunks overlap only while the bank answers at the first attempt: after a
+  // failure, execution goes one chunk at a time again.
+  bool healthy = false;
   PreparedChunk cur;
   cur.cursor = prefix;
   RETURN_IF_ERROR(PrepareChunk(self, batch_id, &cur));
@@ -489,13 +494,15 @@ absl::Status PayoutLogic::Impl::ExecuteBatch(PayoutLogic& self,
     next.cursor = cur.next_cursor;
     std::thread preparer;
     absl::Status next_status;
-    if (self.options_.pipeline_chunks) {
+    if (self.options_.pipeline_chunks && healthy) {
       preparer = std::thread(
           [&] { next_status = PrepareChunk(self, batch_id, &next); });
     }
     bool finished = false;
-    absl::Status sent =
-        SendChunk(self, batch_id, std::move(cur.work), max_attempts, &finished);
+    bool clean = false;
+    absl::Status sent = SendChunk(self, batch_id, std::move(cur.work),
+                                  max_attempts, &finished, &clean);
+    healthy = clean;
     if (preparer.joinable()) {
       preparer.join();
     } else if (sent.ok() && finished) {

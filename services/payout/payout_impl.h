@@ -98,9 +98,11 @@ struct PayoutLogic::Impl {
   static absl::Status PrepareChunk(PayoutLogic& self,
                                    const std::string& batch_id,
                                    PreparedChunk* p);
+  // Sends a prepared chunk until every item has a result (*finished) or
+  // execution stops; *clean: no bank call failed.
   static absl::Status SendChunk(PayoutLogic& self, const std::string& batch_id,
                                 std::vector<Work> work, int max_attempts,
-                                bool* finished);
+                                bool* finished, bool* clean);
   static absl::Status RunDue(PayoutLogic& self, int max_attempts,
                              absl::Time* next_due);
   static absl::Status ExecuteBatch(PayoutLogic& self,

@@ -26,7 +26,10 @@
 // entitlements claimed (so no other batch can pay the same programme, period
 // and person meanwhile); results are applied in one write per chunk. After a
 // crash, SENT items are re-queried (GetInstructionStatus) and re-sent with
-// their id when the bank never received them.
+// their id when the bank never received them. While the bank answers at the
+// first attempt, the next chunk is read, claimed and marked SENT while the
+// current one is at the bank (two chunks in flight; items of a batch have
+// distinct persons); after a failed call, chunks go one at a time.
 //
 // Thread-safe: all methods may be called concurrently. The executor runs in
 // a background thread (Start/Stop) or, in tests, synchronously through

@@ -31,6 +31,7 @@ class SimGateway : public BankGateway {
   absl::StatusOr<bank::v1::SubmitInstructionsResponse> Submit(
       const bank::v1::SubmitInstructionsRequest& r) override {
     ++submits;
+    submitted_instructions += r.instructions_size();
     return sim_->Submit(r);
   }
   absl::StatusOr<bank::v1::GetInstructionStatusResponse> Status(
@@ -46,6 +47,7 @@ class SimGateway : public BankGateway {
   }
   void set_sim(banksim::BankSim* sim) { sim_ = sim; }
   int submits = 0;
+  int submitted_instructions = 0;
   int status_calls = 0;
 
  private:
@@ -88,6 +90,7 @@ class PayoutFixture : public ::testing::Test {
     po.initial_backoff = absl::ZeroDuration();
     po.max_backoff = absl::ZeroDuration();
     po.bank_chunk = bank_chunk_;
+    po.pipeline_chunks = pipeline_chunks_;
     payout_ =
         std::make_unique<PayoutLogic>(ctx_, cards_.get(), gateway_.get(), po);
   }
@@ -329,6 +332,7 @@ class PayoutFixture : public ::testing::Test {
   std::unique_ptr<SimGateway> gateway_;
   std::unique_ptr<PayoutLogic> payout_;
   int bank_chunk_ = 3;
+  bool pipeline_chunks_ = true;
   int rid_ = 0;
   std::map<std::string, std::string> app_ids_;
   common::Caller counter_{"counter-510524100-01", common::Role::kCounter,

@@ -551,6 +551,43 @@ TEST_F(PayoutLogicTest, ResumesAfterRestartWithSentItems) {
   EXPECT_EQ(Statement(b->batch_id()).size(), 7u);
 }
 
+// Two chunks in flight (the next one claimed and SENT while the current one
+// is at the bank) and one at a time pay the same: every item once.
+TEST_F(PayoutLogicTest, PipelinedAndSequentialChunksPayEveryItemOnce) {
+  for (bool pipeline : {true, false}) {
+    SCOPED_TRACE(pipeline ? "pipelined" : "sequential");
+    pipeline_chunks_ = pipeline;
+    RestartPayout();
+    std::vector<ItemSpec> items;
+    const int base = pipeline ? 100 : 200;
+    for (int n = base + 1; n <= base + 11; ++n) {
+      const std::string name = absl::StrFormat("人%d", n);
+      items.push_back(
+          {absl::StrFormat("i%d", n), AddHolder(n, name), name, 100});
+    }
+    auto b = CreateBatch(kProg, kPeriod, 11, 1100);
+    ASSERT_TRUE(b.ok());
+    ASSERT_TRUE(Upload(b->batch_id(), items).ok());
+    SealSubmitApprove(b->batch_id());
+    const int sent_before = gateway_->submitted_instructions;
+    const int status_before = gateway_->status_calls;
+    RunToCompletion(b->batch_id());
+    // A healthy bank: each instruction goes out once, nothing is re-queried.
+    EXPECT_EQ(gateway_->submitted_instructions - sent_before, 11);
+    EXPECT_EQ(gateway_->status_calls, status_before);
+    const BatchTotals t = Get(b->batch_id()).totals();
+    EXPECT_EQ(t.paid_count(), 11);
+    EXPECT_EQ(t.remaining_count(), 0);
+    EXPECT_EQ(t.sent_count(), 11);
+    const auto stmt = Statement(b->batch_id());
+    EXPECT_EQ(stmt.size(), 11u);
+    for (const auto& [item_id, it] : Items(b->batch_id())) {
+      EXPECT_EQ(it.status(), ssc::v1::ITEM_STATUS_PAID) << item_id;
+      EXPECT_EQ(stmt.count(it.instruction_id()), 1u) << item_id;
+    }
+  }
+}
+
 TEST_F(PayoutLogicTest, WatchBatchStreamsUntilDone) {
   std::vector<ItemSpec> items;
   for (int n = 1; n <= 5; ++n) {
