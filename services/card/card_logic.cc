@@ -1678,6 +1678,7 @@ absl::StatusOr<std::optional<PayeeView>> CardLogic::FindPayeeByIdNumber(
     ASSIGN_OR_RETURN(
         v.name, ctx_.cipher->Decrypt(person.name(), Aad(v.person_key, "name")));
   }
+  v.region_code = person.region_code();
   v.has_applications = person.application_ids_size() > 0;
   const std::string& app_id = person.current_application_id();
   if (app_id.empty()) return v;

@@ -123,8 +123,9 @@ struct CardView {
 // What paying a holder needs, read with as little decryption as possible
 // (only the name and the current card's bank account are decrypted).
 struct PayeeView {
-  std::string person_key;  // kPersons key
-  std::string name;        // clear
+  std::string person_key;   // kPersons key
+  std::string name;         // clear
+  std::string region_code;  // the person's township
   bool has_applications = false;
   bool has_card = false;  // a current card exists (fields below are set)
   ssc::v1::CardState card_state = ssc::v1::CARD_STATE_UNSPECIFIED;  // effective

@@ -7,7 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/common/errors.h"
+#include "services/common/metrics.h"
 #include "services/payout/payout_impl.h"
+#include "services/report/counters.h"
 #include "storage/key_codec.h"
 #include "storage/status_macros.h"
 
@@ -392,6 +394,14 @@ absl::Status PayoutLogic::Impl::SendChunk(PayoutLogic& self,
           e.set_item_id(w.rec.item_id());
           e.set_paid(true);
           ws.Put(Table::kPayouts, ek, e.SerializeAsString());
+          // The report's paid amounts and persons per programme and period,
+          // in the same write (items from before regions were recorded
+          // count for the county).
+          RETURN_IF_ERROR(report::RecordPayout(
+              ws, code, period,
+              w.rec.region_code().empty() ? self.cards_->options().county_code
+                                          : w.rec.region_code(),
+              w.rec.amount_fen(), 1));
           ++paid_n;
           paid_amt += w.rec.amount_fen();
         } else {
@@ -416,6 +426,18 @@ absl::Status PayoutLogic::Impl::SendChunk(PayoutLogic& self,
                       -failed_amt);
       }
       RETURN_IF_ERROR(engine->Commit(std::move(ws)).status());
+      static common::Counter* const paid_items = common::Metrics().GetCounter(
+          "ssc_payout_items_total", "Payout items settled by the bank.",
+          {{"outcome", "paid"}});
+      static common::Counter* const failed_items = common::Metrics().GetCounter(
+          "ssc_payout_items_total", "Payout items settled by the bank.",
+          {{"outcome", "failed"}});
+      static common::Counter* const paid_fen = common::Metrics().GetCounter(
+          "ssc_payout_paid_fen_total", "Amount credited by the bank, in fen.",
+          {});
+      paid_items->Add(static_cast<uint64_t>(paid_n));
+      failed_items->Add(static_cast<uint64_t>(failed_n));
+      paid_fen->Add(static_cast<uint64_t>(paid_amt));
       self.NotifyProgress();
       work = std::move(rest);
     }

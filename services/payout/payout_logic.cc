@@ -381,6 +381,7 @@ absl::Status PayoutLogic::Impl::ValidateItem(
     return absl::OkStatus();
   }
   rec->set_status(ssc::v1::ITEM_STATUS_VALID);
+  rec->set_region_code(p.region_code);
   rec->set_bank_code(p.bank_code);
   rec->set_bank_account(lookup.enc_account);
   return absl::OkStatus();

@@ -6,6 +6,8 @@
 #include "gtest/gtest.h"
 #include "services/card/card_records.pb.h"
 #include "services/common/errors.h"
+#include "services/common/metrics.h"
+#include "services/report/counters.h"
 #include "storage/key_codec.h"
 #include "tests/payout/payout_fixture.h"
 
@@ -329,6 +331,21 @@ TEST_F(PayoutLogicTest, ExecutesExactlyOnceThroughBankFailures) {
   EXPECT_EQ(budget.paid_fen(), paid);
   EXPECT_EQ(budget.reserved_fen(), 0);
   EXPECT_EQ(budget.available_fen(), 1'000'000 - paid);
+
+  // The report's payout figures were counted in the same writes: 17 persons
+  // paid, for the county and as the sum of the townships.
+  auto county = report::ReadPayouts(*engine_, kProg, kPeriod, "510524");
+  ASSERT_TRUE(county.ok()) << county.status();
+  ASSERT_EQ(county->size(), 1u);
+  EXPECT_EQ((*county)[0].amount_fen, paid);
+  EXPECT_EQ((*county)[0].persons, 17);
+  EXPECT_NE(common::Metrics().Render().find(
+                "ssc_payout_items_total{outcome=\"paid\"}"),
+            std::string::npos);
+  auto town = report::ReadPayouts(*engine_, kProg, kPeriod, "510524100");
+  ASSERT_TRUE(town.ok()) << town.status();
+  ASSERT_EQ(town->size(), 1u);
+  EXPECT_EQ((*town)[0].amount_fen, paid);
 
   ReconcileRequest rr;
   rr.set_request_id(Rid());
