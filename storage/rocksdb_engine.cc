@@ -441,6 +441,15 @@ absl::Status RocksDbEngine::Open() {
     const Table t = static_cast<Table>(i);
     rocksdb::ColumnFamilyOptions cfo;
     cfo.merge_operator = merge_op;
+    // A hot counter (e.g. the county's holders of this year) gets a merge
+    // operand per change; without a bound a read folds every operand still
+    // in the memtable, so reads slow down with the write rate. Past this
+    // many operands the write folds them into one value.
+    cfo.max_successive_merges = 32;
+    // Memtable bloom filter: reads of absent keys (idempotency checks, index
+    // probes) skip the memtable search.
+    cfo.memtable_prefix_bloom_size_ratio = 0.02;
+    cfo.memtable_whole_key_filtering = true;
     cfo.compaction_style = rocksdb::kCompactionStyleLevel;
     cfo.level_compaction_dynamic_level_bytes = true;
     cfo.write_buffer_size = 32 << 20;
