@@ -71,9 +71,8 @@ void WriteSet::CoalesceCounters() {
       out.push_back(std::move(op));
       continue;
     }
-    auto [it, inserted] =
-        first.emplace(std::make_pair(op.table, std::string_view(op.key)),
-                      out.size());
+    auto [it, inserted] = first.emplace(
+        std::make_pair(op.table, std::string_view(op.key)), out.size());
     if (inserted) {
       out.push_back(std::move(op));
       // The map's key views the string now owned by `out`.
@@ -91,7 +90,8 @@ void WriteSet::CoalesceCounters() {
            << (8 * i);
     }
     const uint64_t sum = a + b;
-    for (int i = 0; i < 8; ++i) v[i] = static_cast<char>((sum >> (8 * i)) & 0xFF);
+    for (int i = 0; i < 8; ++i)
+      v[i] = static_cast<char>((sum >> (8 * i)) & 0xFF);
   }
   ops_ = std::move(out);
 }

@@ -149,36 +149,6 @@ absl::CivilDay AddYears(absl::CivilDay d, int years) {
   return r;
 }
 
-std::string_view ReasonName(ssc::v1::ReplacementReason r) {
-  switch (r) {
-    case ssc::v1::REPLACEMENT_REASON_LOST:
-      return "LOST";
-    case ssc::v1::REPLACEMENT_REASON_DAMAGED:
-      return "DAMAGED";
-    case ssc::v1::REPLACEMENT_REASON_EXPIRING:
-      return "EXPIRING";
-    case ssc::v1::REPLACEMENT_REASON_DATA_CHANGE:
-      return "DATA_CHANGE";
-    case ssc::v1::REPLACEMENT_REASON_BANK_CHANGE:
-      return "BANK_CHANGE";
-    default:
-      return "UNSPECIFIED";
-  }
-}
-
-std::string_view CancelReasonName(ssc::v1::CancelReason r) {
-  switch (r) {
-    case ssc::v1::CANCEL_REASON_DEATH:
-      return "DEATH";
-    case ssc::v1::CANCEL_REASON_MOVED_OUT:
-      return "MOVED_OUT";
-    case ssc::v1::CANCEL_REASON_EMIGRATED:
-      return "EMIGRATED";
-    default:
-      return "UNSPECIFIED";
-  }
-}
-
 std::string FormatTime(int64_t micros) {
   return absl::FormatTime(absl::RFC3339_sec, absl::FromUnixMicros(micros),
                           absl::UTCTimeZone());
@@ -1256,7 +1226,7 @@ absl::StatusOr<ssc::v1::ApplyReplacementResponse> CardLogic::ApplyReplacement(
   // The fields are validated before numbers are taken (bad input takes
   // none); the refusal is reported from inside the mutation.
   auto validate = [&]() -> absl::Status {
-    if (ReasonName(reason) == "UNSPECIFIED") {
+    if (ReplacementReasonName(reason) == "UNSPECIFIED") {
       return InvalidField("reason",
                           "must be LOST, DAMAGED, EXPIRING, DATA_CHANGE or "
                           "BANK_CHANGE");
@@ -1366,7 +1336,7 @@ absl::StatusOr<ssc::v1::ApplyReplacementResponse> CardLogic::ApplyReplacement(
         RETURN_IF_ERROR(txn.PutPerson(person));
 
         Json old_extra;
-        old_extra.Str("reason", ReasonName(reason))
+        old_extra.Str("reason", ReplacementReasonName(reason))
             .Str("replaced_by", new_id)
             .Bool("name_changed", name_changed);
         RETURN_IF_ERROR(txn.Change(ChangeKind::kTransition,
@@ -1376,7 +1346,7 @@ absl::StatusOr<ssc::v1::ApplyReplacementResponse> CardLogic::ApplyReplacement(
         Json new_extra;
         new_extra.Bool("instant_issuance", req.instant_issuance())
             .Str("replaces", old.application_id())
-            .Str("reason", ReasonName(reason))
+            .Str("reason", ReplacementReasonName(reason))
             .Str("bank_code", fresh.bank_code());
         RETURN_IF_ERROR(txn.Change(ChangeKind::kApplied, Operation::kIssue,
                                    "card.applied", person, std::nullopt, fresh,

@@ -147,4 +147,34 @@ bool IsTerminalState(CardState s) {
   return s == CARD_STATE_REPLACED || s == CARD_STATE_CANCELLED;
 }
 
+std::string_view ReplacementReasonName(ssc::v1::ReplacementReason r) {
+  switch (r) {
+    case ssc::v1::REPLACEMENT_REASON_LOST:
+      return "LOST";
+    case ssc::v1::REPLACEMENT_REASON_DAMAGED:
+      return "DAMAGED";
+    case ssc::v1::REPLACEMENT_REASON_EXPIRING:
+      return "EXPIRING";
+    case ssc::v1::REPLACEMENT_REASON_DATA_CHANGE:
+      return "DATA_CHANGE";
+    case ssc::v1::REPLACEMENT_REASON_BANK_CHANGE:
+      return "BANK_CHANGE";
+    default:
+      return "UNSPECIFIED";
+  }
+}
+
+std::string_view CancelReasonName(ssc::v1::CancelReason r) {
+  switch (r) {
+    case ssc::v1::CANCEL_REASON_DEATH:
+      return "DEATH";
+    case ssc::v1::CANCEL_REASON_MOVED_OUT:
+      return "MOVED_OUT";
+    case ssc::v1::CANCEL_REASON_EMIGRATED:
+      return "EMIGRATED";
+    default:
+      return "UNSPECIFIED";
+  }
+}
+
 }  // namespace ssc::card

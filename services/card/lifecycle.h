@@ -47,6 +47,10 @@ absl::StatusOr<CardState> Transition(CardState from, Operation op,
 
 // "APPLIED", "ACTIVE", ... (the enum name without the CARD_STATE_ prefix).
 std::string_view StateName(CardState s);
+// Names of the reasons as they appear in event details ("LOST", "DEATH", ...;
+// "UNSPECIFIED" for values outside the enum).
+std::string_view ReplacementReasonName(ssc::v1::ReplacementReason r);
+std::string_view CancelReasonName(ssc::v1::CancelReason r);
 // "send_to_production", "issue", ...
 std::string_view OperationName(Operation op);
 

@@ -120,36 +120,6 @@ std::string FormatTime(int64_t micros) {
                           absl::UTCTimeZone());
 }
 
-std::string_view ReplacementReasonName(ssc::v1::ReplacementReason r) {
-  switch (r) {
-    case ssc::v1::REPLACEMENT_REASON_LOST:
-      return "LOST";
-    case ssc::v1::REPLACEMENT_REASON_DAMAGED:
-      return "DAMAGED";
-    case ssc::v1::REPLACEMENT_REASON_EXPIRING:
-      return "EXPIRING";
-    case ssc::v1::REPLACEMENT_REASON_DATA_CHANGE:
-      return "DATA_CHANGE";
-    case ssc::v1::REPLACEMENT_REASON_BANK_CHANGE:
-      return "BANK_CHANGE";
-    default:
-      return "UNSPECIFIED";
-  }
-}
-
-std::string_view CancelReasonName(ssc::v1::CancelReason r) {
-  switch (r) {
-    case ssc::v1::CANCEL_REASON_DEATH:
-      return "DEATH";
-    case ssc::v1::CANCEL_REASON_MOVED_OUT:
-      return "MOVED_OUT";
-    case ssc::v1::CANCEL_REASON_EMIGRATED:
-      return "EMIGRATED";
-    default:
-      return "UNSPECIFIED";
-  }
-}
-
 // As card_logic.cc: a person holds from the first ISSUED card until the
 // card is CANCELLED without replacement.
 bool IsHolder(const CardRecord* latest) {
@@ -1060,7 +1030,8 @@ void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
     put_person_at(applied);
     if (replacement) {
       Json old_extra;
-      old_extra.Str("reason", ReplacementReasonName(plan.replacement_reason))
+      old_extra
+          .Str("reason", card::ReplacementReasonName(plan.replacement_reason))
           .Str("replaced_by", r.application_id())
           .Bool("name_changed", name_changed);
       change(ChangeKind::kTransition, Operation::kApplyReplacement,
@@ -1069,7 +1040,7 @@ void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
       Json new_extra;
       new_extra.Bool("instant_issuance", r.instant_issuance())
           .Str("replaces", r.replaces())
-          .Str("reason", ReplacementReasonName(plan.replacement_reason))
+          .Str("reason", card::ReplacementReasonName(plan.replacement_reason))
           .Str("bank_code", c.bank_code());
       change(ChangeKind::kApplied, Operation::kIssue, "card.applied",
              std::nullopt, c, &records[i - 1], new_extra, applied, plan.line);
@@ -1171,7 +1142,7 @@ void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
         put_person_at(t);
       }
       Json extra;
-      extra.Str("reason", CancelReasonName(plan.cancel_reason));
+      extra.Str("reason", card::CancelReasonName(plan.cancel_reason));
       change(ChangeKind::kTransition, Operation::kCancel, "card.cancelled",
              before, c, nullptr, extra, t, plan.line);
     }

@@ -28,16 +28,16 @@
 #include "services/card/regions.h"
 #include "services/common/errors.h"
 #include "services/common/grpc/rpc_runner.h"
+#include "services/common/metrics.h"
 #include "services/common/mutation.h"
 #include "services/ecard/ecard_logic.h"
 #include "services/ecard/ecard_observer.h"
-#include "services/common/metrics.h"
+#include "services/ecard/ecard_service.h"
+#include "services/ecard/signing_keys.h"
 #include "services/ops/admin_service.h"
 #include "services/ops/backup.h"
 #include "services/ops/importer.h"
 #include "services/ops/observability.h"
-#include "services/ecard/ecard_service.h"
-#include "services/ecard/signing_keys.h"
 #include "services/payout/grpc_bank_gateway.h"
 #include "services/payout/payout_logic.h"
 #include "services/payout/payout_service.h"
@@ -532,7 +532,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   db.sync = true;
   db.clock = st->clock;
   ASSIGN_OR_RETURN(st->engine, storage::OpenRocksDbEngine(db));
-  st->engine_figures = std::make_unique<ops::EngineCollector>(&common::Metrics());
+  st->engine_figures =
+      std::make_unique<ops::EngineCollector>(&common::Metrics());
   st->engine_figures->Attach(st->engine.get());
   ASSIGN_OR_RETURN(st->cipher, storage::PiiCipher::OpenKeyFile(key_file));
   st->idempotency = std::make_unique<storage::Idempotency>(
@@ -586,11 +587,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   builder.SetMaxReceiveMessageSize(config.max_message_bytes);
   builder.SetMaxSendMessageSize(config.max_message_bytes);
   // Every call counted, timed and logged (services/ops/observability.h).
-  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
-  interceptors.push_back(ops::MakeRpcObserver(
-      config.log_rpcs ? st->log.get() : nullptr, &common::Metrics(),
-      config.insecure_plaintext));
+  interceptors.push_back(
+      ops::MakeRpcObserver(config.log_rpcs ? st->log.get() : nullptr,
+                           &common::Metrics(), config.insecure_plaintext));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   for (HostedService& h : st->hosted) builder.RegisterService(h.service.get());
   st->server = builder.BuildAndStart();

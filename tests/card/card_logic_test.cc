@@ -1391,7 +1391,6 @@ TEST_F(CardLogicTest, InstantIssuanceAndProductionResultsNeverShareANumber) {
             static_cast<size_t>(bureau_ok.load() + kThreads * kPerThread));
 }
 
-
 TEST_F(CardLogicTest, MobileChannelMayOnlyReportTemporaryLoss) {
   auto applied = logic_->ApplyCard(counter_, ApplyReq(id1_, /*instant=*/true));
   ASSERT_TRUE(applied.ok()) << applied.status();
