@@ -46,6 +46,9 @@ void AddOptions(CLI::App& app, ssc::sscd::ServerConfig& c) {
   app.add_option("--temp-loss-days", c.temp_loss_days,
                  "days until a temporary loss report lapses")
       ->capture_default_str();
+  app.add_option("--qr-validity-seconds", c.qr_validity_seconds,
+                 "ecard: seconds a QR code is valid (10..600)")
+      ->capture_default_str();
   app.add_option("--idempotency-retention-days", c.idempotency_retention_days,
                  "days a request_id is remembered")
       ->capture_default_str();

@@ -107,6 +107,7 @@ const ServiceEntry kServices[] = {
        };
        auto owned = std::make_shared<Owned>();
        ecard::ECardOptions options;
+       options.code_validity = absl::Seconds(d.config.qr_validity_seconds);
        ASSIGN_OR_RETURN(owned->keys,
                         ecard::KeyManager::Open(
                             d.store.engine, d.store.cipher, d.store.clock,
@@ -399,6 +400,9 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   }
   if (c.temp_loss_days < 1 || c.temp_loss_days > 365) {
     return BadOption("temp_loss_days", "must be 1..365");
+  }
+  if (c.qr_validity_seconds < 10 || c.qr_validity_seconds > 600) {
+    return BadOption("qr_validity_seconds", "must be 10..600");
   }
   if (c.idempotency_retention_days < 1 || c.idempotency_retention_days > 3650) {
     return BadOption("idempotency_retention_days", "must be 1..3650");

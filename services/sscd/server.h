@@ -45,6 +45,8 @@ struct ServerConfig {
   std::string county_code = "510524";
   // A temporary loss report (临时挂失) lapses after this many days.
   int temp_loss_days = 7;
+  // Service "ecard": how long a QR code is valid, in seconds (10..600).
+  int qr_validity_seconds = 60;
   // How long a request_id is remembered for idempotent retries.
   int idempotency_retention_days = 7;
   // Largest message received or sent, in bytes.

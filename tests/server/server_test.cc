@@ -839,6 +839,10 @@ TEST(ConfigTest, ValidationNamesTheOption) {
        "services"},
       {[](ServerConfig& c) { c.county_code = "51052"; }, "county_code"},
       {[](ServerConfig& c) { c.temp_loss_days = 0; }, "temp_loss_days"},
+      {[](ServerConfig& c) { c.qr_validity_seconds = 5; },
+       "qr_validity_seconds"},
+      {[](ServerConfig& c) { c.qr_validity_seconds = 601; },
+       "qr_validity_seconds"},
       {[](ServerConfig& c) { c.max_message_bytes = 10; }, "max_message_bytes"},
       {[](ServerConfig& c) { c.drain_seconds = -1; }, "drain_seconds"},
   };
