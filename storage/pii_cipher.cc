@@ -394,19 +394,76 @@ absl::StatusOr<std::string> PiiCipher::Decrypt(std::string_view ciphertext,
   return out;
 }
 
+struct PiiCipher::HmacState {
+  EVP_MD_CTX* inner = nullptr;  // SHA-256 state after (key ^ ipad)
+  EVP_MD_CTX* outer = nullptr;  // SHA-256 state after (key ^ opad)
+  ~HmacState() {
+    EVP_MD_CTX_free(inner);
+    EVP_MD_CTX_free(outer);
+  }
+};
+
+namespace {
+
+// Scratch digest context of this thread (reset by every copy into it).
+EVP_MD_CTX* ThreadDigestContext() {
+  struct Holder {
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~Holder() { EVP_MD_CTX_free(ctx); }
+  };
+  thread_local Holder h;
+  if (h.ctx == nullptr) std::abort();  // out of memory
+  return h.ctx;
+}
+
+}  // namespace
+
 std::string PiiCipher::BlindIndex(std::string_view domain,
                                   std::string_view value) const {
-  std::string msg;
-  msg.reserve(domain.size() + 1 + value.size());
-  msg.append(domain);
-  msg.push_back('\0');
-  msg.append(value);
+  std::call_once(hmac_once_, [this] {
+    // RFC 2104 with SHA-256 (block size 64): keys longer than a block are
+    // hashed first; the index key is 32 bytes.
+    constexpr size_t kBlock = 64;
+    unsigned char key[kBlock] = {0};
+    if (index_key_.size() > kBlock) {
+      unsigned int n = 0;
+      if (EVP_Digest(index_key_.data(), index_key_.size(), key, &n,
+                     EVP_sha256(), nullptr) != 1) {
+        std::abort();
+      }
+    } else {
+      std::memcpy(key, index_key_.data(), index_key_.size());
+    }
+    auto state = std::make_shared<HmacState>();
+    unsigned char pad[kBlock];
+    for (int which = 0; which < 2; ++which) {
+      const unsigned char x = which == 0 ? 0x36 : 0x5c;
+      for (size_t i = 0; i < kBlock; ++i) pad[i] = key[i] ^ x;
+      EVP_MD_CTX* c = EVP_MD_CTX_new();
+      if (c == nullptr || EVP_DigestInit_ex(c, EVP_sha256(), nullptr) != 1 ||
+          EVP_DigestUpdate(c, pad, kBlock) != 1) {
+        std::abort();  // only without memory
+      }
+      (which == 0 ? state->inner : state->outer) = c;
+    }
+    OPENSSL_cleanse(key, sizeof(key));
+    OPENSSL_cleanse(pad, sizeof(pad));
+    hmac_ = std::move(state);
+  });
+  EVP_MD_CTX* c = ThreadDigestContext();
+  unsigned char inner[EVP_MAX_MD_SIZE];
   unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (HMAC(EVP_sha256(), index_key_.data(), static_cast<int>(index_key_.size()),
-           reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), md,
-           &len) == nullptr) {
-    std::abort();  // HMAC over a buffer fails only without memory
+  unsigned int inner_len = 0, len = 0;
+  const unsigned char zero = 0;
+  if (EVP_MD_CTX_copy_ex(c, hmac_->inner) != 1 ||
+      EVP_DigestUpdate(c, domain.data(), domain.size()) != 1 ||
+      EVP_DigestUpdate(c, &zero, 1) != 1 ||
+      EVP_DigestUpdate(c, value.data(), value.size()) != 1 ||
+      EVP_DigestFinal_ex(c, inner, &inner_len) != 1 ||
+      EVP_MD_CTX_copy_ex(c, hmac_->outer) != 1 ||
+      EVP_DigestUpdate(c, inner, inner_len) != 1 ||
+      EVP_DigestFinal_ex(c, md, &len) != 1) {
+    std::abort();  // hashing a buffer fails only without memory
   }
   return std::string(reinterpret_cast<char*>(md), len);
 }

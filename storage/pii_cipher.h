@@ -55,6 +55,12 @@ class PiiCipher {
 
   std::string path_;  // empty: not persisted
   std::string index_key_;
+  // HMAC-SHA256 with the index key's inner and outer pads already hashed
+  // (computed once): a blind index then costs two short hashes instead of
+  // a one-shot HMAC() that looks up the digest and re-keys on every call.
+  struct HmacState;
+  mutable std::once_flag hmac_once_;
+  mutable std::shared_ptr<const HmacState> hmac_;
   mutable std::mutex mu_;
   std::map<uint32_t, std::string> data_keys_;
   uint32_t active_ = 0;
