@@ -544,6 +544,35 @@ absl::StatusOr<Response> CardLogic::Mutate(
   return response;
 }
 
+template <typename Response, typename Request, typename Stamp>
+absl::StatusOr<Response> CardLogic::StepCard(const common::Caller& caller,
+                                             std::string_view rpc,
+                                             const Request& req, Operation op,
+                                             std::string_view event_type,
+                                             Stamp stamp) {
+  absl::StatusOr<std::pair<std::string, std::string>> r =
+      Resolve(req.card(), "card");
+  std::vector<std::string> locks;
+  if (r.ok()) locks.push_back(PersonLockKey(r->second));
+  const bool clear = SeesClearData(caller.role);
+  return Mutate<Response>(
+      caller, rpc, req, req.request_id(), std::move(locks),
+      [&](Txn& txn, Response& resp, std::string* target) -> absl::Status {
+        RETURN_IF_ERROR(r.status());
+        *target = absl::StrCat("card ", r->first);
+        Txn::Person person;
+        store::CardRecord card;
+        RETURN_IF_ERROR(txn.LoadForChange(r->first, r->second, &person, &card));
+        ASSIGN_OR_RETURN(store::CardRecord before, txn.Transit(card, op));
+        stamp(card, txn.now());
+        RETURN_IF_ERROR(txn.Change(ChangeKind::kTransition, op, event_type,
+                                   person, before, card, nullptr, Json()));
+        ASSIGN_OR_RETURN(*resp.mutable_card(),
+                         ToProto(card, person.view, clear, txn.now()));
+        return absl::OkStatus();
+      });
+}
+
 template <typename Response, typename Body>
 absl::StatusOr<Response> CardLogic::MutateInstant(
     const common::Caller& caller, std::string_view rpc,
@@ -1064,57 +1093,19 @@ absl::StatusOr<ssc::v1::RecordProductionResponse> CardLogic::RecordProduction(
 
 absl::StatusOr<ssc::v1::IssueCardResponse> CardLogic::IssueCard(
     const common::Caller& caller, const ssc::v1::IssueCardRequest& req) {
-  absl::StatusOr<std::pair<std::string, std::string>> r =
-      Resolve(req.card(), "card");
-  std::vector<std::string> locks;
-  if (r.ok()) locks.push_back(PersonLockKey(r->second));
-  const bool clear = SeesClearData(caller.role);
-  return Mutate<ssc::v1::IssueCardResponse>(
-      caller, "IssueCard", req, req.request_id(), std::move(locks),
-      [&](Txn& txn, ssc::v1::IssueCardResponse& resp,
-          std::string* target) -> absl::Status {
-        RETURN_IF_ERROR(r.status());
-        *target = absl::StrCat("card ", r->first);
-        Txn::Person person;
-        store::CardRecord card;
-        RETURN_IF_ERROR(txn.LoadForChange(r->first, r->second, &person, &card));
-        ASSIGN_OR_RETURN(store::CardRecord before,
-                         txn.Transit(card, Operation::kIssue));
-        card.set_issued_micros(Micros(txn.now()));
-        RETURN_IF_ERROR(txn.Change(ChangeKind::kTransition, Operation::kIssue,
-                                   "card.issued", person, before, card, nullptr,
-                                   Json()));
-        ASSIGN_OR_RETURN(*resp.mutable_card(),
-                         ToProto(card, person.view, clear, txn.now()));
-        return absl::OkStatus();
+  return StepCard<ssc::v1::IssueCardResponse>(
+      caller, "IssueCard", req, Operation::kIssue, "card.issued",
+      [](store::CardRecord& card, absl::Time now) {
+        card.set_issued_micros(Micros(now));
       });
 }
 
 absl::StatusOr<ssc::v1::ActivateCardResponse> CardLogic::ActivateCard(
     const common::Caller& caller, const ssc::v1::ActivateCardRequest& req) {
-  absl::StatusOr<std::pair<std::string, std::string>> r =
-      Resolve(req.card(), "card");
-  std::vector<std::string> locks;
-  if (r.ok()) locks.push_back(PersonLockKey(r->second));
-  const bool clear = SeesClearData(caller.role);
-  return Mutate<ssc::v1::ActivateCardResponse>(
-      caller, "ActivateCard", req, req.request_id(), std::move(locks),
-      [&](Txn& txn, ssc::v1::ActivateCardResponse& resp,
-          std::string* target) -> absl::Status {
-        RETURN_IF_ERROR(r.status());
-        *target = absl::StrCat("card ", r->first);
-        Txn::Person person;
-        store::CardRecord card;
-        RETURN_IF_ERROR(txn.LoadForChange(r->first, r->second, &person, &card));
-        ASSIGN_OR_RETURN(store::CardRecord before,
-                         txn.Transit(card, Operation::kActivate));
-        card.set_activated_micros(Micros(txn.now()));
-        RETURN_IF_ERROR(txn.Change(ChangeKind::kTransition,
-                                   Operation::kActivate, "card.activated",
-                                   person, before, card, nullptr, Json()));
-        ASSIGN_OR_RETURN(*resp.mutable_card(),
-                         ToProto(card, person.view, clear, txn.now()));
-        return absl::OkStatus();
+  return StepCard<ssc::v1::ActivateCardResponse>(
+      caller, "ActivateCard", req, Operation::kActivate, "card.activated",
+      [](store::CardRecord& card, absl::Time now) {
+        card.set_activated_micros(Micros(now));
       });
 }
 
@@ -1176,30 +1167,11 @@ absl::StatusOr<ssc::v1::ReportLossResponse> CardLogic::ReportLoss(
 
 absl::StatusOr<ssc::v1::CancelLossReportResponse> CardLogic::CancelLossReport(
     const common::Caller& caller, const ssc::v1::CancelLossReportRequest& req) {
-  absl::StatusOr<std::pair<std::string, std::string>> r =
-      Resolve(req.card(), "card");
-  std::vector<std::string> locks;
-  if (r.ok()) locks.push_back(PersonLockKey(r->second));
-  const bool clear = SeesClearData(caller.role);
-  return Mutate<ssc::v1::CancelLossReportResponse>(
-      caller, "CancelLossReport", req, req.request_id(), std::move(locks),
-      [&](Txn& txn, ssc::v1::CancelLossReportResponse& resp,
-          std::string* target) -> absl::Status {
-        RETURN_IF_ERROR(r.status());
-        *target = absl::StrCat("card ", r->first);
-        Txn::Person person;
-        store::CardRecord card;
-        RETURN_IF_ERROR(txn.LoadForChange(r->first, r->second, &person, &card));
-        ASSIGN_OR_RETURN(store::CardRecord before,
-                         txn.Transit(card, Operation::kCancelLoss));
+  return StepCard<ssc::v1::CancelLossReportResponse>(
+      caller, "CancelLossReport", req, Operation::kCancelLoss,
+      "card.loss_cancelled", [](store::CardRecord& card, absl::Time) {
         card.set_lost_micros(0);
         card.set_temp_loss_expires_micros(0);
-        RETURN_IF_ERROR(txn.Change(
-            ChangeKind::kTransition, Operation::kCancelLoss,
-            "card.loss_cancelled", person, before, card, nullptr, Json()));
-        ASSIGN_OR_RETURN(*resp.mutable_card(),
-                         ToProto(card, person.view, clear, txn.now()));
-        return absl::OkStatus();
       });
 }
 

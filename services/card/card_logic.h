@@ -225,6 +225,14 @@ class CardLogic {
                                   std::string_view request_id,
                                   std::vector<std::string> lock_keys,
                                   Body body);
+  // A plain lifecycle step of one card (hand-over, activation, unblock):
+  // resolve and lock the holder, check the transition, let `stamp` set the
+  // step's fields, record the change and answer with the card.
+  template <typename Response, typename Request, typename Stamp>
+  absl::StatusOr<Response> StepCard(const common::Caller& caller,
+                                    std::string_view rpc, const Request& req,
+                                    Operation op, std::string_view event_type,
+                                    Stamp stamp);
   // Mutate for operations that may issue a card instantly (`instant_region`
   // non-null: the issuing region): takes candidates into `*candidates`,
   // locks their index keys in addition to `lock_keys`, and runs again with
