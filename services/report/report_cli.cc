@@ -80,13 +80,7 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
     c->add_option("--as-of", as_of_,
                   "YYYY-MM-DD, Beijing time (default today)");
     c->add_option("--csv", csv_, "also write the figures as CSV to this file");
-    Add(c, [this](std::ostream& out, std::ostream& err) {
-      auto ch = hooks_.open_channel();
-      if (!ch.ok()) {
-        err << ch.status().message() << "\n";
-        return kCliUsage;
-      }
-      Stub stub(*ch);
+    AddCall(c, [this](Stub& stub, std::ostream& out, std::ostream& err) {
       ssc::v1::GetIndicatorsRequest req;
       req.set_region_code(region_);
       req.set_as_of(as_of_);
@@ -137,13 +131,7 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
         ->check(CLI::IsMember({"month", "quarter", "year"}));
     c->add_option("--csv", csv_, "also write the series as CSV to this file");
     c->add_option("--svg", svg_, "also write a chart (SVG) to this file");
-    Add(c, [this](std::ostream& out, std::ostream& err) {
-      auto ch = hooks_.open_channel();
-      if (!ch.ok()) {
-        err << ch.status().message() << "\n";
-        return kCliUsage;
-      }
-      Stub stub(*ch);
+    AddCall(c, [this](Stub& stub, std::ostream& out, std::ostream& err) {
       ssc::v1::GetIndicatorSeriesRequest req;
       req.set_region_code(region_);
       req.set_from(from_);
@@ -178,13 +166,7 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
     c->add_option("--as-of", as_of_, "YYYY-MM-DD (default today)");
     c->add_option("--csv", csv_, "also write the table as CSV to this file");
     c->add_option("--svg", svg_, "also write a township bar chart (SVG)");
-    Add(c, [this](std::ostream& out, std::ostream& err) {
-      auto ch = hooks_.open_channel();
-      if (!ch.ok()) {
-        err << ch.status().message() << "\n";
-        return kCliUsage;
-      }
-      Stub stub(*ch);
+    AddCall(c, [this](Stub& stub, std::ostream& out, std::ostream& err) {
       ssc::v1::GetBreakdownRequest req;
       req.set_as_of(as_of_);
       ssc::v1::GetBreakdownResponse resp;
@@ -218,13 +200,7 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
     c->add_option("--from", from_, "first day, YYYY-MM-DD")->required();
     c->add_option("--to", to_, "last day, YYYY-MM-DD (default today)");
     c->add_option("--out", out_, "the SVG file to write")->required();
-    Add(c, [this](std::ostream& out, std::ostream& err) {
-      auto ch = hooks_.open_channel();
-      if (!ch.ok()) {
-        err << ch.status().message() << "\n";
-        return kCliUsage;
-      }
-      Stub stub(*ch);
+    AddCall(c, [this](Stub& stub, std::ostream& out, std::ostream& err) {
       ssc::v1::GetIndicatorSeriesRequest sreq;
       sreq.set_region_code(region_);
       sreq.set_from(from_);
@@ -261,13 +237,7 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
     set->add_option("--year", year_, "the year of the figure")->required();
     set->add_option("--population", population_, "persons")->required();
     set->add_option("--source", source_, "e.g. \"7th census\"");
-    Add(set, [this](std::ostream& out, std::ostream& err) {
-      auto ch = hooks_.open_channel();
-      if (!ch.ok()) {
-        err << ch.status().message() << "\n";
-        return kCliUsage;
-      }
-      Stub stub(*ch);
+    AddCall(set, [this](Stub& stub, std::ostream& out, std::ostream&) {
       ssc::v1::SetResidentPopulationRequest req;
       req.set_request_id(hooks_.request_id());
       req.set_region_code(region_);
@@ -285,13 +255,7 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
     });
     CLI::App* list = pop->add_subcommand("list", "every figure");
     list->add_option("--region", region_, "one region (default: all)");
-    Add(list, [this](std::ostream& out, std::ostream& err) {
-      auto ch = hooks_.open_channel();
-      if (!ch.ok()) {
-        err << ch.status().message() << "\n";
-        return kCliUsage;
-      }
-      Stub stub(*ch);
+    AddCall(list, [this](Stub& stub, std::ostream& out, std::ostream&) {
       ssc::v1::ListResidentPopulationRequest req;
       req.set_region_code(region_);
       ssc::v1::ListResidentPopulationResponse resp;
@@ -332,13 +296,7 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
         set->add_option("--baseline-value", baseline_value_, "baseline value");
     set->add_option("--source", source_, "e.g. 专栏2")->required();
     set->add_option("--note", note_, "free text");
-    Add(set, [this](std::ostream& out, std::ostream& err) {
-      auto ch = hooks_.open_channel();
-      if (!ch.ok()) {
-        err << ch.status().message() << "\n";
-        return kCliUsage;
-      }
-      Stub stub(*ch);
+    AddCall(set, [this](Stub& stub, std::ostream& out, std::ostream&) {
       ssc::v1::SetTargetRequest req;
       req.set_request_id(hooks_.request_id());
       ssc::v1::Target* t = req.mutable_target();
@@ -366,13 +324,7 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
     });
     CLI::App* list = tgt->add_subcommand("list", "every target");
     list->add_option("--region", region_, "one region (default: all)");
-    Add(list, [this](std::ostream& out, std::ostream& err) {
-      auto ch = hooks_.open_channel();
-      if (!ch.ok()) {
-        err << ch.status().message() << "\n";
-        return kCliUsage;
-      }
-      Stub stub(*ch);
+    AddCall(list, [this](Stub& stub, std::ostream& out, std::ostream&) {
       ssc::v1::ListTargetsRequest req;
       req.set_region_code(region_);
       ssc::v1::ListTargetsResponse resp;
@@ -395,13 +347,7 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
     c->add_option("--period", period_, "one period, e.g. 201906");
     region(c);
     c->add_option("--csv", csv_, "also write the table as CSV to this file");
-    Add(c, [this](std::ostream& out, std::ostream& err) {
-      auto ch = hooks_.open_channel();
-      if (!ch.ok()) {
-        err << ch.status().message() << "\n";
-        return kCliUsage;
-      }
-      Stub stub(*ch);
+    AddCall(c, [this](Stub& stub, std::ostream& out, std::ostream& err) {
       ssc::v1::GetPayoutFiguresRequest req;
       req.set_programme(programme_);
       req.set_period(period_);
@@ -436,13 +382,7 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
         "verify",
         "admin: recount holders from the records and compare with the "
         "counters; exit 1 on any difference");
-    Add(c, [this](std::ostream& out, std::ostream& err) {
-      auto ch = hooks_.open_channel();
-      if (!ch.ok()) {
-        err << ch.status().message() << "\n";
-        return kCliUsage;
-      }
-      Stub stub(*ch);
+    AddCall(c, [this](Stub& stub, std::ostream& out, std::ostream& err) {
       ssc::v1::VerifyCountersResponse resp;
       auto ctx = hooks_.new_context();
       grpc::Status s = stub.VerifyCounters(ctx.get(), {}, &resp);
@@ -476,6 +416,21 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
 void ReportCli::Add(CLI::App* app,
                     std::function<int(std::ostream&, std::ostream&)> run) {
   commands_.push_back(Command{app, std::move(run)});
+}
+
+void ReportCli::AddCall(
+    CLI::App* app,
+    std::function<int(Stub&, std::ostream&, std::ostream&)> call) {
+  Add(app,
+      [this, call = std::move(call)](std::ostream& out, std::ostream& err) {
+        auto ch = hooks_.open_channel();
+        if (!ch.ok()) {
+          err << ch.status().message() << "\n";
+          return kCliUsage;
+        }
+        Stub stub(*ch);
+        return call(stub, out, err);
+      });
 }
 
 int ReportCli::Run(std::ostream& out, std::ostream& err) {

@@ -34,6 +34,7 @@
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/status.h"
+#include "ssc/v1/report.grpc.pb.h"
 
 namespace ssc::report {
 
@@ -72,6 +73,11 @@ class ReportCli {
     std::function<int(std::ostream&, std::ostream&)> run;
   };
   void Add(CLI::App* app, std::function<int(std::ostream&, std::ostream&)> run);
+  // Add for a command that calls sscd: opens the channel (reporting a
+  // failure to open it) and hands `call` a ReportService stub.
+  void AddCall(CLI::App* app, std::function<int(ssc::v1::ReportService::Stub&,
+                                                std::ostream&, std::ostream&)>
+                                  call);
 
   ReportCliHooks hooks_;
   CLI::App* group_;
