@@ -126,6 +126,16 @@ class WriteSet {
   // that holds any synced write set is synced as a whole.
   void set_sync(bool sync) { sync_ = sync; }
   bool sync() const { return sync_; }
+
+  // Bulk loads (imports of many thousands of rows per set): the engine may
+  // write the set as sorted table files added to the store in one step
+  // (RocksDB external file ingestion) instead of through the WAL and the
+  // memtables. The set is as atomic and durable as any commit (a crash
+  // leaves all of it or none), and sequences are assigned the same way; a
+  // concurrent reader may briefly see one table's part of the set before
+  // another's. Worth it only for large sets; small ones take the normal path.
+  void set_bulk_load(bool bulk) { bulk_load_ = bulk; }
+  bool bulk_load() const { return bulk_load_; }
   size_t ApproximateBytes() const;
 
   // Pending writes of this set, visible to reads made while building it
@@ -139,6 +149,7 @@ class WriteSet {
   std::vector<EventInput> events_;
   std::vector<AuditInput> audits_;
   bool sync_ = true;
+  bool bulk_load_ = false;
   std::optional<absl::Time> event_time_;
 };
 
@@ -154,6 +165,7 @@ struct EngineStats {
   uint64_t commits = 0;        // logical write sets committed
   uint64_t group_writes = 0;   // RocksDB writes (each holds a group)
   uint64_t synced_writes = 0;  // of those, the ones that synced the WAL
+  uint64_t bulk_loads = 0;     // of those, sets added as table files
   uint64_t last_event_sequence = 0;
   uint64_t last_audit_sequence = 0;
 };

@@ -7,6 +7,7 @@
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/merge_operator.h>
 #include <rocksdb/options.h>
+#include <rocksdb/sst_file_writer.h>
 #include <rocksdb/statistics.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/backup_engine.h>
@@ -115,6 +116,15 @@ absl::StatusOr<StoredEvent> ParseEvent(std::string_view value) {
   e.payload = std::move(*rec.mutable_payload());
   return e;
 }
+
+// One write of a commit group, pointing into the write sets or generated
+// strings.
+struct Entry {
+  Table table;
+  WriteSet::OpType type;
+  std::string_view key;
+  std::string_view value;
+};
 
 // Engine over one RocksDB database with a column family per Table.
 // Thread-safe. Writes funnel through one committer thread (group commit);
@@ -280,6 +290,7 @@ class RocksDbEngine final : public Engine {
     s.commits = commits_.load();
     s.group_writes = group_writes_.load();
     s.synced_writes = synced_writes_.load();
+    s.bulk_loads = bulk_loads_.load();
     s.last_event_sequence = last_event_published_.load();
     s.last_audit_sequence = last_audit_published_.load();
     return s;
@@ -383,6 +394,8 @@ class RocksDbEngine final : public Engine {
   absl::Status RecoverSequences();
   void RunCommitter();
   void WriteGroup(const std::vector<Request*>& group);
+  absl::Status IngestEntries(std::vector<Entry>& entries);
+  std::string BulkDir() const { return options_.path + "/bulk"; }
 
   RocksDbOptions options_;
   const Clock* clock_;
@@ -390,6 +403,10 @@ class RocksDbEngine final : public Engine {
   std::shared_ptr<rocksdb::Statistics> statistics_;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs_;  // indexed by Table
+  // As opened: table files of bulk loads are written with the same options.
+  rocksdb::DBOptions db_options_;
+  std::vector<rocksdb::ColumnFamilyOptions> cf_options_;  // indexed by Table
+  uint64_t bulk_files_ = 0;  // committer thread: names of bulk-load files
 
   std::mutex mu_;
   std::condition_variable queue_cv_;
@@ -405,6 +422,7 @@ class RocksDbEngine final : public Engine {
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> group_writes_{0};
   std::atomic<uint64_t> synced_writes_{0};
+  std::atomic<uint64_t> bulk_loads_{0};
   std::atomic<uint64_t> last_event_published_{0};
   std::atomic<uint64_t> last_audit_published_{0};
 };
@@ -472,7 +490,9 @@ absl::Status RocksDbEngine::Open() {
     cfo.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
     if (t == Table::kIdempotency) cfo.compaction_filter = &idempotency_filter_;
     descriptors.emplace_back(TableName(t), cfo);
+    cf_options_.push_back(cfo);
   }
+  db_options_ = dbo;
 
   rocksdb::DB* raw = nullptr;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
@@ -485,6 +505,10 @@ absl::Status RocksDbEngine::Open() {
   }
   db_.reset(raw);
   cfs_ = std::move(handles);
+  // Table files of a bulk load that a crash interrupted before ingestion
+  // are not part of the store: remove them.
+  std::error_code ec;
+  std::filesystem::remove_all(BulkDir(), ec);
   RETURN_IF_ERROR(RecoverSequences());
   committer_ = std::thread([this] { RunCommitter(); });
   return absl::OkStatus();
@@ -549,8 +573,11 @@ void RocksDbEngine::RunCommitter() {
       size_t n = 0, bytes = 0;
       while (n < queue_.size() && n < options_.max_group &&
              (n == 0 || bytes < kMaxGroupBytes)) {
+        // A bulk load is written on its own.
+        if (n > 0 && queue_[n]->ws.bulk_load()) break;
         bytes += queue_[n]->ws.ApproximateBytes();
         ++n;
+        if (queue_[n - 1]->ws.bulk_load()) break;
       }
       group.assign(queue_.begin(), queue_.begin() + n);
       queue_.erase(queue_.begin(), queue_.begin() + n);
@@ -558,6 +585,29 @@ void RocksDbEngine::RunCommitter() {
     WriteGroup(group);
     group.clear();
   }
+}
+
+// Orders entries by (table, key), keeping the order of writes to one key:
+// by table first (a stable counting pass), then each table's run by key,
+// skipping runs already in order (events and audit records are generated
+// in key order).
+void SortEntries(std::vector<Entry>& entries) {
+  std::vector<size_t> start(kTableCount + 1, 0);
+  for (const auto& e : entries) ++start[static_cast<size_t>(e.table) + 1];
+  for (int t = 0; t < kTableCount; ++t) start[t + 1] += start[t];
+  std::vector<Entry> by_table(entries.size());
+  std::vector<size_t> next(start.begin(), start.end() - 1);
+  for (const auto& e : entries)
+    by_table[next[static_cast<size_t>(e.table)]++] = e;
+  auto key_less = [](const Entry& a, const Entry& b) { return a.key < b.key; };
+  for (int t = 0; t < kTableCount; ++t) {
+    auto first = by_table.begin() + start[t],
+         last = by_table.begin() + start[t + 1];
+    if (!std::is_sorted(first, last, key_less)) {
+      std::stable_sort(first, last, key_less);
+    }
+  }
+  entries = std::move(by_table);
 }
 
 void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
@@ -573,17 +623,12 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
   // growing the buffer by doubling copies it again and again.
   size_t reserve = 0;
   for (const Request* r : group) reserve += r->ws.ApproximateBytes() * 5 / 4;
+  if (group.size() == 1 && group[0]->ws.bulk_load()) reserve = 0;
   rocksdb::WriteBatch batch(reserve);
   rocksdb::Status s;
   // Every write of the group, then put into the batch in (table, key) order
   // (stable: writes to one key keep their order). RocksDB inserts a large
   // batch into its memtable several times faster in key order.
-  struct Entry {
-    Table table;
-    WriteSet::OpType type;
-    std::string_view key;
-    std::string_view value;
-  };
   std::vector<Entry> entries;
   std::deque<std::string> owned;  // generated keys and values (stable)
   auto own = [&owned](std::string v) -> std::string_view {
@@ -638,17 +683,14 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
     entries.push_back({Table::kMeta, WriteSet::OpType::kPut,
                        own(AuditHeadKey()), own(EncodeAuditHead(au, head))});
   }
-  if (entries.size() > 64) {
-    std::stable_sort(entries.begin(), entries.end(),
-                     [](const Entry& a, const Entry& b) {
-                       if (a.table != b.table) return a.table < b.table;
-                       return a.key < b.key;
-                     });
-  }
+  const bool bulk = group.size() == 1 && group[0]->ws.bulk_load() &&
+                    entries.size() >= options_.bulk_load_min_writes;
+  if (entries.size() > 64 || bulk) SortEntries(entries);
   auto slice = [](std::string_view v) {
     return rocksdb::Slice(v.data(), v.size());
   };
   for (const Entry& e : entries) {
+    if (bulk) break;  // written as table files below
     switch (e.type) {
       case WriteSet::OpType::kPut:
         s = batch.Put(cf(e.table), slice(e.key), slice(e.value));
@@ -667,7 +709,11 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
     status = options_.write_fault_for_testing();
   }
   bool synced = false;
-  if (status.ok()) {
+  if (status.ok() && bulk) {
+    status = IngestEntries(entries);
+    synced = status.ok();
+    if (synced) ++bulk_loads_;
+  } else if (status.ok()) {
     rocksdb::WriteOptions wo;
     for (const Request* r : group) synced = synced || r->ws.sync();
     wo.sync = synced = options_.sync && synced;
@@ -692,6 +738,120 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
   }
 }
 
+// Writes `entries` (sorted by table, then key; writes to one key in order)
+// as one table file per table and ingests them in one atomic step. The
+// writes to one key are folded into one entry first, since a table file
+// holds each key once: the last put or delete, with the counter deltas
+// after it added (the merge operator's sum, computed here).
+absl::Status RocksDbEngine::IngestEntries(std::vector<Entry>& entries) {
+  std::error_code ec;
+  std::filesystem::create_directories(BulkDir(), ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot create ", BulkDir(), ": ", ec.message()));
+  }
+  auto slice = [](std::string_view v) {
+    return rocksdb::Slice(v.data(), v.size());
+  };
+  std::vector<rocksdb::IngestExternalFileArg> args;
+  std::vector<std::string> files;
+  auto remove_files = [&files] {
+    std::error_code ignored;
+    for (const std::string& f : files) std::filesystem::remove(f, ignored);
+  };
+  std::string folded;  // value of a folded put (counter sums)
+  size_t i = 0;
+  while (i < entries.size()) {
+    const Table table = entries[i].table;
+    rocksdb::Options o(db_options_, cf_options_[static_cast<size_t>(table)]);
+    // The writer would use the bottommost compression (zstd), several times
+    // slower to write; compaction recompresses what reaches the last level.
+    o.bottommost_compression = rocksdb::kDisableCompressionOption;
+    rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), o, cf(table),
+                                  /*invalidate_page_cache=*/false);
+    const std::string path = absl::StrCat(BulkDir(), "/", ++bulk_files_, "-",
+                                          TableName(table), ".sst");
+    files.push_back(path);
+    rocksdb::Status s = writer.Open(path);
+    for (; s.ok() && i < entries.size() && entries[i].table == table;) {
+      size_t j = i + 1;
+      while (j < entries.size() && entries[j].table == table &&
+             entries[j].key == entries[i].key) {
+        ++j;
+      }
+      const Entry* last = &entries[i];
+      if (j - i > 1) {
+        // The last put or delete of the key, and the deltas after it.
+        std::optional<std::string_view> base;
+        bool based = false, added = false;
+        int64_t sum = 0;
+        for (size_t k = i; k < j; ++k) {
+          if (entries[k].type == WriteSet::OpType::kAdd) {
+            sum = static_cast<int64_t>(
+                static_cast<uint64_t>(sum) +
+                static_cast<uint64_t>(DecodeLE64(entries[k].value.data())));
+            added = true;
+          } else {
+            based = true;
+            added = false;
+            sum = 0;
+            base = entries[k].type == WriteSet::OpType::kPut
+                       ? std::optional<std::string_view>(entries[k].value)
+                       : std::nullopt;
+            last = &entries[k];
+          }
+        }
+        if (!based) {
+          folded = EncodeLE64(sum);
+          s = writer.Merge(slice(entries[i].key), folded);
+          i = j;
+          continue;
+        }
+        if (added) {
+          if (base.has_value() && base->size() != 8) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("counter delta added to a value of ", base->size(),
+                             " bytes in ", TableName(table)));
+          }
+          const int64_t start = base.has_value() ? DecodeLE64(base->data()) : 0;
+          folded = EncodeLE64(static_cast<int64_t>(
+              static_cast<uint64_t>(start) + static_cast<uint64_t>(sum)));
+          s = writer.Put(slice(entries[i].key), folded);
+          i = j;
+          continue;
+        }
+      }
+      switch (last->type) {
+        case WriteSet::OpType::kPut:
+          s = writer.Put(slice(last->key), slice(last->value));
+          break;
+        case WriteSet::OpType::kDelete:
+          s = writer.Delete(slice(last->key));
+          break;
+        case WriteSet::OpType::kAdd:
+          s = writer.Merge(slice(last->key), slice(last->value));
+          break;
+      }
+      i = j;
+    }
+    // Finish() syncs the file before it is handed to the store.
+    if (s.ok()) s = writer.Finish();
+    if (!s.ok()) {
+      remove_files();
+      return FromRocksDb(s);
+    }
+    rocksdb::IngestExternalFileArg arg;
+    arg.column_family = cf(table);
+    arg.external_files.push_back(path);
+    arg.options.move_files = true;
+    arg.options.write_global_seqno = false;
+    args.push_back(std::move(arg));
+  }
+  // All tables at once, recorded atomically in the MANIFEST (synced).
+  absl::Status status = FromRocksDb(db_->IngestExternalFiles(args));
+  remove_files();  // the store holds its own links to ingested files
+  return status;
+}
 }  // namespace
 
 absl::Status FromRocksDbCode(int code, const std::string& message) {

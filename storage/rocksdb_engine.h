@@ -27,6 +27,10 @@ struct RocksDbOptions {
   // Upper bound of write sets merged into one durable write.
   size_t max_group = 1024;
   size_t block_cache_bytes = 256 << 20;
+  // A write set marked WriteSet::set_bulk_load with at least this many
+  // writes (puts, deletes, counter deltas, event and audit records) is
+  // added as table files; smaller ones go through the WAL (cheaper there).
+  size_t bulk_load_min_writes = 4096;
   const Clock* clock = nullptr;  // SystemClock if null
   // Tests only: called by the committer before each group write; a non-OK
   // status fails the whole group as if the write had failed (nothing is
