@@ -1,6 +1,7 @@
 #include "services/ops/importer.h"
 
 #include <algorithm>
+#include <future>
 #include <map>
 #include <thread>
 #include <utility>
@@ -1391,7 +1392,20 @@ ImportSession::ImportSession(Importer* importer, common::Caller caller,
       totals_(totals),
       last_line_(totals.resume_after_line) {}
 
-ImportSession::~ImportSession() { importer_->Release(import_id_); }
+ImportSession::~ImportSession() {
+  if (in_flight_.has_value()) in_flight_->done.wait();
+  importer_->Release(import_id_);
+}
+
+absl::Status ImportSession::AwaitCommit(std::vector<BatchResult>* out) {
+  if (!in_flight_.has_value()) return absl::OkStatus();
+  InFlight f = std::move(*in_flight_);
+  in_flight_.reset();
+  RETURN_IF_ERROR(f.done.get());
+  totals_ = f.result.totals;
+  out->push_back(std::move(f.result));
+  return absl::OkStatus();
+}
 
 absl::Status ImportSession::Add(uint64_t line, std::string_view text,
                                 std::vector<BatchResult>* out) {
@@ -1414,6 +1428,7 @@ absl::Status ImportSession::Add(uint64_t line, std::string_view text,
 absl::Status ImportSession::Finish(std::vector<BatchResult>* out) {
   const size_t results_before = out->size();
   RETURN_IF_ERROR(Flush(/*final=*/true, out));
+  RETURN_IF_ERROR(AwaitCommit(out));
   if (!totals_.done) {
     // Nothing was pending: record completion on its own.
     ImportTotals t = totals_;
@@ -1431,7 +1446,7 @@ absl::Status ImportSession::Finish(std::vector<BatchResult>* out) {
 }
 
 absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
-  if (pending_.empty()) return absl::OkStatus();
+  if (pending_.empty()) return AwaitCommit(out);
   Importer& imp = *importer_;
   const absl::Time now = imp.ctx_.clock->Now();
   const absl::Time phase_start = absl::Now();
@@ -1519,6 +1534,25 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
     for (std::thread& th : pool) th.join();
   }
 
+  // The previous batch must be in the store before this one is merged.
+  const absl::Time waited_from = absl::Now();
+  std::set<std::string> unseen;
+  if (in_flight_.has_value()) unseen = in_flight_->claims;
+  RETURN_IF_ERROR(AwaitCommit(out));
+  // A person (or card) of this batch that the previous batch also wrote was
+  // prepared without its rows: prepare it again, now that they are stored.
+  if (!unseen.empty()) {
+    for (size_t i = 0; i < prepared.size(); ++i) {
+      const Importer::Prepared& p = prepared[i];
+      if (p.outcome != Importer::Prepared::Outcome::kAccepted) continue;
+      bool seen = unseen.count("person/" + p.person_key) > 0;
+      for (const std::string& c : p.claims) seen = seen || unseen.count(c) > 0;
+      if (seen) {
+        prepared[i] = Importer::Prepared();
+        imp.Prepare(groups[i], now, &prepared[i]);
+      }
+    }
+  }
   const absl::Time prepared_at = absl::Now();
   // Merge in file order, under the application sequences' locks.
   std::set<std::string> regions;
@@ -1622,30 +1656,41 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
                            ", skipped ", t.skipped - totals_.skipped);
   batch.AppendAudit(std::move(a));
   batch.CoalesceCounters();
-  batch.SortByKey();
+  batch.set_bulk_load(imp.options_.bulk_load);
   const absl::Time merged_at = absl::Now();
-  RETURN_IF_ERROR(imp.ctx_.engine->Commit(std::move(batch)).status());
   // Where a batch's time goes (validation and encryption on the worker
-  // threads, the merge, the durable commit).
+  // threads, waiting for the previous batch's commit, the merge, the
+  // durable commit).
   common::MetricsRegistry& m = common::Metrics();
-  constexpr char kHelp[] = "Import batch phases, seconds.";
+  static constexpr char kHelp[] = "Import batch phases, seconds.";
   static const std::vector<double> kBuckets = {0.01, 0.05, 0.1, 0.25, 0.5,
                                                1,    2.5,  5,   10};
-  m.GetHistogram("ssc_import_batch_seconds", kHelp, {{"phase", "parse"}},
-                 kBuckets)
-      ->Observe(absl::ToDoubleSeconds(parsed_at - phase_start));
-  m.GetHistogram("ssc_import_batch_seconds", kHelp, {{"phase", "prepare"}},
-                 kBuckets)
-      ->Observe(absl::ToDoubleSeconds(prepared_at - parsed_at));
-  m.GetHistogram("ssc_import_batch_seconds", kHelp, {{"phase", "merge"}},
-                 kBuckets)
-      ->Observe(absl::ToDoubleSeconds(merged_at - prepared_at));
-  m.GetHistogram("ssc_import_batch_seconds", kHelp, {{"phase", "commit"}},
-                 kBuckets)
-      ->Observe(absl::ToDoubleSeconds(absl::Now() - merged_at));
-  totals_ = t;
+  auto observe = [&m](const char* phase, absl::Duration d) {
+    m.GetHistogram("ssc_import_batch_seconds", kHelp, {{"phase", phase}},
+                   kBuckets)
+        ->Observe(absl::ToDoubleSeconds(d));
+  };
+  observe("parse", parsed_at - phase_start);
+  observe("prepare", waited_from - parsed_at);
+  observe("wait", prepared_at - waited_from);
+  observe("merge", merged_at - prepared_at);
+  // Committed in the background while the next batch is prepared; the
+  // application sequences stay locked until it is durable.
+  InFlight f;
   result.totals = t;
-  out->push_back(std::move(result));
+  f.result = std::move(result);
+  f.claims = std::move(claimed);
+  storage::Engine* engine = imp.ctx_.engine;
+  f.done = std::async(std::launch::async,
+                      [engine, observe, ws = std::move(batch),
+                       held = std::move(guard)]() mutable -> absl::Status {
+                        storage::KeyLocks::Guard locks = std::move(held);
+                        const absl::Time start = absl::Now();
+                        absl::Status s = engine->Commit(std::move(ws)).status();
+                        observe("commit", absl::Now() - start);
+                        return s;
+                      });
+  in_flight_ = std::move(f);
   return absl::OkStatus();
 }
 

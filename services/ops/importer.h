@@ -34,8 +34,10 @@
 // at a time (a second Begin gets ABORTED); a session is used by one thread.
 
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -58,6 +60,9 @@ struct ImportOptions {
   int threads = 2;
   // As CardLogicOptions::temp_loss_duration: a TEMP_LOST card's expiry.
   absl::Duration temp_loss_duration = absl::Hours(24 * 7);
+  // Batches are added to the store as table files (storage::WriteSet::
+  // set_bulk_load) rather than through the write-ahead log.
+  bool bulk_load = true;
 };
 
 struct RejectedRow {
@@ -83,6 +88,9 @@ struct BatchResult {
 class Importer;
 
 // One run of one import. Feed lines in file order with Add, then Finish.
+// A batch is committed in the background while the next one is prepared,
+// so a batch's result arrives with the next Add that fills a batch (or
+// with Finish). Not thread-safe: one caller at a time.
 class ImportSession {
  public:
   ~ImportSession();
@@ -110,9 +118,20 @@ class ImportSession {
   ImportSession(Importer* importer, common::Caller caller,
                 std::string import_id, ssc::v1::ImportFormat format,
                 std::vector<std::string> csv_columns, ImportTotals totals);
-  // Prepares and commits the pending lines; with `final`, all of them
-  // (else the last person's rows wait for the next batch).
+  // Prepares the pending lines and starts their commit; with `final`, all
+  // of them (else the last person's rows wait for the next batch).
   absl::Status Flush(bool final, std::vector<BatchResult>* out);
+  // Waits for the batch being committed, if any, and appends its result.
+  absl::Status AwaitCommit(std::vector<BatchResult>* out);
+
+  // The batch being committed in the background.
+  struct InFlight {
+    std::future<absl::Status> done;
+    BatchResult result;
+    // Persons, card numbers, identification codes and application ids it
+    // writes: the next batch was prepared without seeing them.
+    std::set<std::string> claims;
+  };
 
   Importer* importer_;
   common::Caller caller_;
@@ -122,6 +141,7 @@ class ImportSession {
   ImportTotals totals_;
   uint64_t last_line_ = 0;
   std::vector<Line> pending_;
+  std::optional<InFlight> in_flight_;
 };
 
 class Importer {

@@ -64,6 +64,9 @@ struct TestStore {
     o.path = path;
     o.clock = clock;
     o.sync = sync;
+    // Every import batch as table files, however small (production: 4096
+    // writes and more), so that the tests go through that path.
+    o.bulk_load_min_writes = 1;
     o.block_cache_bytes = 16 << 20;
     auto e = storage::OpenRocksDbEngine(o);
     EXPECT_TRUE(e.ok()) << e.status();
