@@ -12,6 +12,7 @@
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/backup_engine.h>
 #include <rocksdb/write_batch.h>
+#include <rocksdb/write_buffer_manager.h>
 
 #include <algorithm>
 #include <atomic>
@@ -296,6 +297,13 @@ class RocksDbEngine final : public Engine {
     return s;
   }
 
+  absl::Status CompactTable(Table t) override {
+    RETURN_IF_ERROR(CheckTable(t));
+    rocksdb::CompactRangeOptions co;
+    co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+    return FromRocksDb(db_->CompactRange(co, cf(t), nullptr, nullptr));
+  }
+
   absl::Status CompactAll() {
     rocksdb::CompactRangeOptions co;
     co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
@@ -437,7 +445,6 @@ absl::Status RocksDbEngine::Open() {
   // Fourteen column families share one WAL; cap it so that rarely written
   // families get flushed and old WAL files can be deleted.
   dbo.max_total_wal_size = 512 << 20;
-  dbo.db_write_buffer_size = 512 << 20;
   dbo.keep_log_file_num = 10;
   // Tickers for monitoring (WAL syncs, stalls); no per-operation timers.
   statistics_ = rocksdb::CreateDBStatistics();
@@ -446,6 +453,11 @@ absl::Status RocksDbEngine::Open() {
 
   std::shared_ptr<rocksdb::Cache> cache =
       rocksdb::NewLRUCache(options_.block_cache_bytes);
+  // Memtables of all tables share one budget, charged to the block cache:
+  // memory stays flat in the data size (bulk payouts and imports write
+  // gigabytes through a few hundred megabytes).
+  dbo.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(
+      std::min(options_.memtable_bytes, options_.block_cache_bytes / 2), cache);
   auto merge_op = std::make_shared<Int64AddOperator>();
   std::vector<rocksdb::CompressionType> supported =
       rocksdb::GetSupportedCompressions();

@@ -26,7 +26,11 @@ struct RocksDbOptions {
   bool sync = true;
   // Upper bound of write sets merged into one durable write.
   size_t max_group = 1024;
+  // The store's memory: the block cache, which also accounts for the
+  // memtables (their share is memtable_bytes, across all tables), so that
+  // the process stays within about this much whatever the data size.
   size_t block_cache_bytes = 256 << 20;
+  size_t memtable_bytes = 128 << 20;
   // A write set marked WriteSet::set_bulk_load with at least this many
   // writes (puts, deletes, counter deltas, event and audit records) is
   // added as table files; smaller ones go through the WAL (cheaper there).

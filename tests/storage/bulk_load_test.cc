@@ -265,3 +265,36 @@ TEST(BulkLoadTest, SmallSetsAndUnmarkedSetsGoThroughTheLog) {
 
 }  // namespace
 }  // namespace ssc::storage
+
+namespace ssc::storage {
+namespace {
+
+TEST(BulkLoadTest, CompactingTheCountersKeepsTheirSums) {
+  TempDir dir;
+  ManualClock clock;
+  auto engine = OpenOrDie(dir.path(), &clock, BulkAlways());
+  ASSERT_NE(engine, nullptr);
+  for (int batch = 0; batch < 6; ++batch) {
+    WriteSet ws;
+    for (int k = 0; k < 40; ++k) {
+      ws.AddCounter(Table::kCounters, absl::StrCat("k", k), batch + k);
+    }
+    ws.set_bulk_load(true);
+    ASSERT_TRUE(engine->Commit(std::move(ws)).ok());
+  }
+  ASSERT_TRUE(engine->CompactTable(Table::kCounters).ok());
+  for (int k = 0; k < 40; ++k) {
+    // sum over batches 0..5 of (batch + k)
+    EXPECT_EQ(*engine->GetCounter(Table::kCounters, absl::StrCat("k", k)),
+              15 + 6 * k);
+  }
+  WriteSet more;
+  more.AddCounter(Table::kCounters, "k0", -15);
+  ASSERT_TRUE(engine->Commit(std::move(more)).ok());
+  EXPECT_EQ(*engine->GetCounter(Table::kCounters, "k0"), 0);
+  EXPECT_EQ(engine->CompactTable(static_cast<Table>(kTableCount)).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace ssc::storage
