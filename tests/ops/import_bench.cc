@@ -24,8 +24,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "services/common/metrics.h"
 #include "services/ops/importer.h"
 #include "storage/engine.h"
 #include "storage/rocksdb_engine.h"
@@ -137,6 +140,14 @@ int main(int argc, char** argv) {
         threads);
   }
 
+  // Where the batches' time went (sums over all batches, seconds).
+  for (const absl::string_view line :
+       absl::StrSplit(ssc::common::Metrics().Render(), '\n')) {
+    if (absl::StartsWith(line, "ssc_import_batch_seconds_sum")) {
+      std::printf("  %.*s\n", static_cast<int>(line.size()), line.data());
+    }
+  }
+  std::fflush(stdout);
   if (!raw) return 0;
   // Raw RocksDB: the same bytes, batched the same way. The imported store
   // is read back through the engine (its counters through the merge
