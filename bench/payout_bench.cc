@@ -3,21 +3,34 @@
 // write set per chunk), sealed, submitted, approved and executed against an
 // ssc-banksim (BankSim with its own RocksDB, served over loopback gRPC and
 // called through the production GrpcBankGateway). Prints items/s per phase
-// and end to end, next to raw synced batched writes of the same number of
-// bytes through the same engine, and the peak RSS.
+// and end to end, the writes and reads per item of each phase, raw synced
+// batched writes of the same bytes through the same engine measured in the
+// same run (and the ratio), and the peak RSS of the payout phases (VmHWM
+// reset after the setup) and of the whole process.
 //
 //   payout_bench [--items 1000000] [--chunk 5000] [--pipeline 1] [--dir /tmp/x]
+//                [--bank-bin path/to/ssc-banksim]
+//
+// With --bank-bin the bank simulator runs as its own process (as in
+// production) and the RSS printed is the server's alone; its store's writes
+// are then not counted (nor in the raw baseline's bytes).
 
 #include <grpcpp/grpcpp.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -97,6 +110,160 @@ class RssSampler {
   std::thread thread_;
 };
 
+// Peak resident set (VmHWM) in MB, 0 if unknown. Reset by ResetPeakRss.
+long PeakRssSinceResetMb() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return 0;
+  char line[256];
+  long kb = 0;
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    if (std::sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
+  }
+  std::fclose(f);
+  return kb / 1024;
+}
+// Resets VmHWM to the current RSS (Linux >= 4.0); false if not possible.
+bool ResetPeakRss() {
+  FILE* f = std::fopen("/proc/self/clear_refs", "w");
+  if (f == nullptr) return false;
+  const bool ok = std::fputs("5", f) >= 0;
+  return std::fclose(f) == 0 && ok;
+}
+
+// Counts what the payout asks of a store: writes (puts, deletes, counter
+// merges) and their bytes, commits, point reads. Forwards everything.
+class CountingEngine : public ssc::storage::Engine {
+ public:
+  struct Counts {
+    uint64_t commits = 0, puts = 0, deletes = 0, merges = 0, bytes = 0,
+             gets = 0;
+  };
+  explicit CountingEngine(ssc::storage::Engine* inner) : inner_(inner) {}
+  Counts Take() {
+    std::lock_guard<std::mutex> l(mu_);
+    Counts c = counts_;
+    counts_ = Counts();
+    return c;
+  }
+  absl::StatusOr<std::optional<std::string>> Get(
+      ssc::storage::Table t, std::string_view key) override {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      ++counts_.gets;
+    }
+    return inner_->Get(t, key);
+  }
+  absl::Status Scan(ssc::storage::Table t, std::string_view lower,
+                    std::string_view upper, const ScanFn& fn,
+                    bool reverse) override {
+    return inner_->Scan(t, lower, upper, fn, reverse);
+  }
+  absl::StatusOr<int64_t> GetCounter(ssc::storage::Table t,
+                                     std::string_view key) override {
+    return inner_->GetCounter(t, key);
+  }
+  absl::StatusOr<ssc::storage::CommitResult> Commit(
+      ssc::storage::WriteSet ws) override {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      ++counts_.commits;
+      for (const auto& op : ws.ops()) {
+        counts_.bytes += op.key.size() + op.value.size();
+        switch (op.type) {
+          case ssc::storage::WriteSet::OpType::kPut:
+            ++counts_.puts;
+            break;
+          case ssc::storage::WriteSet::OpType::kDelete:
+            ++counts_.deletes;
+            break;
+          case ssc::storage::WriteSet::OpType::kAdd:
+            ++counts_.merges;
+            break;
+        }
+      }
+    }
+    return inner_->Commit(std::move(ws));
+  }
+  absl::StatusOr<std::vector<ssc::storage::StoredEvent>> ReadEvents(
+      uint64_t from, size_t limit) override {
+    return inner_->ReadEvents(from, limit);
+  }
+  absl::StatusOr<std::vector<ssc::storage::StoredEvent>> ReadEntityEvents(
+      std::string_view entity_type, std::string_view entity_id, uint64_t from,
+      size_t limit) override {
+    return inner_->ReadEntityEvents(entity_type, entity_id, from, limit);
+  }
+  ssc::storage::EngineStats Stats() override { return inner_->Stats(); }
+  absl::Status Flush() override { return inner_->Flush(); }
+  std::map<std::string, std::string> Properties() override {
+    return inner_->Properties();
+  }
+
+ private:
+  ssc::storage::Engine* inner_;
+  std::mutex mu_;
+  Counts counts_;
+};
+
+void PrintCounts(const char* phase, const CountingEngine::Counts& c,
+                 int64_t items) {
+  const double n = static_cast<double>(std::max<int64_t>(1, items));
+  std::printf(
+      "  %-22s per item: %.2f puts %.2f deletes %.2f merges %.0f B, %.2f "
+      "gets; %llu commits\n",
+      phase, c.puts / n, c.deletes / n, c.merges / n, c.bytes / n, c.gets / n,
+      static_cast<unsigned long long>(c.commits));
+}
+
+// The ssc-banksim binary as a child process on a loopback port (plain
+// text), stopped with SIGTERM when the object goes.
+class BankProcess {
+ public:
+  ~BankProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  // Returns the port it listens on; exits the bench on failure.
+  int Start(const std::string& bin, const std::string& data_dir) {
+    int fds[2];
+    if (::pipe(fds) != 0) Die(absl::InternalError("pipe"), "bank process");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(fds[1], 1);
+      ::close(fds[0]);
+      ::close(fds[1]);
+      ::execl(bin.c_str(), bin.c_str(), "--data-dir", data_dir.c_str(),
+              "--listen", "127.0.0.1:0", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(fds[1]);
+    FILE* out = ::fdopen(fds[0], "r");
+    char line[256];
+    int port = 0;
+    while (out != nullptr && std::fgets(line, sizeof(line), out) != nullptr) {
+      if (std::sscanf(line, "listening on %d", &port) == 1) break;
+    }
+    if (port == 0) Die(absl::UnavailableError(bin), "bank process start");
+    return port;
+  }
+  long PeakRssMb() const {
+    FILE* f = std::fopen(absl::StrFormat("/proc/%d/status", pid_).c_str(), "r");
+    if (f == nullptr) return 0;
+    char line[256];
+    long kb = 0;
+    while (std::fgets(line, sizeof(line), f) != nullptr) {
+      if (std::sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
+    }
+    std::fclose(f);
+    return kb / 1024;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
 uint64_t DirBytes(const std::string& dir) {
   uint64_t n = 0;
   std::error_code ec;
@@ -113,6 +280,7 @@ int main(int argc, char** argv) {
   int chunk = 5000;
   bool pipeline = true;
   std::string dir;
+  std::string bank_bin;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--items")
@@ -123,6 +291,8 @@ int main(int argc, char** argv) {
       pipeline = std::atoi(argv[i + 1]) != 0;
     else if (a == "--dir")
       dir = argv[i + 1];
+    else if (a == "--bank-bin")
+      bank_bin = argv[i + 1];
   }
   if (dir.empty()) {
     std::string tmpl = "/tmp/payout_bench_XXXXXX";
@@ -139,26 +309,40 @@ int main(int argc, char** argv) {
   bo.block_cache_bytes = 16 << 20;
   auto bank_engine = storage::OpenRocksDbEngine(bo);
   Die(bank_engine.status(), "open bank store");
+  // Both stores are counted: writes and reads per item per phase.
+  CountingEngine ssc_store(engine->get());
+  CountingEngine bank_store(bank_engine->get());
   auto cipher = storage::PiiCipher::ForTesting("bench");
   storage::KeyLocks locks;
-  storage::Idempotency idem(engine->get(), storage::SystemClock::Get());
-  common::StoreContext ctx{engine->get(), &locks, &idem, cipher.get(),
+  storage::Idempotency idem(&ssc_store, storage::SystemClock::Get());
+  common::StoreContext ctx{&ssc_store, &locks, &idem, cipher.get(),
                            storage::SystemClock::Get()};
   card::RegionTable regions = card::RegionTable::Default();
   card::CardLogic cards(ctx, &regions);
 
   // The bank simulator over loopback gRPC.
-  auto sim = banksim::BankSim::Create(bank_engine->get(),
-                                      storage::SystemClock::Get(), {});
-  Die(sim.status(), "bank sim");
-  banksim::BankGatewayService bank_service(sim->get());
-  grpc::ServerBuilder builder;
+  // In this process, or (--bank-bin) the ssc-banksim binary as a child
+  // process: then this process's RSS is the server's alone.
+  std::unique_ptr<banksim::BankSim> sim;
+  std::unique_ptr<banksim::BankGatewayService> bank_service;
+  std::unique_ptr<grpc::Server> bank_server;
   int bank_port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                           &bank_port);
-  builder.SetMaxReceiveMessageSize(64 << 20);
-  builder.RegisterService(&bank_service);
-  auto bank_server = builder.BuildAndStart();
+  BankProcess bank_process;
+  if (bank_bin.empty()) {
+    auto created =
+        banksim::BankSim::Create(&bank_store, storage::SystemClock::Get(), {});
+    Die(created.status(), "bank sim");
+    sim = std::move(*created);
+    bank_service = std::make_unique<banksim::BankGatewayService>(sim.get());
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &bank_port);
+    builder.SetMaxReceiveMessageSize(64 << 20);
+    builder.RegisterService(bank_service.get());
+    bank_server = builder.BuildAndStart();
+  } else {
+    bank_port = bank_process.Start(bank_bin, dir + "/bank-process");
+  }
   payout::GrpcBankGatewayOptions go;
   go.address = absl::StrFormat("127.0.0.1:%d", bank_port);
   auto gateway = payout::GrpcBankGateway::Create(go);
@@ -191,7 +375,14 @@ int main(int argc, char** argv) {
               Since(t0));
   const uint64_t bytes_before = DirBytes(dir + "/ssc");
   const long rss_after_setup = CurrentRssMb();
+  const long setup_peak = PeakRssMb();
+  // The peak of the payout alone: VmHWM reset to the current RSS after the
+  // setup (which issues N cards with 64 writers and may set the process's
+  // high-water mark); the sampler is the fallback.
+  const bool hwm_reset = ResetPeakRss();
   auto sampler = std::make_unique<RssSampler>();
+  ssc_store.Take();
+  bank_store.Take();
 
   payout::PayoutOptions po;
   po.bank_chunk = chunk;
@@ -229,23 +420,51 @@ int main(int argc, char** argv) {
   Die(batch.status(), "create batch");
   const std::string id = batch->batch().batch_id();
 
-  // Upload (validation overlapped: each chunk is validated as it arrives).
+  // Upload as the UploadItems stream does it: chunk i is stored while chunk
+  // i+1 is validated (PrepareUpload takes no lock).
   const auto t_all = Clock::now();
   auto t = Clock::now();
   const double cpu0 = CpuSeconds();
-  for (int64_t start = 0; start < items; start += chunk) {
-    google::protobuf::RepeatedPtrField<v1::PayoutItemInput> f;
+  auto make_chunk = [&](int64_t start) {
+    auto f = std::make_unique<
+        google::protobuf::RepeatedPtrField<v1::PayoutItemInput>>();
     for (int64_t n = start; n < std::min<int64_t>(items, start + chunk); ++n) {
-      v1::PayoutItemInput* i = f.Add();
+      v1::PayoutItemInput* i = f->Add();
       i->set_item_id(absl::StrFormat("it%09d", n));
       i->set_id_number(bench::SyntheticIdNumber(n));
       i->set_name(absl::StrFormat("居民%d", n));
       i->set_amount_fen(1000 + n % 9000);
     }
-    Die(logic.UploadChunk(maker, id, "upload", f).status(), "upload");
+    return f;
+  };
+  {
+    auto cur_items = make_chunk(0);
+    auto cur = logic.PrepareUpload(maker, id, "upload", *cur_items);
+    Die(cur.status(), "prepare upload");
+    for (int64_t start = chunk; true; start += chunk) {
+      const bool more = start < items;
+      std::unique_ptr<google::protobuf::RepeatedPtrField<v1::PayoutItemInput>>
+          next_items;
+      absl::StatusOr<std::shared_ptr<payout::PayoutLogic::PreparedUpload>>
+          next = absl::InternalError("none");
+      std::thread preparer;
+      if (more) {
+        preparer = std::thread([&] {
+          next_items = make_chunk(start);
+          next = logic.PrepareUpload(maker, id, "upload", *next_items);
+        });
+      }
+      Die(logic.CommitUpload(**cur).status(), "upload");
+      if (preparer.joinable()) preparer.join();
+      if (!more) break;
+      Die(next.status(), "prepare upload");
+      cur = std::move(next);
+      cur_items = std::move(next_items);
+    }
   }
   const double upload_s = Since(t);
   const double upload_cpu = CpuSeconds() - cpu0;
+  const CountingEngine::Counts upload_counts = ssc_store.Take();
 
   t = Clock::now();
   v1::SealBatchRequest sr;
@@ -262,6 +481,7 @@ int main(int argc, char** argv) {
   auto approved = logic.ApproveBatch(checker, ar);
   Die(approved.status(), "approve");
   const double approve_s = Since(t);
+  const CountingEngine::Counts approve_counts = ssc_store.Take();
   if (approved->batch().totals().valid_count() != items) {
     std::fprintf(
         stderr, "payout_bench: only %lld valid items\n",
@@ -282,21 +502,33 @@ int main(int argc, char** argv) {
   const double exec_s = Since(t);
   const double exec_cpu = CpuSeconds() - cpu1;
   const double all_s = Since(t_all);
+  const CountingEngine::Counts exec_counts = ssc_store.Take();
+  const CountingEngine::Counts bank_counts = bank_store.Take();
   const long payout_rss = sampler->Finish();
+  const long payout_hwm = hwm_reset ? PeakRssSinceResetMb() : 0;
   v1::GetBatchRequest g;
   g.set_batch_id(id);
   auto done = logic.GetBatch(maker, g);
   Die(done.status(), "get batch");
   const uint64_t payout_bytes = DirBytes(dir + "/ssc") - bytes_before;
 
-  // Baseline: raw synced batched writes of the same bytes (one put per item
-  // per written phase: upload, SENT, result), same engine, same chunking.
+  // Baseline: raw synced batched writes of the same bytes as the payout
+  // wrote (both stores, every phase, keys and values), through the same
+  // engine: 3 passes (upload, claim, result) of one put per item, one
+  // commit per chunk.
+  const uint64_t payout_write_bytes = upload_counts.bytes +
+                                      approve_counts.bytes + exec_counts.bytes +
+                                      bank_counts.bytes;
+  const int64_t key_bytes = 14;  // "0/it000000001"
+  const int64_t value_bytes = std::max<int64_t>(
+      16, static_cast<int64_t>(payout_write_bytes /
+                               (3 * std::max<int64_t>(1, items))) -
+              key_bytes);
   storage::RocksDbOptions ro;
   ro.path = dir + "/raw";
   ro.block_cache_bytes = 16 << 20;
   auto raw = storage::OpenRocksDbEngine(ro);
   Die(raw.status(), "open raw");
-  const int64_t value_bytes = 300;  // about one encrypted item record
   const std::string value(value_bytes, 'x');
   t = Clock::now();
   for (int phase = 0; phase < 3; ++phase) {
@@ -317,22 +549,47 @@ int main(int argc, char** argv) {
       static_cast<long long>(done->batch().totals().paid_count()), chunk);
   std::printf("upload+validate: %8.2f s  %10.0f items/s  (cpu %.2f s)\n",
               upload_s, items / upload_s, upload_cpu);
-  std::printf("seal+approve:    %8.2f s\n", approve_s);
+  std::printf("seal+approve:    %8.2f s  %10.0f items/s\n", approve_s,
+              items / std::max(approve_s, 1e-6));
   std::printf(
       "execute:         %8.2f s  %10.0f items/s  (cpu %.2f s, incl. bank)\n",
       exec_s, items / exec_s, exec_cpu);
   std::printf("end to end:      %8.2f s  %10.0f items/s\n", all_s,
               items / all_s);
   std::printf(
-      "raw synced batched writes (3 x %lld x %lld B): %.2f s  %.0f items/s\n",
-      static_cast<long long>(items), static_cast<long long>(value_bytes), raw_s,
-      items / raw_s);
+      "raw synced batched writes of the same bytes (3 x %lld puts of %lld B "
+      "= %.1f MB): %.2f s  %.0f items/s\n",
+      static_cast<long long>(items), static_cast<long long>(value_bytes),
+      payout_write_bytes / 1e6, raw_s, items / raw_s);
+  std::printf("end to end / raw: %.2f\n", all_s / raw_s);
+  std::printf("store writes and reads:\n");
+  PrintCounts("upload+validate (ssc)", upload_counts, items);
+  PrintCounts("seal+approve (ssc)", approve_counts, items);
+  PrintCounts("execute (ssc)", exec_counts, items);
+  PrintCounts("execute (bank)", bank_counts, items);
   std::printf("store growth during payout: %.1f MB\n", payout_bytes / 1e6);
-  std::printf(
-      "RSS: %ld MB after card setup, max %ld MB sampled during the payout "
-      "phases; peak of the whole process %ld MB\n",
-      rss_after_setup, payout_rss, PeakRssMb());
-  bank_server->Shutdown();
+  std::printf("RSS: %ld MB after card setup (setup peak %ld MB)\n",
+              rss_after_setup, setup_peak);
+  if (hwm_reset) {
+    std::printf(
+        "peak RSS of the payout phases: %ld MB (VmHWM, reset after the "
+        "setup through /proc/self/clear_refs)\n",
+        payout_hwm);
+  } else {
+    std::printf(
+        "peak RSS of the payout phases: %ld MB (VmRSS sampled every 50 ms; "
+        "VmHWM could not be reset)\n",
+        payout_rss);
+  }
+  std::printf("peak RSS of the whole process (incl. setup): %ld MB%s\n",
+              std::max(setup_peak, PeakRssMb()),
+              bank_bin.empty() ? " (the bank simulator runs in it)"
+                               : " (the bank simulator is a child process)");
+  if (!bank_bin.empty()) {
+    std::printf("peak RSS of the ssc-banksim process: %ld MB\n",
+                bank_process.PeakRssMb());
+  }
+  if (bank_server) bank_server->Shutdown();
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
   return 0;

@@ -163,7 +163,8 @@ absl::Status PayoutLogic::Impl::RunDue(PayoutLogic& self, int max_attempts,
 }
 
 // The next chunk of unresolved items from `p->cursor`, with entitlements
-// claimed and the items durably SENT before anything is sent. Sets
+// claimed and the chunk durably recorded as at the bank (an InFlightChunk
+// marker) before anything is sent. Sets
 // p->stop when the batch is no longer executing (or the executor stops) and
 // leaves p->work empty with p->exhausted when no item is left.
 absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
@@ -183,6 +184,10 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
   const std::string& period = batch->period();
   const std::string upper = storage::PrefixSuccessor(in::ItemPrefix(batch_id));
 
+  // Chunks already at the bank (after a restart: maybe sent).
+  ASSIGN_OR_RETURN(in::InFlightRanges in_flight,
+                   in::InFlightRanges::Load(engine, batch_id));
+
   // 1. The next chunk of unresolved items.
   std::string last_key;
   absl::Status inner;
@@ -199,8 +204,11 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
             rec->status() == ssc::v1::ITEM_STATUS_SENT) {
           Work w;
           w.key = std::string(key);
-          w.recovered = rec->status() == ssc::v1::ITEM_STATUS_SENT;
+          // SENT: written per item by earlier versions.
+          w.recovered = rec->status() == ssc::v1::ITEM_STATUS_SENT ||
+                        in_flight.Contains(key);
           w.rec = std::move(*rec);
+          w.rec.set_instruction_id(InstructionId(batch_id, w.rec.seq()));
           p->work.push_back(std::move(w));
         }
         return static_cast<int>(p->work.size()) < self.options_.bank_chunk;
@@ -213,12 +221,17 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
   p->next_cursor = last_key;
   p->next_cursor.push_back('\0');
 
-  // 2. Claim entitlements and mark SENT, durably, before anything is sent.
+  // 2. Claim entitlements and record the chunk as at the bank, durably and
+  // in one write, before anything is sent. The items keep their record
+  // (VALID) until their result arrives: the in-flight marker stands for a
+  // SENT write per item.
   {
     storage::WriteSet ws;
     int64_t sent_n = 0, sent_amt = 0, dup_n = 0, dup_amt = 0;
     std::vector<Work> kept;
     kept.reserve(p->work.size());
+    // Claims of this chunk (the items of a batch have distinct persons;
+    // this keeps it safe if they did not).
     std::unordered_map<std::string, std::string> claimed;
     for (Work& w : p->work) {
       if (w.recovered) {
@@ -238,16 +251,23 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
         if (!e.ParseFromString(*ent))
           return absl::DataLossError("entitlement corrupt");
         if (e.batch_id() != batch_id || e.item_id() != w.rec.item_id()) {
+          ASSIGN_OR_RETURN(bool paid, EntitlementPaid(self, e));
           w.rec.set_status(ssc::v1::ITEM_STATUS_REJECTED);
           w.rec.set_reason(ssc::v1::ITEM_REASON_DUPLICATE_ENTITLEMENT);
+          w.rec.clear_instruction_id();
           w.rec.set_reason_detail(
-              absl::StrCat(e.paid() ? "already paid" : "being paid",
-                           " in batch ", e.batch_id(), " item ", e.item_id()));
+              absl::StrCat(paid ? "already paid" : "being paid", " in batch ",
+                           e.batch_id(), " item ", e.item_id()));
           ws.Put(Table::kPayoutItems, w.key, w.rec.SerializeAsString());
           ++dup_n;
           dup_amt += w.rec.amount_fen();
           continue;
         }
+        // Claimed by this very item, yet in no in-flight chunk: not
+        // expected, but it may have been sent: ask the bank first.
+        w.recovered = true;
+        kept.push_back(std::move(w));
+        continue;
       }
       EntitlementRecord e;
       e.set_batch_id(batch_id);
@@ -255,12 +275,17 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
       std::string claim = e.SerializeAsString();
       claimed.emplace(ek, claim);
       ws.Put(Table::kPayouts, ek, std::move(claim));
-      w.rec.set_status(ssc::v1::ITEM_STATUS_SENT);
-      w.rec.set_instruction_id(InstructionId(batch_id, w.rec.seq()));
-      ws.Put(Table::kPayoutItems, w.key, w.rec.SerializeAsString());
       ++sent_n;
       sent_amt += w.rec.amount_fen();
       kept.push_back(std::move(w));
+    }
+    if (sent_n > 0) {
+      store::InFlightChunk c;
+      c.set_first_key(kept.front().key);
+      c.set_last_key(kept.back().key);
+      c.set_items(static_cast<int64_t>(kept.size()));
+      p->marker = in::InFlightKey(batch_id, kept.front().key);
+      ws.Put(Table::kPayouts, p->marker, c.SerializeAsString());
     }
     if (!ws.empty()) {
       in::AddTotals(ws, batch_id, in::Field::kSent, sent_n, sent_amt);
@@ -278,14 +303,29 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
   return absl::OkStatus();
 }
 
+absl::StatusOr<bool> PayoutLogic::Impl::EntitlementPaid(
+    PayoutLogic& self, const EntitlementRecord& e) {
+  // Earlier versions marked the entitlement itself when paid.
+  if (e.paid()) return true;
+  ASSIGN_OR_RETURN(
+      std::optional<std::string> bytes,
+      self.ctx_.engine->Get(Table::kPayoutItems,
+                            in::ItemKey(e.batch_id(), e.item_id())));
+  if (!bytes.has_value()) {
+    return absl::DataLossError(absl::StrCat("the item ", e.batch_id(), "/",
+                                            e.item_id(),
+                                            " of an entitlement is missing"));
+  }
+  ASSIGN_OR_RETURN(ItemRecord item, in::ParseItem(*bytes));
+  return item.status() == ssc::v1::ITEM_STATUS_PAID;
+}
+
 // Sends (or asks about) the items of a prepared chunk until every one has a
 // result; *finished is false when execution stopped first (paused, stopping,
 // or blocked after `max_attempts` failed calls): the items stay SENT.
-absl::Status PayoutLogic::Impl::SendChunk(PayoutLogic& self,
-                                          const std::string& batch_id,
-                                          std::vector<Work> work,
-                                          int max_attempts, bool* finished,
-                                          bool* clean) {
+absl::Status PayoutLogic::Impl::SendChunk(
+    PayoutLogic& self, const std::string& batch_id, std::vector<Work> work,
+    const std::string& marker, int max_attempts, bool* finished, bool* clean) {
   storage::Engine* engine = self.ctx_.engine;
   const storage::PiiCipher& cipher = *self.ctx_.cipher;
   *finished = false;
@@ -368,10 +408,14 @@ absl::Status PayoutLogic::Impl::SendChunk(PayoutLogic& self,
       }
     }
 
-    // Apply what came back, in one write.
+    // Apply what came back, in one write: the item records (status,
+    // instruction id, bank reference), a failed item's entitlement freed,
+    // the counters and the report's figures summed per township (a PAID
+    // item's entitlement stays as claimed: paid is read from the item).
     if (!results.empty()) {
       storage::WriteSet ws;
       int64_t paid_n = 0, paid_amt = 0, failed_n = 0, failed_amt = 0;
+      std::map<std::string, std::pair<int64_t, int64_t>> paid_by_region;
       std::vector<Work> rest;
       for (Work& w : work) {
         auto it = results.find(w.rec.instruction_id());
@@ -380,8 +424,6 @@ absl::Status PayoutLogic::Impl::SendChunk(PayoutLogic& self,
           continue;
         }
         const bank::v1::InstructionResult& r = it->second;
-        const std::string ek =
-            in::EntitlementKey(code, period, w.rec.person_key());
         if (r.status() == bank::v1::INSTRUCTION_STATUS_CREDITED) {
           w.rec.set_status(ssc::v1::ITEM_STATUS_PAID);
           w.rec.set_bank_reference(r.bank_reference());
@@ -389,19 +431,12 @@ absl::Status PayoutLogic::Impl::SendChunk(PayoutLogic& self,
               r.has_booked_at()
                   ? absl::ToUnixMicros(in::FromProto(r.booked_at()))
                   : absl::ToUnixMicros(self.ctx_.clock->Now()));
-          EntitlementRecord e;
-          e.set_batch_id(batch_id);
-          e.set_item_id(w.rec.item_id());
-          e.set_paid(true);
-          ws.Put(Table::kPayouts, ek, e.SerializeAsString());
-          // The report's paid amounts and persons per programme and period,
-          // in the same write (items from before regions were recorded
-          // count for the county).
-          RETURN_IF_ERROR(report::RecordPayout(
-              ws, code, period,
-              w.rec.region_code().empty() ? self.cards_->options().county_code
-                                          : w.rec.region_code(),
-              w.rec.amount_fen(), 1));
+          // Items from before regions were recorded count for the county.
+          auto& region = paid_by_region[w.rec.region_code().empty()
+                                            ? self.cards_->options().county_code
+                                            : w.rec.region_code()];
+          region.first += w.rec.amount_fen();
+          ++region.second;
           ++paid_n;
           paid_amt += w.rec.amount_fen();
         } else {
@@ -411,11 +446,21 @@ absl::Status PayoutLogic::Impl::SendChunk(PayoutLogic& self,
               r.message().empty()
                   ? std::string(bank::v1::RejectReason_Name(r.reject_reason()))
                   : r.message());
-          ws.Delete(Table::kPayouts, ek);
+          ws.Delete(Table::kPayouts,
+                    in::EntitlementKey(code, period, w.rec.person_key()));
           ++failed_n;
           failed_amt += w.rec.amount_fen();
         }
         ws.Put(Table::kPayoutItems, w.key, w.rec.SerializeAsString());
+      }
+      // The report's paid amounts and persons per programme and period, in
+      // the same write.
+      for (const auto& [region, totals] : paid_by_region) {
+        RETURN_IF_ERROR(report::RecordPayout(ws, code, period, region,
+                                             totals.first, totals.second));
+      }
+      if (rest.empty() && !marker.empty()) {
+        ws.Delete(Table::kPayouts, marker);  // the chunk is done
       }
       in::AddTotals(ws, batch_id, in::Field::kPaid, paid_n, paid_amt);
       in::AddTotals(ws, batch_id, in::Field::kFailed, failed_n, failed_amt);
@@ -499,6 +544,13 @@ absl::Status PayoutLogic::Impl::ExecuteBatch(PayoutLogic& self,
       ws.Put(Table::kPayouts, in::BatchKey(batch_id),
              done->SerializeAsString());
       ws.Delete(Table::kPayouts, in::ActiveKey(batch_id));
+      // Markers of chunks re-prepared after a restart (every item of the
+      // batch has its result now).
+      ASSIGN_OR_RETURN(in::InFlightRanges in_flight,
+                       in::InFlightRanges::Load(engine, batch_id));
+      for (const std::string& k : in_flight.marker_keys()) {
+        ws.Delete(Table::kPayouts, k);
+      }
       ws.AppendEvent(in::MakeEvent(
           "payout.batch_completed", "payout_batch", batch_id,
           absl::StrCat("{\"paid_count\":", t.paid_count(),
@@ -508,10 +560,10 @@ absl::Status PayoutLogic::Impl::ExecuteBatch(PayoutLogic& self,
       self.NotifyProgress();
       return absl::OkStatus();
     }
-    // Pipeline: the next chunk is read, claimed and marked SENT while this
-    // one is at the bank (items of a batch have distinct persons, so the two
-    // never touch the same entitlement). Its items stay SENT if this chunk
-    // does not finish, exactly as after a crash.
+    // Pipeline: the next chunk is read, claimed and recorded as at the bank
+    // while this one is at the bank (items of a batch have distinct persons, so
+    // the two never touch the same entitlement). Its items stay in flight
+    // (SENT) if this chunk does not finish, exactly as after a crash.
     PreparedChunk next;
     next.cursor = cur.next_cursor;
     std::thread preparer;
@@ -523,7 +575,7 @@ absl::Status PayoutLogic::Impl::ExecuteBatch(PayoutLogic& self,
     bool finished = false;
     bool clean = false;
     absl::Status sent = SendChunk(self, batch_id, std::move(cur.work),
-                                  max_attempts, &finished, &clean);
+                                  cur.marker, max_attempts, &finished, &clean);
     healthy = clean;
     if (preparer.joinable()) {
       preparer.join();

@@ -3,6 +3,7 @@
 // The private half of PayoutLogic, shared by payout_logic.cc (requests) and
 // payout_executor.cc (execution, reconciliation, retry batches).
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -37,6 +38,7 @@ struct PayoutLogic::Impl {
     std::string invalid_id;  // non-empty: the ID number is malformed (why)
     std::optional<card::PayeeView> payee;  // the holder and current card
     std::optional<ssc::payout::store::EntitlementRecord> entitlement;
+    bool entitlement_paid = false;  // the item holding it was paid
     std::string enc_id_number, enc_name, enc_account;
     // Read only for uploads (PrefetchAll with `upload`): the content hash,
     // the content hash of an already stored item with this id, and the item
@@ -55,6 +57,17 @@ struct PayoutLogic::Impl {
       PayoutLogic& self, const ssc::v1::Programme& programme,
       const ssc::v1::Batch& batch,
       const std::vector<const ssc::v1::PayoutItemInput*>& items, bool upload);
+
+  // The reads of an upload that depend on earlier chunks of the batch (the
+  // item id's stored content hash, the person's item in the batch): made
+  // under the batch lock, spread over a few threads.
+  static void ReadUploadState(
+      PayoutLogic& self, const ssc::v1::Batch& batch,
+      const std::vector<const ssc::v1::PayoutItemInput*>& items,
+      std::vector<Lookup>* lookups);
+  // Runs fn(0..n-1) on up to `threads` threads (the caller's included).
+  static void ParallelFor(size_t n, int threads,
+                          const std::function<void(size_t)>& fn);
 
   // Validates one item of `batch` (the ID number, the holder register, the
   // card, amounts, duplicates) from its lookup and fills `rec` (status,
@@ -85,12 +98,15 @@ struct PayoutLogic::Impl {
   struct Work {
     std::string key;
     ssc::payout::store::ItemRecord rec;
-    bool recovered = false;  // was SENT before this run: ask the bank first
+    // In a chunk that was at the bank before this run: ask the bank first.
+    bool recovered = false;
   };
-  // A chunk read from `cursor`, claimed and marked SENT (PrepareChunk).
+  // A chunk read from `cursor`, claimed and recorded as at the bank
+  // (PrepareChunk).
   struct PreparedChunk {
     std::string cursor;
     std::vector<Work> work;
+    std::string marker;       // kPayouts key of its InFlightChunk, if new
     std::string next_cursor;  // after the chunk's last item
     bool exhausted = false;   // no unresolved item at or after `cursor`
     bool stop = false;        // the batch is not executing / stopping
@@ -100,9 +116,14 @@ struct PayoutLogic::Impl {
                                    PreparedChunk* p);
   // Sends a prepared chunk until every item has a result (*finished) or
   // execution stops; *clean: no bank call failed.
+  // `marker` (if not empty) is deleted with the results of the last item.
   static absl::Status SendChunk(PayoutLogic& self, const std::string& batch_id,
-                                std::vector<Work> work, int max_attempts,
+                                std::vector<Work> work,
+                                const std::string& marker, int max_attempts,
                                 bool* finished, bool* clean);
+  // Whether the item holding entitlement `e` was paid.
+  static absl::StatusOr<bool> EntitlementPaid(
+      PayoutLogic& self, const ssc::payout::store::EntitlementRecord& e);
   static absl::Status RunDue(PayoutLogic& self, int max_attempts,
                              absl::Time* next_due);
   static absl::Status ExecuteBatch(PayoutLogic& self,
@@ -111,6 +132,19 @@ struct PayoutLogic::Impl {
   static bool Stopping(PayoutLogic& self);
   // Waits `d` (real time) unless stopped first; false when stopped.
   static bool Backoff(PayoutLogic& self, absl::Duration d);
+};
+
+// An upload chunk between PrepareUpload and CommitUpload.
+struct PayoutLogic::PreparedUpload {
+  common::Caller caller;
+  std::string batch_id;
+  std::string request_id;
+  const google::protobuf::RepeatedPtrField<ssc::v1::PayoutItemInput>* items =
+      nullptr;
+  ssc::v1::Programme programme;
+  ssc::v1::Batch batch;  // as read before the lock (programme, period)
+  std::vector<const ssc::v1::PayoutItemInput*> inputs;
+  std::vector<Impl::Lookup> lookups;
 };
 
 }  // namespace ssc::payout

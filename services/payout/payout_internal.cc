@@ -4,6 +4,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "services/card/id_number.h"
 #include "services/common/errors.h"
+#include "services/payout/payout_logic.h"
 #include "storage/key_codec.h"
 #include "storage/status_macros.h"
 
@@ -60,7 +61,13 @@ std::string ItemKey(std::string_view batch_id, std::string_view item_id) {
 }
 std::string BatchPersonKey(std::string_view batch_id,
                            std::string_view person_key) {
-  return KeyBuilder().Str(batch_id).U32(1).Raw(person_key).Build();
+  return KeyBuilder().Str("I").Str(batch_id).Raw(person_key).Build();
+}
+std::string InFlightPrefix(std::string_view batch_id) {
+  return KeyBuilder().Str("F").Str(batch_id).Build();
+}
+std::string InFlightKey(std::string_view batch_id, std::string_view first_key) {
+  return KeyBuilder().Str("F").Str(batch_id).Raw(first_key).Build();
 }
 std::string BatchLock(std::string_view batch_id) {
   return absl::StrCat("payout/batch/", AV(batch_id));
@@ -151,6 +158,49 @@ absl::StatusOr<ssc::payout::store::ItemRecord> ParseItem(
     return absl::DataLossError("payout item record is corrupt");
   }
   return r;
+}
+
+absl::StatusOr<InFlightRanges> InFlightRanges::Load(storage::Engine* engine,
+                                                    std::string_view batch_id) {
+  InFlightRanges out;
+  const std::string prefix = InFlightPrefix(batch_id);
+  absl::Status bad;
+  RETURN_IF_ERROR(engine->Scan(
+      Table::kPayouts, prefix, storage::PrefixSuccessor(prefix),
+      [&](std::string_view key, std::string_view value) {
+        ssc::payout::store::InFlightChunk c;
+        if (!c.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+          bad = absl::DataLossError(absl::StrCat("in-flight chunk of batch ",
+                                                 AV(batch_id), " is corrupt"));
+          return false;
+        }
+        out.ranges_.emplace_back(c.first_key(), c.last_key());
+        out.markers_.emplace_back(key);
+        return true;
+      }));
+  RETURN_IF_ERROR(bad);
+  return out;
+}
+
+bool InFlightRanges::Contains(std::string_view item_key) const {
+  // Ranges are sorted by first key (the marker key ends with it) and
+  // disjoint, except after a restart (a re-prepared chunk may cover an old
+  // one): a linear pass over a handful of ranges.
+  for (const auto& [first, last] : ranges_) {
+    if (item_key >= first && item_key <= last) return true;
+  }
+  return false;
+}
+
+void PresentInFlight(const InFlightRanges& in_flight, std::string_view key,
+                     std::string_view batch_id,
+                     ssc::payout::store::ItemRecord* rec) {
+  if (rec->status() != ssc::v1::ITEM_STATUS_VALID || in_flight.empty() ||
+      !in_flight.Contains(key)) {
+    return;
+  }
+  rec->set_status(ssc::v1::ITEM_STATUS_SENT);
+  rec->set_instruction_id(PayoutLogic::InstructionId(batch_id, rec->seq()));
 }
 
 google::protobuf::Timestamp ToProto(absl::Time t) {

@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -36,6 +38,9 @@ std::string ItemPrefix(std::string_view batch_id);
 std::string ItemKey(std::string_view batch_id, std::string_view item_id);
 std::string BatchPersonKey(std::string_view batch_id,
                            std::string_view person_key);
+// In-flight chunk markers of a batch (InFlightChunk), by first item key.
+std::string InFlightPrefix(std::string_view batch_id);
+std::string InFlightKey(std::string_view batch_id, std::string_view first_key);
 // Lock keys.
 std::string BatchLock(std::string_view batch_id);
 std::string BudgetLock(std::string_view code, std::string_view period);
@@ -68,6 +73,28 @@ absl::StatusOr<std::optional<ssc::v1::Batch>> LoadBatch(
     storage::Engine* engine, std::string_view batch_id);
 absl::StatusOr<ssc::payout::store::ItemRecord> ParseItem(
     std::string_view bytes);
+
+// The item key ranges of a batch's chunks at the bank (InFlightChunk), in
+// key order. An item in one of them that is still VALID may have been sent.
+class InFlightRanges {
+ public:
+  static absl::StatusOr<InFlightRanges> Load(storage::Engine* engine,
+                                             std::string_view batch_id);
+  bool Contains(std::string_view item_key) const;
+  bool empty() const { return ranges_.empty(); }
+  // The marker keys (kPayouts) that were loaded.
+  const std::vector<std::string>& marker_keys() const { return markers_; }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> ranges_;  // [first, last]
+  std::vector<std::string> markers_;
+};
+
+// The status an item is shown with: a VALID item inside an in-flight chunk
+// is SENT (with its derived instruction id).
+void PresentInFlight(const InFlightRanges& in_flight, std::string_view key,
+                     std::string_view batch_id,
+                     ssc::payout::store::ItemRecord* rec);
 
 google::protobuf::Timestamp ToProto(absl::Time t);
 absl::Time FromProto(const google::protobuf::Timestamp& t);

@@ -207,9 +207,29 @@ PayoutLogic::Impl::Lookup PayoutLogic::Impl::Prefetch(
     if (!e.ParseFromString(**ent)) {
       return fail(absl::DataLossError("entitlement record is corrupt"));
     }
+    absl::StatusOr<bool> paid = EntitlementPaid(self, e);
+    if (!paid.ok()) return fail(paid.status());
+    l.entitlement_paid = *paid;
     l.entitlement = std::move(e);
   }
   return l;
+}
+
+void PayoutLogic::Impl::ParallelFor(size_t n, int threads,
+                                    const std::function<void(size_t)>& fn) {
+  const size_t t = std::min<size_t>(std::max(1, threads), (n + 63) / 64);
+  if (t <= 1) {
+    for (size_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < n; i = next++) fn(i);
+  };
+  std::vector<std::thread> pool;
+  for (size_t k = 1; k < t; ++k) pool.emplace_back(work);
+  work();
+  for (std::thread& th : pool) th.join();
 }
 
 std::vector<PayoutLogic::Impl::Lookup> PayoutLogic::Impl::PrefetchAll(
@@ -217,54 +237,48 @@ std::vector<PayoutLogic::Impl::Lookup> PayoutLogic::Impl::PrefetchAll(
     const ssc::v1::Batch& batch,
     const std::vector<const ssc::v1::PayoutItemInput*>& items, bool upload) {
   std::vector<Lookup> out(items.size());
-  // Uploads also read what the ordered pass would otherwise read alone.
-  auto one = [&](size_t i) {
+  ParallelFor(items.size(), self.options_.validation_threads, [&](size_t i) {
     Lookup l = Prefetch(self, programme, batch, *items[i]);
-    if (upload && l.error.ok()) {
-      l.upload_read = true;
-      l.content_hash = ContentHash(self, *items[i]);
-      absl::StatusOr<std::optional<std::string>> got = self.ctx_.engine->Get(
-          Table::kPayoutItems,
-          in::ItemKey(batch.batch_id(), items[i]->item_id()));
+    if (upload && l.error.ok()) l.content_hash = ContentHash(self, *items[i]);
+    out[i] = std::move(l);
+  });
+  return out;
+}
+
+void PayoutLogic::Impl::ReadUploadState(
+    PayoutLogic& self, const ssc::v1::Batch& batch,
+    const std::vector<const ssc::v1::PayoutItemInput*>& items,
+    std::vector<Lookup>* lookups) {
+  ParallelFor(items.size(), self.options_.validation_threads, [&](size_t i) {
+    Lookup& l = (*lookups)[i];
+    if (!l.error.ok()) return;
+    l.upload_read = true;
+    absl::StatusOr<std::optional<std::string>> got = self.ctx_.engine->Get(
+        Table::kPayoutItems,
+        in::ItemKey(batch.batch_id(), items[i]->item_id()));
+    if (!got.ok()) {
+      l.error = got.status();
+      return;
+    }
+    if (got->has_value()) {
+      absl::StatusOr<ItemRecord> old = in::ParseItem(**got);
+      if (!old.ok()) {
+        l.error = old.status();
+        return;
+      }
+      l.stored_hash = old->content_hash();
+    }
+    if (l.payee.has_value()) {
+      got = self.ctx_.engine->Get(
+          Table::kPayouts,
+          in::BatchPersonKey(batch.batch_id(), l.payee->person_key));
       if (!got.ok()) {
         l.error = got.status();
-      } else if (got->has_value()) {
-        absl::StatusOr<ItemRecord> old = in::ParseItem(**got);
-        if (!old.ok()) {
-          l.error = old.status();
-        } else {
-          l.stored_hash = old->content_hash();
-        }
-      }
-      if (l.error.ok() && l.payee.has_value()) {
-        got = self.ctx_.engine->Get(
-            Table::kPayoutItems,
-            in::BatchPersonKey(batch.batch_id(), l.payee->person_key));
-        if (!got.ok()) {
-          l.error = got.status();
-        } else {
-          l.stored_person_item = *std::move(got);
-        }
+      } else {
+        l.stored_person_item = *std::move(got);
       }
     }
-    out[i] = std::move(l);
-  };
-  const size_t threads =
-      std::min<size_t>(std::max<size_t>(1, self.options_.validation_threads),
-                       (items.size() + 63) / 64);
-  if (threads <= 1) {
-    for (size_t i = 0; i < items.size(); ++i) one(i);
-    return out;
-  }
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i = next++; i < items.size(); i = next++) one(i);
-  };
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
-  work();
-  for (std::thread& t : pool) t.join();
-  return out;
+  });
 }
 
 absl::Status PayoutLogic::Impl::ValidateItem(
@@ -306,14 +320,13 @@ absl::Status PayoutLogic::Impl::ValidateItem(
   } else if (lookup.upload_read) {
     first_item = lookup.stored_person_item;
   } else {
-    ASSIGN_OR_RETURN(first_item,
-                     engine->Get(Table::kPayoutItems, person_index));
+    ASSIGN_OR_RETURN(first_item, engine->Get(Table::kPayouts, person_index));
   }
   if (first_item.has_value()) {
     return reject(ssc::v1::ITEM_REASON_DUPLICATE_IN_BATCH,
                   absl::StrCat("same person as item ", *first_item));
   }
-  ws.Put(Table::kPayoutItems, person_index, item.item_id());
+  ws.Put(Table::kPayouts, person_index, item.item_id());
   persons->emplace(person_index, item.item_id());
 
   // 3. Name, amount.
@@ -366,7 +379,7 @@ absl::Status PayoutLogic::Impl::ValidateItem(
   }
 
   // 5. Already paid in any batch.
-  if (lookup.entitlement.has_value() && lookup.entitlement->paid()) {
+  if (lookup.entitlement.has_value() && lookup.entitlement_paid) {
     return reject(
         ssc::v1::ITEM_REASON_DUPLICATE_ENTITLEMENT,
         absl::StrCat("already paid in batch ", lookup.entitlement->batch_id(),
@@ -589,6 +602,16 @@ absl::StatusOr<ssc::v1::UploadItemsResponse> PayoutLogic::UploadChunk(
     const Caller& caller, std::string_view batch_id,
     std::string_view request_id,
     const google::protobuf::RepeatedPtrField<ssc::v1::PayoutItemInput>& items) {
+  ASSIGN_OR_RETURN(std::shared_ptr<PreparedUpload> prepared,
+                   PrepareUpload(caller, batch_id, request_id, items));
+  return CommitUpload(*prepared);
+}
+
+absl::StatusOr<std::shared_ptr<PayoutLogic::PreparedUpload>>
+PayoutLogic::PrepareUpload(
+    const Caller& caller, std::string_view batch_id,
+    std::string_view request_id,
+    const google::protobuf::RepeatedPtrField<ssc::v1::PayoutItemInput>& items) {
   const std::string method = Impl::Method("UploadItems");
   auto fail = [&](const absl::Status& s) -> absl::Status {
     absl::Status audit =
@@ -612,7 +635,51 @@ absl::StatusOr<ssc::v1::UploadItemsResponse> PayoutLogic::UploadChunk(
       return fail(s);
     }
   }
+  auto p = std::make_shared<PreparedUpload>();
+  p->caller = caller;
+  p->batch_id = std::string(batch_id);
+  p->request_id = std::string(request_id);
+  p->items = &items;
+  // Programme and period never change: read without the batch lock (the
+  // state is checked again under it).
+  absl::StatusOr<ssc::v1::Batch> batch = Impl::MustLoadBatch(*this, batch_id);
+  if (!batch.ok()) return fail(batch.status());
+  if (absl::Status s =
+          BatchInState(*batch, {ssc::v1::BATCH_STATE_DRAFT}, "uploading items");
+      !s.ok()) {
+    return fail(s);
+  }
+  p->batch = *std::move(batch);
+  absl::StatusOr<ssc::v1::Programme> programme =
+      Impl::MustLoadProgramme(*this, p->batch.programme_code());
+  if (!programme.ok()) return fail(programme.status());
+  p->programme = *std::move(programme);
+  // Validation reads in parallel (nothing is written here); the decisions
+  // are taken in order in CommitUpload, which sees the earlier items.
+  p->inputs.reserve(items.size());
+  for (const auto& item : items) p->inputs.push_back(&item);
+  p->lookups = Impl::PrefetchAll(*this, p->programme, p->batch, p->inputs,
+                                 /*upload=*/true);
+  for (const Impl::Lookup& l : p->lookups) {
+    if (!l.error.ok()) return fail(l.error);
+  }
+  return p;
+}
 
+absl::StatusOr<ssc::v1::UploadItemsResponse> PayoutLogic::CommitUpload(
+    PreparedUpload& p) {
+  const Caller& caller = p.caller;
+  const std::string& batch_id = p.batch_id;
+  const std::string& request_id = p.request_id;
+  const google::protobuf::RepeatedPtrField<ssc::v1::PayoutItemInput>& items =
+      *p.items;
+  const std::string method = Impl::Method("UploadItems");
+  auto fail = [&](const absl::Status& s) -> absl::Status {
+    absl::Status audit =
+        common::AuditOnly(ctx_, caller, method, request_id,
+                          absl::StrCat("batch ", AV(batch_id)), s);
+    return audit.ok() ? s : audit;
+  };
   const std::string lock_key = in::BatchLock(batch_id);
   storage::KeyLocks::Guard guard = ctx_.locks->Lock({lock_key});
   absl::StatusOr<ssc::v1::Batch> batch = Impl::MustLoadBatch(*this, batch_id);
@@ -622,12 +689,13 @@ absl::StatusOr<ssc::v1::UploadItemsResponse> PayoutLogic::UploadChunk(
       !s.ok()) {
     return fail(s);
   }
-  absl::StatusOr<ssc::v1::Programme> programme =
-      Impl::MustLoadProgramme(*this, batch->programme_code());
-  if (!programme.ok()) return fail(programme.status());
+  const ssc::v1::Programme* programme = &p.programme;
   absl::StatusOr<ssc::v1::BatchTotals> totals =
       in::ReadTotals(ctx_.engine, batch_id);
   if (!totals.ok()) return fail(totals.status());
+  // What earlier chunks wrote, now that they are stored.
+  Impl::ReadUploadState(*this, *batch, p.inputs, &p.lookups);
+  const std::vector<Impl::Lookup>& lookups = p.lookups;
 
   storage::WriteSet ws;
   int64_t count = totals->received_count();
@@ -637,13 +705,6 @@ absl::StatusOr<ssc::v1::UploadItemsResponse> PayoutLogic::UploadChunk(
     int64_t n = 0, amount = 0;
   };
   std::map<int, Delta> by_status;
-  // Validation reads in parallel first (nothing is written there), then
-  // the decisions in order, which see the earlier items of the chunk.
-  std::vector<const ssc::v1::PayoutItemInput*> inputs;
-  inputs.reserve(items.size());
-  for (const auto& item : items) inputs.push_back(&item);
-  const std::vector<Impl::Lookup> lookups =
-      Impl::PrefetchAll(*this, *programme, *batch, inputs, /*upload=*/true);
   // This chunk's writes, for lookups (WriteSet::Pending is a linear search).
   std::unordered_map<std::string, std::string> chunk_hashes;
   std::unordered_map<std::string, std::string> chunk_persons;
@@ -1030,6 +1091,8 @@ absl::StatusOr<ssc::v1::ListBatchItemsResponse> PayoutLogic::ListBatchItems(
     lower = in::ItemKey(req.batch_id(), token);
     lower.push_back('\0');  // strictly after the last item returned
   }
+  ASSIGN_OR_RETURN(in::InFlightRanges in_flight,
+                   in::InFlightRanges::Load(ctx_.engine, req.batch_id()));
   ssc::v1::ListBatchItemsResponse resp;
   std::string last_id;
   bool more = false;
@@ -1039,7 +1102,7 @@ absl::StatusOr<ssc::v1::ListBatchItemsResponse> PayoutLogic::ListBatchItems(
   absl::Status inner;
   RETURN_IF_ERROR(ctx_.engine->Scan(
       Table::kPayoutItems, lower, storage::PrefixSuccessor(prefix),
-      [&](std::string_view, std::string_view value) {
+      [&](std::string_view key, std::string_view value) {
         if (resp.items_size() >= size || scanned >= kMaxScan) {
           more = true;
           return false;
@@ -1050,6 +1113,7 @@ absl::StatusOr<ssc::v1::ListBatchItemsResponse> PayoutLogic::ListBatchItems(
           inner = rec.status();
           return false;
         }
+        in::PresentInFlight(in_flight, key, req.batch_id(), &*rec);
         last_id = rec->item_id();
         if (req.status() != ssc::v1::ITEM_STATUS_UNSPECIFIED &&
             rec->status() != req.status()) {
@@ -1074,18 +1138,21 @@ absl::Status PayoutLogic::ExportBatchResults(
     const std::function<bool(const ssc::v1::ExportBatchResultsResponse&)>&
         emit) {
   RETURN_IF_ERROR(Impl::MustLoadBatch(*this, req.batch_id()).status());
+  ASSIGN_OR_RETURN(in::InFlightRanges in_flight,
+                   in::InFlightRanges::Load(ctx_.engine, req.batch_id()));
   const std::string prefix = in::ItemPrefix(req.batch_id());
   ssc::v1::ExportBatchResultsResponse chunk;
   absl::Status inner;
   bool stopped = false;
   RETURN_IF_ERROR(ctx_.engine->Scan(
       Table::kPayoutItems, prefix, storage::PrefixSuccessor(prefix),
-      [&](std::string_view, std::string_view value) {
+      [&](std::string_view key, std::string_view value) {
         absl::StatusOr<ItemRecord> rec = in::ParseItem(value);
         if (!rec.ok()) {
           inner = rec.status();
           return false;
         }
+        in::PresentInFlight(in_flight, key, req.batch_id(), &*rec);
         absl::StatusOr<ssc::v1::PayoutItem> item =
             in::ToPublicItem(*ctx_.cipher, req.batch_id(), *rec);
         if (!item.ok()) {

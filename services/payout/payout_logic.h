@@ -7,29 +7,45 @@
 // through the agent bank exactly once per item.
 //
 // Storage (tables kPayouts / kPayoutItems / kCounters):
-//   kPayouts  "P"/code                      -> ssc.v1.Programme
-//   kPayouts  "B"/code/period               -> BudgetRecord (amount)
-//   kPayouts  "T"/batch                     -> ssc.v1.Batch (without totals)
-//   kPayouts  "A"/batch                     -> "" while
-//   APPROVED/EXECUTING/PAUSED kPayouts  "E"/code/period/person key    ->
-//   EntitlementRecord kPayoutItems batch/0/item id            -> ItemRecord
-//   (PII encrypted) kPayoutItems batch/1/person key         -> item id
-//   (duplicates in batch) kCounters "payout/batch/<id>/<field>"   -> per-status
-//   counts and amounts kCounters "payout/budget/<code>/<period>/committed|paid"
+//   kPayouts  "P"/code                    -> ssc.v1.Programme
+//   kPayouts  "B"/code/period             -> BudgetRecord (amount)
+//   kPayouts  "T"/batch                   -> ssc.v1.Batch (without totals)
+//   kPayouts  "A"/batch                   -> "" while APPROVED/EXECUTING/PAUSED
+//   kPayouts  "E"/code/period/person key  -> EntitlementRecord (the claim)
+//   kPayouts  "F"/batch/first item key    -> InFlightChunk (chunk at the bank)
+//   kPayouts  "I"/batch/person key        -> item id (duplicates in batch)
+//   kPayoutItems batch/0/item id          -> ItemRecord (PII encrypted)
+//   kCounters "payout/batch/<id>/<field>" -> per-status counts and amounts
+//   kCounters "payout/budget/<code>/<period>/committed|paid"
 // Budget: amount = reserved + paid + available, with committed = reserved +
 // paid; approval raises committed, a PAID item raises paid, a FAILED item
 // (or one refused at execution) lowers committed.
 //
+// The person index is kept out of kPayoutItems: that table has no bloom
+// filter (it is scanned), and random person keys there would make every
+// table file span the whole batch, so that each upload's probe of an item
+// id would search them all; in kPayouts it is a bloom-filtered point read,
+// and the item files keep disjoint, ordered key ranges.
+//
+// Writes per item: upload 2 (the item, the batch's person index), execution
+// 2 (the entitlement claim, the item with its result). Everything else is
+// written per chunk: counters, the report's figures (summed per township),
+// events, audit, and the in-flight marker.
+//
 // Exactly-once execution: the instruction id of an item is derived from the
 // batch id and the item's upload sequence, so every retry re-sends the same
-// id. Before a chunk is sent its items are durably SENT and their
-// entitlements claimed (so no other batch can pay the same programme, period
-// and person meanwhile); results are applied in one write per chunk. After a
-// crash, SENT items are re-queried (GetInstructionStatus) and re-sent with
-// their id when the bank never received them. While the bank answers at the
-// first attempt, the next chunk is read, claimed and marked SENT while the
-// current one is at the bank (two chunks in flight; items of a batch have
-// distinct persons); after a failed call, chunks go one at a time.
+// id. Before a chunk is sent, its items' entitlements are claimed (so no
+// other batch can pay the same programme, period and person meanwhile) and
+// the chunk is recorded as at the bank (an InFlightChunk marker naming its
+// key range), durably and in one write; the results are applied in one write
+// per chunk, which also drops the marker. A VALID item inside a marker's
+// range is shown as SENT. After a crash, such items are re-queried
+// (GetInstructionStatus) and re-sent with their id when the bank never
+// received them. A PAID item's entitlement stays as claimed (whether it was
+// paid is read from the item); a FAILED item's is deleted. While the bank
+// answers at the first attempt, the next chunk is read, claimed and recorded
+// while the current one is at the bank (two chunks in flight; items of a
+// batch have distinct persons); after a failed call, chunks go one at a time.
 //
 // Thread-safe: all methods may be called concurrently. The executor runs in
 // a background thread (Start/Stop) or, in tests, synchronously through
@@ -39,6 +55,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -109,6 +126,22 @@ class PayoutLogic {
       std::string_view request_id,
       const google::protobuf::RepeatedPtrField<ssc::v1::PayoutItemInput>&
           items);
+  // UploadChunk in two steps, so that validation overlaps the storing of
+  // the previous chunk. PrepareUpload checks the items and does every
+  // validation read that does not depend on earlier chunks of the batch
+  // (holder register, card, entitlement, encryption), without the batch
+  // lock; CommitUpload takes the lock, reads what earlier chunks wrote (item
+  // ids, persons), decides in order and stores the chunk. Chunks of one
+  // stream must be committed in order; the next may be prepared while the
+  // current one commits. `items` must outlive the prepared chunk.
+  struct PreparedUpload;
+  absl::StatusOr<std::shared_ptr<PreparedUpload>> PrepareUpload(
+      const common::Caller& caller, std::string_view batch_id,
+      std::string_view request_id,
+      const google::protobuf::RepeatedPtrField<ssc::v1::PayoutItemInput>&
+          items);
+  absl::StatusOr<ssc::v1::UploadItemsResponse> CommitUpload(
+      PreparedUpload& prepared);
   absl::StatusOr<ssc::v1::SealBatchResponse> SealBatch(
       const common::Caller& caller, const ssc::v1::SealBatchRequest& req);
   absl::StatusOr<ssc::v1::SubmitBatchResponse> SubmitBatch(

@@ -1,6 +1,8 @@
 #include "services/payout/payout_service.h"
 
 #include <functional>
+#include <memory>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "services/common/errors.h"
@@ -49,31 +51,56 @@ grpc::Status PayoutServiceImpl::UploadItems(
         }
         const std::string batch_id = first.batch_id();
         const std::string request_id = first.request_id();
+        auto same_stream =
+            [&](const ssc::v1::UploadItemsRequest& m) -> absl::Status {
+          if (!m.request_id().empty() && m.request_id() != request_id) {
+            return common::InvalidField(
+                "request_id",
+                "only the first message may carry the request_id");
+          }
+          if (!m.batch_id().empty() && m.batch_id() != batch_id) {
+            return common::InvalidField(
+                "batch_id", "every message must name the same batch");
+          }
+          return absl::OkStatus();
+        };
         int64_t new_items = 0, repeated = 0;
-        ssc::v1::UploadItemsRequest msg = std::move(first);
-        int index = 0;
+        // Message i is stored while message i+1 is read and validated
+        // (PrepareUpload takes no lock): validation overlaps storing.
+        auto msg =
+            std::make_unique<ssc::v1::UploadItemsRequest>(std::move(first));
+        absl::StatusOr<std::shared_ptr<PayoutLogic::PreparedUpload>> cur =
+            logic_->PrepareUpload(caller, batch_id, request_id, msg->items());
+        if (!cur.ok()) return cur.status();
         while (true) {
-          if (index > 0) {
-            if (!msg.request_id().empty() && msg.request_id() != request_id) {
-              return common::InvalidField(
-                  "request_id",
-                  "only the first message may carry the request_id");
-            }
-            if (!msg.batch_id().empty() && msg.batch_id() != batch_id) {
-              return common::InvalidField(
-                  "batch_id", "every message must name the same batch");
+          auto next_msg = std::make_unique<ssc::v1::UploadItemsRequest>();
+          const bool more = reader->Read(next_msg.get());
+          absl::StatusOr<std::shared_ptr<PayoutLogic::PreparedUpload>> next =
+              absl::InternalError("no next message");
+          std::thread preparer;
+          if (more) {
+            if (absl::Status s = same_stream(*next_msg); !s.ok()) {
+              next = s;
+            } else {
+              preparer = std::thread([&] {
+                next = logic_->PrepareUpload(caller, batch_id, request_id,
+                                             next_msg->items());
+              });
             }
           }
           absl::StatusOr<ssc::v1::UploadItemsResponse> r =
-              logic_->UploadChunk(caller, batch_id, request_id, msg.items());
+              logic_->CommitUpload(**cur);
+          if (preparer.joinable()) preparer.join();
           if (!r.ok()) return r.status();
           new_items += r->new_items();
           repeated += r->repeated_items();
           *resp->mutable_totals() = r->totals();
-          ++index;
           if (ctx->IsCancelled())
             return absl::CancelledError("upload cancelled");
-          if (!reader->Read(&msg)) break;
+          if (!more) break;
+          if (!next.ok()) return next.status();
+          cur = std::move(next);
+          msg = std::move(next_msg);
         }
         resp->set_new_items(new_items);
         resp->set_repeated_items(repeated);

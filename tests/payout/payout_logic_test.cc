@@ -7,6 +7,7 @@
 #include "services/card/card_records.pb.h"
 #include "services/common/errors.h"
 #include "services/common/metrics.h"
+#include "services/payout/payout_internal.h"
 #include "services/report/counters.h"
 #include "storage/key_codec.h"
 #include "tests/payout/payout_fixture.h"
@@ -603,6 +604,163 @@ TEST_F(PayoutLogicTest, PipelinedAndSequentialChunksPayEveryItemOnce) {
       EXPECT_EQ(stmt.count(it.instruction_id()), 1u) << item_id;
     }
   }
+}
+
+// A chunk at the bank is one in-flight marker, not a SENT write per item:
+// its items are shown as SENT with their instruction ids, are re-queried
+// after a restart, and the marker goes with the results. A PAID item's
+// entitlement is written once (the claim); a new batch still sees it paid.
+TEST_F(PayoutLogicTest, InFlightChunkIsShownAsSentAndDroppedWithResults) {
+  std::vector<ItemSpec> items;
+  for (int n = 1; n <= 5; ++n) {
+    const std::string name = absl::StrFormat("人%d", n);
+    items.push_back({absl::StrFormat("i%d", n), AddHolder(n, name), name, 100});
+  }
+  auto b = CreateBatch(kProg, kPeriod, 5, 500);
+  ASSERT_TRUE(b.ok());
+  const std::string id = b->batch_id();
+  ASSERT_TRUE(Upload(id, items).ok());
+  SealSubmitApprove(id);
+  auto markers = [&] {
+    int n = 0;
+    const std::string prefix = internal::InFlightPrefix(id);
+    EXPECT_TRUE(engine_
+                    ->Scan(storage::Table::kPayouts, prefix,
+                           storage::PrefixSuccessor(prefix),
+                           [&](std::string_view, std::string_view) {
+                             ++n;
+                             return true;
+                           })
+                    .ok());
+    return n;
+  };
+  // Every answer is lost: the first chunk (3 items) stays at the bank.
+  banksim::BankSimOptions lossy;
+  lossy.transient_failure_rate = 1.0;
+  ReopenSim(lossy);
+  ASSERT_TRUE(payout_->RunExecutorOnce(1).ok());
+  EXPECT_EQ(markers(), 1);
+  auto got = Items(id);
+  for (int n = 1; n <= 5; ++n) {
+    const PayoutItem& it = got[absl::StrFormat("i%d", n)];
+    if (n <= 3) {
+      EXPECT_EQ(it.status(), ITEM_STATUS_SENT) << n;
+      EXPECT_EQ(it.instruction_id(), PayoutLogic::InstructionId(id, n));
+    } else {
+      EXPECT_EQ(it.status(), ITEM_STATUS_VALID) << n;
+      EXPECT_EQ(it.instruction_id(), "");
+    }
+  }
+  // The status filter sees the presented status.
+  ListBatchItemsRequest lr;
+  lr.set_batch_id(id);
+  lr.set_status(ITEM_STATUS_SENT);
+  auto listed = payout_->ListBatchItems(maker_, lr);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->items_size(), 3);
+  EXPECT_EQ(Get(id).totals().sent_count(), 3);
+
+  RestartPayout();
+  ReopenSim(banksim::BankSimOptions{});
+  const int status_before = gateway_->status_calls;
+  RunToCompletion(id);
+  EXPECT_GT(gateway_->status_calls, status_before);
+  EXPECT_EQ(markers(), 0);
+  for (const auto& [item_id, it] : Items(id)) {
+    EXPECT_EQ(it.status(), ITEM_STATUS_PAID) << item_id;
+  }
+  EXPECT_EQ(Statement(id).size(), 5u);
+  // The claim was not rewritten when paid.
+  auto ent =
+      engine_->Get(storage::Table::kPayouts,
+                   internal::EntitlementKey(
+                       kProg, kPeriod, cards_->PersonKey(items[0].id_number)));
+  ASSERT_TRUE(ent.ok() && ent->has_value());
+  store::EntitlementRecord e;
+  ASSERT_TRUE(e.ParseFromString(**ent));
+  EXPECT_EQ(e.batch_id(), id);
+  EXPECT_FALSE(e.paid());
+  auto again = CreateBatch(kProg, kPeriod, 1, 100);
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE(Upload(again->batch_id(), {items[0]}).ok());
+  EXPECT_EQ(Items(again->batch_id())["i1"].reason(),
+            ITEM_REASON_DUPLICATE_ENTITLEMENT);
+}
+
+// Items written SENT one by one (by earlier versions) are still asked about
+// before they are sent again, and paid once.
+TEST_F(PayoutLogicTest, ItemsStoredAsSentByEarlierVersionsAreRecovered) {
+  const std::string a = AddHolder(1, "王小明");
+  auto b = CreateBatch(kProg, kPeriod, 1, 100);
+  ASSERT_TRUE(b.ok());
+  const std::string id = b->batch_id();
+  ASSERT_TRUE(Upload(id, {{"x1", a, "王小明", 100}}).ok());
+  SealSubmitApprove(id);
+  {
+    // The item as an earlier version left it after a crash: SENT, claimed.
+    const std::string key = internal::ItemKey(id, "x1");
+    auto bytes = engine_->Get(storage::Table::kPayoutItems, key);
+    ASSERT_TRUE(bytes.ok() && bytes->has_value());
+    store::ItemRecord rec;
+    ASSERT_TRUE(rec.ParseFromString(**bytes));
+    rec.set_status(ITEM_STATUS_SENT);
+    rec.set_instruction_id(PayoutLogic::InstructionId(id, rec.seq()));
+    store::EntitlementRecord e;
+    e.set_batch_id(id);
+    e.set_item_id("x1");
+    storage::WriteSet ws;
+    ws.Put(storage::Table::kPayoutItems, key, rec.SerializeAsString());
+    ws.Put(storage::Table::kPayouts,
+           internal::EntitlementKey(kProg, kPeriod, rec.person_key()),
+           e.SerializeAsString());
+    internal::AddTotals(ws, id, internal::Field::kSent, 1, 100);
+    ASSERT_TRUE(engine_->Commit(std::move(ws)).ok());
+  }
+  const int status_before = gateway_->status_calls;
+  RunToCompletion(id);
+  EXPECT_EQ(gateway_->status_calls, status_before + 1);
+  EXPECT_EQ(Items(id)["x1"].status(), ITEM_STATUS_PAID);
+  EXPECT_EQ(Statement(id).size(), 1u);
+  EXPECT_EQ(Get(id).totals().paid_count(), 1);
+}
+
+// The next chunk is validated while the previous one is not yet stored:
+// what depends on earlier chunks (a repeated item id, a person already in
+// the batch) is still decided against them.
+TEST_F(PayoutLogicTest, PreparedUploadSeesChunksCommittedBeforeIt) {
+  const std::string a = AddHolder(1, "王小明");
+  const std::string c = AddHolder(2, "李四");
+  auto b = CreateBatch(kProg, kPeriod, 3, 400);
+  ASSERT_TRUE(b.ok());
+  const std::string id = b->batch_id();
+  google::protobuf::RepeatedPtrField<PayoutItemInput> first, second;
+  *first.Add() = Item({"x1", a, "王小明", 100});
+  *first.Add() = Item({"x2", c, "李四", 200});
+  *second.Add() = Item({"x2", c, "李四", 200});    // repeated: skipped
+  *second.Add() = Item({"x3", a, "王小明", 100});  // same person as x1
+  auto p1 = payout_->PrepareUpload(maker_, id, "up", first);
+  ASSERT_TRUE(p1.ok()) << p1.status();
+  auto p2 = payout_->PrepareUpload(maker_, id, "up", second);
+  ASSERT_TRUE(p2.ok()) << p2.status();
+  auto r1 = payout_->CommitUpload(**p1);
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  EXPECT_EQ(r1->new_items(), 2);
+  auto r2 = payout_->CommitUpload(**p2);
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  EXPECT_EQ(r2->new_items(), 1);
+  EXPECT_EQ(r2->repeated_items(), 1);
+  auto got = Items(id);
+  EXPECT_EQ(got["x3"].status(), ITEM_STATUS_REJECTED);
+  EXPECT_EQ(got["x3"].reason(), ITEM_REASON_DUPLICATE_IN_BATCH);
+  EXPECT_EQ(r2->totals().received_count(), 3);
+  EXPECT_EQ(r2->totals().valid_count(), 2);
+  // A chunk prepared for a batch that is sealed meanwhile is refused.
+  google::protobuf::RepeatedPtrField<PayoutItemInput> none;
+  auto p3 = payout_->PrepareUpload(maker_, id, "up", none);
+  ASSERT_TRUE(p3.ok()) << p3.status();
+  ASSERT_TRUE(Seal(id).ok());
+  EXPECT_EQ(payout_->CommitUpload(**p3).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(PayoutLogicTest, WatchBatchStreamsUntilDone) {
