@@ -68,6 +68,8 @@ void AddOptions(CLI::App& app, ssc::sscd::ServerConfig& c) {
   app.add_option("--payout-bank-chunk", c.payout_bank_chunk,
                  "payout: instructions per call to the bank")
       ->capture_default_str();
+  app.add_option("--store-memory-mb", c.store_memory_mb,
+                 "memory of the store in MiB (block cache with memtables)");
   app.add_option("--drain-seconds", c.drain_seconds,
                  "time in-flight calls get on shutdown")
       ->capture_default_str();

@@ -413,6 +413,9 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   if (c.drain_seconds < 0 || c.drain_seconds > 3600) {
     return BadOption("drain_seconds", "must be 0..3600");
   }
+  if (c.store_memory_mb < 32 || c.store_memory_mb > 65536) {
+    return BadOption("store_memory_mb", "must be 32..65536");
+  }
   if (!c.metrics_listen.empty()) {
     std::optional<std::pair<std::string, std::string>> mhp =
         SplitHostPort(c.metrics_listen);
@@ -535,6 +538,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   db.path = (data_dir / "db").string();
   db.sync = true;
   db.clock = st->clock;
+  db.block_cache_bytes = static_cast<size_t>(config.store_memory_mb) << 20;
+  db.memtable_bytes = db.block_cache_bytes / 2;
   ASSIGN_OR_RETURN(st->engine, storage::OpenRocksDbEngine(db));
   st->engine_figures =
       std::make_unique<ops::EngineCollector>(&common::Metrics());

@@ -53,6 +53,9 @@ struct ServerConfig {
   int max_message_bytes = 16 << 20;
   // On shutdown, in-flight calls get this long to finish.
   int drain_seconds = 10;
+  // Memory of the store (RocksDB block cache, which also accounts for the
+  // memtables: half of it at most), in MiB; flat in the data size.
+  int store_memory_mb = 256;
   // Service "payout": the agent bank's gateway (bank.v1.BankGateway) and the
   // PEM files of the mutual TLS connection to it (all empty: plain text,
   // development only).

@@ -845,6 +845,7 @@ TEST(ConfigTest, ValidationNamesTheOption) {
        "qr_validity_seconds"},
       {[](ServerConfig& c) { c.max_message_bytes = 10; }, "max_message_bytes"},
       {[](ServerConfig& c) { c.drain_seconds = -1; }, "drain_seconds"},
+      {[](ServerConfig& c) { c.store_memory_mb = 8; }, "store_memory_mb"},
   };
   for (const Case& k : cases) {
     ServerConfig bad = c;
