@@ -179,6 +179,21 @@ class Engine {
   virtual absl::StatusOr<std::optional<std::string>> Get(
       Table t, std::string_view key) = 0;
 
+  // Reads many keys of one table at once (one consistent view; cheaper per
+  // key than Get for hundreds of keys: the store sorts and batches them).
+  // The result is in the order of `keys`. The default reads them one by one.
+  virtual absl::StatusOr<std::vector<std::optional<std::string>>> MultiGet(
+      Table t, const std::vector<std::string_view>& keys) {
+    std::vector<std::optional<std::string>> out;
+    out.reserve(keys.size());
+    for (std::string_view k : keys) {
+      absl::StatusOr<std::optional<std::string>> v = Get(t, k);
+      if (!v.ok()) return v.status();
+      out.push_back(*std::move(v));
+    }
+    return out;
+  }
+
   // Visits keys in [lower, upper) in order (reverse order if `reverse`);
   // an empty `upper` means no upper bound. `fn` returns false to stop.
   using ScanFn =

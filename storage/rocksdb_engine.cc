@@ -169,6 +169,25 @@ class RocksDbEngine final : public Engine {
     return std::optional<std::string>(std::move(value));
   }
 
+  absl::StatusOr<std::vector<std::optional<std::string>>> MultiGet(
+      Table t, const std::vector<std::string_view>& keys) override {
+    RETURN_IF_ERROR(CheckTable(t));
+    std::vector<rocksdb::Slice> slices;
+    slices.reserve(keys.size());
+    for (std::string_view k : keys) slices.emplace_back(k.data(), k.size());
+    std::vector<rocksdb::PinnableSlice> values(keys.size());
+    std::vector<rocksdb::Status> st(keys.size());
+    db_->MultiGet(rocksdb::ReadOptions(), cf(t), slices.size(), slices.data(),
+                  values.data(), st.data());
+    std::vector<std::optional<std::string>> out(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (st[i].IsNotFound()) continue;
+      RETURN_IF_ERROR(FromRocksDb(st[i]));
+      out[i] = values[i].ToString();
+    }
+    return out;
+  }
+
   absl::Status Scan(Table t, std::string_view lower, std::string_view upper,
                     const ScanFn& fn, bool reverse) override {
     RETURN_IF_ERROR(CheckTable(t));

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "storage/audit.h"
 #include "storage/key_codec.h"
@@ -319,6 +320,38 @@ TEST(EngineTest, EntityEventIndexSeparatesEntitiesAndHonorsFromAndLimit) {
   ASSERT_EQ(page->size(), 2u);
   EXPECT_EQ((*page)[0].sequence, 2u);
   EXPECT_EQ((*page)[1].sequence, 3u);
+}
+
+TEST(EngineTest, MultiGetAnswersInTheOrderAskedWithAbsentKeys) {
+  TempDir dir;
+  ManualClock clock;
+  auto engine = OpenOrDie(dir.path(), &clock);
+  ASSERT_NE(engine, nullptr);
+  WriteSet ws;
+  for (int i = 0; i < 300; ++i) {
+    ws.Put(Table::kPersons, absl::StrCat("k", i), absl::StrCat("v", i));
+  }
+  ASSERT_TRUE(engine->Commit(std::move(ws)).ok());
+  ASSERT_TRUE(engine->Flush().ok());  // half in table files, half in memory
+  WriteSet more;
+  more.Put(Table::kPersons, "k7", "newer");
+  more.Delete(Table::kPersons, "k8");
+  ASSERT_TRUE(engine->Commit(std::move(more)).ok());
+  std::vector<std::string> keys = {"k299", "missing", "k7", "k8", "k0", "k7"};
+  std::vector<std::string_view> views(keys.begin(), keys.end());
+  auto got = engine->MultiGet(Table::kPersons, views);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), keys.size());
+  EXPECT_EQ((*got)[0], "v299");
+  EXPECT_EQ((*got)[1], std::nullopt);
+  EXPECT_EQ((*got)[2], "newer");
+  EXPECT_EQ((*got)[3], std::nullopt);
+  EXPECT_EQ((*got)[4], "v0");
+  EXPECT_EQ((*got)[5], "newer");
+  EXPECT_TRUE(engine->MultiGet(Table::kPersons, {})->empty());
+  EXPECT_EQ(
+      engine->MultiGet(static_cast<Table>(kTableCount), views).status().code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 TEST(EngineTest, ScanHonorsBoundsReverseAndEarlyStop) {
