@@ -45,9 +45,16 @@ KeyBuilder& KeyBuilder::U32(uint32_t v) {
 
 KeyBuilder& KeyBuilder::Str(std::string_view s) {
   key_.reserve(key_.size() + s.size() + 2);
-  for (char c : s) {
-    key_.push_back(c);
-    if (c == kEscape) key_.push_back(kEscapedZero);
+  // Runs without the escape byte are appended whole (the common case).
+  while (!s.empty()) {
+    const size_t at = s.find(kEscape);
+    if (at == std::string_view::npos) {
+      key_.append(s);
+      break;
+    }
+    key_.append(s.substr(0, at + 1));
+    key_.push_back(kEscapedZero);
+    s.remove_prefix(at + 1);
   }
   key_.push_back(kEscape);
   key_.push_back(kTerminator);

@@ -6,7 +6,18 @@ namespace ssc::common {
 
 void AppendJsonQuoted(std::string* out, std::string_view s) {
   out->push_back('"');
-  for (char c : s) {
+  // Runs of characters that need no escape are appended whole.
+  auto plain = [](char c) {
+    return c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20;
+  };
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t j = i;
+    while (j < s.size() && plain(s[j])) ++j;
+    out->append(s.data() + i, j - i);
+    if (j == s.size()) break;
+    i = j + 1;
+    const char c = s[j];
     switch (c) {
       case '"':
         *out += "\\\"";
@@ -23,15 +34,12 @@ void AppendJsonQuoted(std::string* out, std::string_view s) {
       case '\t':
         *out += "\\t";
         break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x",
-                        static_cast<unsigned>(static_cast<unsigned char>(c)));
-          *out += buf;
-        } else {
-          out->push_back(c);
-        }
+      default: {
+        char buf[8];  // the other control characters
+        std::snprintf(buf, sizeof(buf), "\\u%04x",
+                      static_cast<unsigned>(static_cast<unsigned char>(c)));
+        *out += buf;
+      }
     }
   }
   out->push_back('"');
