@@ -14,6 +14,7 @@
 #include "services/report/counters.h"
 #include "storage/audit.h"
 #include "tests/ops/ops_test_util.h"
+#include "tests/ops/replay_history.h"
 
 namespace ssc::ops {
 namespace {
@@ -30,30 +31,53 @@ const Caller kBureau{"bureau-01", Role::kCardBureau, ""};
 const char kTownA[] = "510524100";
 const char kTownB[] = "510524101";
 
-absl::Time At(int y, int m, int d, int hh = 9) {
-  return absl::FromCivil(absl::CivilSecond(y, m, d, hh, 0, 0),
-                         card::BeijingTime());
-}
-std::string Rfc(absl::Time t) {
-  return absl::FormatTime(absl::RFC3339_sec, t, card::BeijingTime());
-}
-int counter = 0;
-std::string Rid() { return absl::StrCat("r", ++counter); }
+using testing::At;
+using testing::Row;
 
-// One card of the scripted history, as the register file will describe it.
-struct Row {
-  std::map<std::string, std::string> f;
-  std::string Json() const {
-    std::vector<std::string> parts;
-    for (const auto& [k, v] : f) {
-      if (k == "instant_issuance") {
-        parts.push_back(absl::StrCat("\"", k, "\":", v));
-      } else {
-        parts.push_back(absl::StrCat("\"", k, "\":\"", v, "\""));
-      }
-    }
-    return absl::StrCat("{", absl::StrJoin(parts, ","), "}");
+// Plays the history (tests/ops/replay_history.h) through the card logic, the
+// logic behind CardService.
+class LogicDriver : public testing::HistoryDriver {
+ public:
+  explicit LogicDriver(TestStore* store) : s_(store) {}
+  void SetTime(absl::Time t) override { s_->clock->Set(t); }
+  Card Apply(const ApplyCardRequest& req) override {
+    auto r = s_->cards->ApplyCard(kAdmin, req);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->card() : Card();
   }
+  void Send(const SendToProductionRequest& req) override {
+    auto r = s_->cards->SendToProduction(kBureau, req);
+    EXPECT_TRUE(r.ok()) << r.status();
+  }
+  Card Produce(const RecordProductionRequest& req) override {
+    auto r = s_->cards->RecordProduction(kBureau, req);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->card() : Card();
+  }
+  void Issue(const IssueCardRequest& req) override {
+    auto r = s_->cards->IssueCard(kAdmin, req);
+    EXPECT_TRUE(r.ok()) << r.status();
+  }
+  void Activate(const ActivateCardRequest& req) override {
+    auto r = s_->cards->ActivateCard(kAdmin, req);
+    EXPECT_TRUE(r.ok()) << r.status();
+  }
+  void Lose(const ReportLossRequest& req) override {
+    auto r = s_->cards->ReportLoss(kAdmin, req);
+    EXPECT_TRUE(r.ok()) << r.status();
+  }
+  Card Replace(const ApplyReplacementRequest& req) override {
+    auto r = s_->cards->ApplyReplacement(kAdmin, req);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->new_card() : Card();
+  }
+  void Cancel(const CancelCardRequest& req) override {
+    auto r = s_->cards->CancelCard(kAdmin, req);
+    EXPECT_TRUE(r.ok()) << r.status();
+  }
+
+ private:
+  TestStore* s_;
 };
 
 class ImporterTest : public ::testing::Test {
@@ -65,238 +89,12 @@ class ImporterTest : public ::testing::Test {
         imported_(import_dir_.path() + "/db", &import_clock_) {}
 
   // Runs the history through the card logic (the RPCs' logic) on `live_`
-  // and writes the register rows describing the result into `rows_`.
+  // and keeps the register rows describing the result in `rows_`.
   void ReplayLive() {
-    auto set = [&](absl::Time t) { live_clock_.Set(t); };
-    auto apply = [&](const std::string& id, const std::string& name,
-                     const std::string& town, absl::Time t, bool instant,
-                     const std::string& account) {
-      set(t);
-      ApplyCardRequest req;
-      req.set_request_id(Rid());
-      req.mutable_person()->set_id_number(id);
-      req.mutable_person()->set_name(name);
-      req.mutable_person()->set_phone("13800138000");
-      req.mutable_person()->set_address("叙永镇 1号");
-      req.mutable_person()->set_region_code(town);
-      req.set_bank_code("ABC");
-      req.set_photo_ref("photo/1");
-      req.set_instant_issuance(instant);
-      if (instant) req.set_bank_account(account);
-      auto r = live_.cards->ApplyCard(kAdmin, req);
-      EXPECT_TRUE(r.ok()) << r.status();
-      return r->card();
-    };
-    auto send = [&](const std::string& app, absl::Time t) {
-      set(t);
-      SendToProductionRequest req;
-      req.set_request_id(Rid());
-      req.add_application_ids(app);
-      req.set_batch_reference("B-2019-01");
-      auto r = live_.cards->SendToProduction(kBureau, req);
-      ASSERT_TRUE(r.ok()) << r.status();
-    };
-    int serial = 100;
-    auto produce = [&](const std::string& app, absl::Time t) {
-      set(t);
-      RecordProductionRequest req;
-      req.set_request_id(Rid());
-      req.set_application_id(app);
-      ++serial;
-      req.set_card_number(absl::StrCat("B00000", serial));
-      req.set_identification_code(absl::StrCat(
-          "510524D156000005", "00000000000000", serial % 100 + 10));
-      req.set_bank_account(absl::StrCat("62284800000000", serial));
-      const std::string from =
-          card::FormatDate(absl::ToCivilDay(t, card::BeijingTime()));
-      req.set_valid_from(from);
-      auto day = card::ParseDate("d", from);
-      req.set_valid_until(card::FormatDate(
-          absl::CivilDay(day->year() + 10, day->month(), day->day())));
-      auto r = live_.cards->RecordProduction(kBureau, req);
-      EXPECT_TRUE(r.ok()) << r.status();
-      Card c = r->card();
-      c.set_bank_account(req.bank_account());  // the bureau sees it masked
-      return c;
-    };
-    auto sel = [](const std::string& app) {
-      CardSelector s;
-      s.set_application_id(app);
-      return s;
-    };
-    auto issue = [&](const std::string& app, absl::Time t) {
-      set(t);
-      IssueCardRequest req;
-      req.set_request_id(Rid());
-      *req.mutable_card() = sel(app);
-      ASSERT_TRUE(live_.cards->IssueCard(kAdmin, req).ok());
-    };
-    auto activate = [&](const std::string& app, absl::Time t) {
-      set(t);
-      ActivateCardRequest req;
-      req.set_request_id(Rid());
-      *req.mutable_card() = sel(app);
-      ASSERT_TRUE(live_.cards->ActivateCard(kAdmin, req).ok());
-    };
-    auto lose = [&](const std::string& app, absl::Time t, LossKind kind) {
-      set(t);
-      ReportLossRequest req;
-      req.set_request_id(Rid());
-      *req.mutable_card() = sel(app);
-      req.set_kind(kind);
-      auto r = live_.cards->ReportLoss(kAdmin, req);
-      ASSERT_TRUE(r.ok()) << r.status();
-    };
-    auto replace = [&](const std::string& app, absl::Time t,
-                       ReplacementReason reason, const std::string& new_name) {
-      set(t);
-      ApplyReplacementRequest req;
-      req.set_request_id(Rid());
-      *req.mutable_card() = sel(app);
-      req.set_reason(reason);
-      req.set_new_name(new_name);
-      auto r = live_.cards->ApplyReplacement(kAdmin, req);
-      EXPECT_TRUE(r.ok()) << r.status();
-      return r->new_card();
-    };
-    auto cancel = [&](const std::string& app, absl::Time t) {
-      set(t);
-      CancelCardRequest req;
-      req.set_request_id(Rid());
-      *req.mutable_card() = sel(app);
-      req.set_reason(CANCEL_REASON_DEATH);
-      ASSERT_TRUE(live_.cards->CancelCard(kAdmin, req).ok());
-    };
-    auto row = [&](const std::string& id, const std::string& name,
-                   const std::string& town, const Card& c) {
-      Row r;
-      r.f["id_number"] = id;
-      r.f["name"] = name;
-      r.f["phone"] = "13800138000";
-      r.f["address"] = "叙永镇 1号";
-      r.f["region_code"] = town;
-      r.f["application_id"] = c.application_id();
-      r.f["bank_code"] = "ABC";
-      r.f["photo_ref"] = "photo/1";
-      return r;
-    };
-    auto produced_fields = [&](Row& r, const Card& c, absl::Time t) {
-      r.f["card_number"] = c.card_number();
-      r.f["identification_code"] = c.identification_code();
-      r.f["bank_account"] = c.bank_account();
-      r.f["valid_from"] = c.valid_from();
-      r.f["produced_at"] = Rfc(t);
-    };
-
-    // 1. Applied, produced, issued, activated.
-    {
-      const std::string id = MakeId("510524", "19800101", 11);
-      ids_.push_back(id);
-      Card c = apply(id, "张三", kTownA, At(2019, 3, 1), false, "");
-      send(c.application_id(), At(2019, 3, 2));
-      Card p = produce(c.application_id(), At(2019, 3, 20));
-      issue(c.application_id(), At(2019, 4, 1));
-      activate(c.application_id(), At(2019, 4, 2));
-      Row r = row(id, "张三", kTownA, c);
-      r.f["state"] = "ACTIVE";
-      r.f["applied_at"] = Rfc(At(2019, 3, 1));
-      r.f["sent_at"] = Rfc(At(2019, 3, 2));
-      r.f["batch_reference"] = "B-2019-01";
-      produced_fields(r, p, At(2019, 3, 20));
-      r.f["issued_at"] = Rfc(At(2019, 4, 1));
-      r.f["activated_at"] = Rfc(At(2019, 4, 2));
-      rows_.push_back(r);
-    }
-    // 2. Instant issuance, formal loss, replacement with a name change, the
-    //    replacement produced and issued.
-    {
-      const std::string id = MakeId("510524", "19900215", 22);
-      ids_.push_back(id);
-      Card c =
-          apply(id, "李四", kTownB, At(2019, 5, 10), true, "6228480000000022");
-      activate(c.application_id(), At(2019, 5, 11));
-      lose(c.application_id(), At(2020, 1, 5), LOSS_KIND_FORMAL);
-      Card n = replace(c.application_id(), At(2020, 1, 6),
-                       REPLACEMENT_REASON_DATA_CHANGE, "李思");
-      send(n.application_id(), At(2020, 1, 7));
-      Card p = produce(n.application_id(), At(2020, 1, 20));
-      issue(n.application_id(), At(2020, 2, 1));
-      Row r = row(id, "李四", kTownB, c);
-      r.f["state"] = "REPLACED";
-      r.f["instant_issuance"] = "true";
-      r.f["applied_at"] = Rfc(At(2019, 5, 10));
-      r.f["card_number"] = c.card_number();
-      r.f["identification_code"] = c.identification_code();
-      r.f["bank_account"] = "6228480000000022";
-      r.f["valid_from"] = c.valid_from();
-      r.f["issued_at"] = Rfc(At(2019, 5, 10));
-      r.f["lost_at"] = Rfc(At(2020, 1, 5));
-      r.f["activated_at"] = Rfc(At(2019, 5, 11));
-      r.f["replacement_reason"] = "DATA_CHANGE";
-      rows_.push_back(r);
-      Row r2 = row(id, "李思", kTownB, n);
-      r2.f["state"] = "ISSUED";
-      r2.f["applied_at"] = Rfc(At(2020, 1, 6));
-      r2.f["replaces"] = c.application_id();
-      r2.f["replacement_reason"] = "DATA_CHANGE";
-      r2.f["sent_at"] = Rfc(At(2020, 1, 7));
-      r2.f["batch_reference"] = "B-2019-01";
-      produced_fields(r2, p, At(2020, 1, 20));
-      r2.f["issued_at"] = Rfc(At(2020, 2, 1));
-      rows_.push_back(r2);
-    }
-    // 3. Issued then cancelled (death).
-    {
-      const std::string id = MakeId("510524", "19450607", 33);
-      ids_.push_back(id);
-      Card c = apply(id, "王五", kTownA, At(2019, 6, 1), false, "");
-      send(c.application_id(), At(2019, 6, 2));
-      Card p = produce(c.application_id(), At(2019, 6, 15));
-      issue(c.application_id(), At(2019, 7, 1));
-      cancel(c.application_id(), At(2021, 3, 3));
-      Row r = row(id, "王五", kTownA, c);
-      r.f["state"] = "CANCELLED";
-      r.f["cancel_reason"] = "DEATH";
-      r.f["applied_at"] = Rfc(At(2019, 6, 1));
-      r.f["sent_at"] = Rfc(At(2019, 6, 2));
-      r.f["batch_reference"] = "B-2019-01";
-      produced_fields(r, p, At(2019, 6, 15));
-      r.f["issued_at"] = Rfc(At(2019, 7, 1));
-      r.f["closed_at"] = Rfc(At(2021, 3, 3));
-      rows_.push_back(r);
-    }
-    // 4. Applied only.
-    {
-      const std::string id = MakeId("510524", "20000909", 44);
-      ids_.push_back(id);
-      Card c = apply(id, "赵六", kTownB, At(2022, 2, 2), false, "");
-      Row r = row(id, "赵六", kTownB, c);
-      r.f["state"] = "APPLIED";
-      r.f["applied_at"] = Rfc(At(2022, 2, 2));
-      rows_.push_back(r);
-    }
-    // 5. Active, then a temporary loss (still in force at import time? no:
-    //    it lapsed long ago; both sides read it lazily the same way).
-    {
-      const std::string id = MakeId("510524", "19701010", 55);
-      ids_.push_back(id);
-      Card c = apply(id, "阿依·木呷", kTownA, At(2019, 8, 1), false, "");
-      send(c.application_id(), At(2019, 8, 2));
-      Card p = produce(c.application_id(), At(2019, 8, 10));
-      issue(c.application_id(), At(2019, 8, 20));
-      activate(c.application_id(), At(2019, 8, 21));
-      lose(c.application_id(), At(2023, 5, 5), LOSS_KIND_TEMPORARY);
-      Row r = row(id, "阿依·木呷", kTownA, c);
-      r.f["state"] = "TEMP_LOST";
-      r.f["applied_at"] = Rfc(At(2019, 8, 1));
-      r.f["sent_at"] = Rfc(At(2019, 8, 2));
-      r.f["batch_reference"] = "B-2019-01";
-      produced_fields(r, p, At(2019, 8, 10));
-      r.f["issued_at"] = Rfc(At(2019, 8, 20));
-      r.f["activated_at"] = Rfc(At(2019, 8, 21));
-      r.f["lost_at"] = Rfc(At(2023, 5, 5));
-      rows_.push_back(r);
-    }
+    LogicDriver driver(&live_);
+    testing::ReplayedHistory h = testing::ReplayHistory(driver);
+    rows_ = std::move(h.rows);
+    ids_ = std::move(h.ids);
   }
 
   // Imports `lines` (JSON lines) into `imported_` as one session.
