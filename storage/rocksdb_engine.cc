@@ -665,6 +665,16 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
   // (stable: writes to one key keep their order). RocksDB inserts a large
   // batch into its memtable several times faster in key order.
   std::vector<Entry> entries;
+  {
+    size_t n = 1;
+    for (const Request* r : group) {
+      n += r->ws.ops().size() + r->ws.audits().size();
+      for (const EventInput& e : r->ws.events()) n += 2 + e.also_index.size();
+    }
+    entries.reserve(n);
+  }
+  // One record reused for every event: its strings keep their buffers.
+  StoredEventRecord rec;
   std::deque<std::string> owned;  // generated keys and values (stable)
   auto own = [&owned](std::string v) -> std::string_view {
     owned.push_back(std::move(v));
@@ -680,7 +690,6 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
     for (const EventInput& e : ws.events()) {
       ++ev;
       if (r.first_event_sequence == 0) r.first_event_sequence = ev;
-      StoredEventRecord rec;
       rec.set_sequence(ev);
       rec.set_time_unix_nanos(e.time.has_value() ? absl::ToUnixNanos(*e.time)
                                                  : now_nanos);
