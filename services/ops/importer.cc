@@ -844,18 +844,22 @@ void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
     ch.operation = op;
     ch.event_type = std::string(type);
     ch.person_key = person_key;
-    ch.person = prec;
     ch.before = before;
-    ch.after = after;
     ch.time = t;
     ch.holder_delta = delta;
+    // The person and the card are lent to the observers (swapped in and
+    // back) rather than copied: five changes per row, two records each.
+    ch.person.Swap(&prec);
+    ch.after.Swap(&after);
     for (card::CardObserver* o : observers_) {
       absl::Status s = o->OnCardChange(ws, ch);
       if (!s.ok()) {
         failure = GroupError{line, FromStatus(s, "")};
-        return;
+        break;
       }
     }
+    ch.person.Swap(&prec);
+    ch.after.Swap(&after);
   };
   auto transit = [&](CardRecord& c, Operation op,
                      uint64_t line) -> std::optional<CardRecord> {
