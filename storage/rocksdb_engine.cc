@@ -471,7 +471,9 @@ absl::Status RocksDbEngine::Open() {
   dbo.statistics = statistics_;
 
   std::shared_ptr<rocksdb::Cache> cache =
-      rocksdb::NewLRUCache(options_.block_cache_bytes);
+      rocksdb::NewLRUCache(options_.block_cache_bytes, /*num_shard_bits=*/-1,
+                           /*strict_capacity_limit=*/false,
+                           /*high_pri_pool_ratio=*/0.25);
   // Memtables of all tables share one budget, charged to the block cache:
   // memory stays flat in the data size (bulk payouts and imports write
   // gigabytes through a few hundred megabytes).
@@ -511,12 +513,25 @@ absl::Status RocksDbEngine::Open() {
     rocksdb::BlockBasedTableOptions table;
     table.block_cache = cache;
     table.block_size = 16 << 10;
+    // Index and filter blocks live in the cache (memory stays flat in the
+    // data size), partitioned so that a read loads the 4 KiB partitions it
+    // needs rather than a whole file's filter: with millions of holders a
+    // file's full filter is megabytes, and a cache shared with the
+    // memtables would evict and re-read it on every other lookup. The
+    // partitions' top level is pinned and metadata is cached with high
+    // priority.
     table.cache_index_and_filter_blocks = true;
+    table.cache_index_and_filter_blocks_with_high_priority = true;
     table.pin_l0_filter_and_index_blocks_in_cache = true;
+    table.pin_top_level_index_and_filter = true;
+    table.index_type =
+        rocksdb::BlockBasedTableOptions::IndexType::kTwoLevelIndexSearch;
+    table.metadata_block_size = 4096;
     table.format_version = 5;
     if (IsPointLookupTable(t)) {
       table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
       table.whole_key_filtering = true;
+      table.partition_filters = true;
       // A point read that misses the block cache decompresses one block:
       // small blocks keep that cheap once a table outgrows the cache (the
       // persons and cards of a million holders do).
