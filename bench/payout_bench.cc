@@ -9,7 +9,12 @@
 // reset after the setup) and of the whole process.
 //
 //   payout_bench [--items 1000000] [--chunk 5000] [--pipeline 1] [--dir /tmp/x]
-//                [--bank-bin path/to/ssc-banksim]
+//                [--bank-bin path/to/ssc-banksim] [--setup-cache dir]
+//
+// --setup-cache keeps a backup of the store after the card setup in `dir`
+// and restores it on later runs with the same --items instead of issuing
+// the cards again (the block cache then starts cold, as in production when a
+// payout runs long after the cards were issued).
 //
 // With --bank-bin the bank simulator runs as its own process (as in
 // production) and the RSS printed is the server's alone; its store's writes
@@ -42,6 +47,7 @@
 #include "services/card/card_logic.h"
 #include "services/payout/grpc_bank_gateway.h"
 #include "services/payout/payout_logic.h"
+#include "storage/backup.h"
 #include "storage/idempotency.h"
 #include "storage/key_lock.h"
 #include "storage/pii_cipher.h"
@@ -136,7 +142,7 @@ class CountingEngine : public ssc::storage::Engine {
  public:
   struct Counts {
     uint64_t commits = 0, puts = 0, deletes = 0, merges = 0, bytes = 0,
-             gets = 0;
+             gets = 0, multigets = 0;  // gets: keys read (batched or not)
   };
   explicit CountingEngine(ssc::storage::Engine* inner) : inner_(inner) {}
   Counts Take() {
@@ -152,6 +158,16 @@ class CountingEngine : public ssc::storage::Engine {
       ++counts_.gets;
     }
     return inner_->Get(t, key);
+  }
+  absl::StatusOr<std::vector<std::optional<std::string>>> MultiGet(
+      ssc::storage::Table t,
+      const std::vector<std::string_view>& keys) override {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      counts_.gets += keys.size();
+      ++counts_.multigets;
+    }
+    return inner_->MultiGet(t, keys);
   }
   absl::Status Scan(ssc::storage::Table t, std::string_view lower,
                     std::string_view upper, const ScanFn& fn,
@@ -210,9 +226,10 @@ void PrintCounts(const char* phase, const CountingEngine::Counts& c,
   const double n = static_cast<double>(std::max<int64_t>(1, items));
   std::printf(
       "  %-22s per item: %.2f puts %.2f deletes %.2f merges %.0f B, %.2f "
-      "gets; %llu commits\n",
+      "gets; %llu commits, %llu batched reads\n",
       phase, c.puts / n, c.deletes / n, c.merges / n, c.bytes / n, c.gets / n,
-      static_cast<unsigned long long>(c.commits));
+      static_cast<unsigned long long>(c.commits),
+      static_cast<unsigned long long>(c.multigets));
 }
 
 // The ssc-banksim binary as a child process on a loopback port (plain
@@ -264,6 +281,33 @@ class BankProcess {
   pid_t pid_ = -1;
 };
 
+// RocksDB's counters of a store (Engine::Properties) that tell where a
+// phase's time went besides the payout's own work: background compaction
+// and flush output, block cache misses, write stalls.
+struct StoreTicks {
+  uint64_t compact = 0, flush = 0, hits = 0, misses = 0, stall_us = 0;
+};
+StoreTicks ReadTicks(ssc::storage::Engine& e) {
+  std::map<std::string, std::string> p = e.Properties();
+  auto get = [&](const char* name) -> uint64_t {
+    auto it = p.find(name);
+    return it == p.end() ? 0 : std::strtoull(it->second.c_str(), nullptr, 10);
+  };
+  return {get("rocksdb.compact.write.bytes"), get("rocksdb.flush.write.bytes"),
+          get("rocksdb.block.cache.hit"), get("rocksdb.block.cache.miss"),
+          get("rocksdb.stall.micros")};
+}
+void PrintTicks(const char* phase, const StoreTicks& a, const StoreTicks& b) {
+  const uint64_t hits = b.hits - a.hits, misses = b.misses - a.misses;
+  std::printf(
+      "  %-22s compaction wrote %.0f MB, flushes %.0f MB, block cache "
+      "%.1f%% misses of %llu, write stalls %.2f s\n",
+      phase, (b.compact - a.compact) / 1e6, (b.flush - a.flush) / 1e6,
+      100.0 * misses / std::max<uint64_t>(1, hits + misses),
+      static_cast<unsigned long long>(hits + misses),
+      (b.stall_us - a.stall_us) / 1e6);
+}
+
 uint64_t DirBytes(const std::string& dir) {
   uint64_t n = 0;
   std::error_code ec;
@@ -281,6 +325,7 @@ int main(int argc, char** argv) {
   bool pipeline = true;
   std::string dir;
   std::string bank_bin;
+  std::string setup_cache;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--items")
@@ -293,6 +338,8 @@ int main(int argc, char** argv) {
       dir = argv[i + 1];
     else if (a == "--bank-bin")
       bank_bin = argv[i + 1];
+    else if (a == "--setup-cache")
+      setup_cache = argv[i + 1];
   }
   if (dir.empty()) {
     std::string tmpl = "/tmp/payout_bench_XXXXXX";
@@ -301,6 +348,20 @@ int main(int argc, char** argv) {
   using namespace ssc;  // NOLINT
   storage::RocksDbOptions o;
   o.path = dir + "/ssc";
+  const std::string setup_tag = absl::StrFormat("holders=%d", items);
+  bool restored = false;
+  if (!setup_cache.empty()) {
+    auto backups = storage::ListBackups(setup_cache);
+    if (backups.ok() && !backups->empty() &&
+        backups->back().metadata == setup_tag) {
+      const auto t_restore = Clock::now();
+      Die(storage::RestoreBackup(setup_cache, backups->back().id, o.path),
+          "restore setup");
+      restored = true;
+      std::printf("setup: restored %s from %s in %.1f s\n", setup_tag.c_str(),
+                  setup_cache.c_str(), Since(t_restore));
+    }
+  }
   auto engine = storage::OpenRocksDbEngine(o);
   Die(engine.status(), "open ssc store");
   storage::RocksDbOptions bo;
@@ -351,9 +412,9 @@ int main(int argc, char** argv) {
   // Setup: N holders (instant issuance), many writers sharing group commits.
   common::Caller counter{"counter-bench", common::Role::kCounter, ""};
   auto t0 = Clock::now();
-  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> next{restored ? items : 0};
   std::vector<std::thread> writers;
-  for (int w = 0; w < 64; ++w) {
+  for (int w = 0; w < (restored ? 0 : 64); ++w) {
     writers.emplace_back([&, w] {
       for (int64_t n = next++; n < items; n = next++) {
         v1::ApplyCardRequest r;
@@ -371,8 +432,16 @@ int main(int argc, char** argv) {
     });
   }
   for (auto& t : writers) t.join();
-  std::printf("setup: %lld holders in %.1f s\n", static_cast<long long>(items),
-              Since(t0));
+  if (!restored) {
+    std::printf("setup: %lld holders in %.1f s\n",
+                static_cast<long long>(items), Since(t0));
+    if (!setup_cache.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(setup_cache, ec);
+      Die(storage::CreateBackup(**engine, setup_cache, setup_tag, 1).status(),
+          "backup setup");
+    }
+  }
   const uint64_t bytes_before = DirBytes(dir + "/ssc");
   const long rss_after_setup = CurrentRssMb();
   const long setup_peak = PeakRssMb();
@@ -422,6 +491,9 @@ int main(int argc, char** argv) {
 
   // Upload as the UploadItems stream does it: chunk i is stored while chunk
   // i+1 is validated (PrepareUpload takes no lock).
+  // Phase marks on stderr (unbuffered), e.g. to attach a profiler.
+  std::fprintf(stderr, "phase: upload (pid %d)\n", static_cast<int>(getpid()));
+  const StoreTicks ticks0 = ReadTicks(**engine);
   const auto t_all = Clock::now();
   auto t = Clock::now();
   const double cpu0 = CpuSeconds();
@@ -489,6 +561,8 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  std::fprintf(stderr, "phase: execute\n");
+  const StoreTicks ticks1 = ReadTicks(**engine);
   t = Clock::now();
   const double cpu1 = CpuSeconds();
   for (int i = 0; i < 1000; ++i) {
@@ -504,6 +578,8 @@ int main(int argc, char** argv) {
   const double all_s = Since(t_all);
   const CountingEngine::Counts exec_counts = ssc_store.Take();
   const CountingEngine::Counts bank_counts = bank_store.Take();
+  std::fprintf(stderr, "phase: done\n");
+  const StoreTicks ticks2 = ReadTicks(**engine);
   const long payout_rss = sampler->Finish();
   const long payout_hwm = hwm_reset ? PeakRssSinceResetMb() : 0;
   v1::GetBatchRequest g;
@@ -567,6 +643,9 @@ int main(int argc, char** argv) {
   PrintCounts("seal+approve (ssc)", approve_counts, items);
   PrintCounts("execute (ssc)", exec_counts, items);
   PrintCounts("execute (bank)", bank_counts, items);
+  std::printf("store background work (ssc):\n");
+  PrintTicks("upload+validate", ticks0, ticks1);
+  PrintTicks("seal+approve+execute", ticks1, ticks2);
   std::printf("store growth during payout: %.1f MB\n", payout_bytes / 1e6);
   std::printf("RSS: %ld MB after card setup (setup peak %ld MB)\n",
               rss_after_setup, setup_peak);

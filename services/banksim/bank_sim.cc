@@ -3,8 +3,11 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <map>
+#include <optional>
+#include <string_view>
 #include <thread>
+#include <unordered_map>
+#include <vector>
 
 #include "absl/strings/str_format.h"
 #include "google/protobuf/util/time_util.h"
@@ -48,6 +51,38 @@ bank::v1::InstructionResult ToResult(const bank::v1::StatementEntry& e) {
   return r;
 }
 
+// The stored entries of `ids` (nullopt: never seen), with one batched read
+// of the index and one of the entries.
+absl::StatusOr<std::vector<std::optional<bank::v1::StatementEntry>>>
+LoadEntries(storage::Engine* engine, const std::vector<std::string_view>& ids) {
+  std::vector<std::string> index_keys;
+  index_keys.reserve(ids.size());
+  for (std::string_view id : ids) index_keys.push_back(IndexKey(id));
+  std::vector<std::string_view> keys(index_keys.begin(), index_keys.end());
+  ASSIGN_OR_RETURN(std::vector<std::optional<std::string>> batches,
+                   engine->MultiGet(Table::kPayouts, keys));
+  std::vector<size_t> known;
+  std::vector<std::string> entry_keys;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!batches[i].has_value()) continue;
+    known.push_back(i);
+    entry_keys.push_back(EntryKey(*batches[i], ids[i]));
+  }
+  std::vector<std::optional<bank::v1::StatementEntry>> out(ids.size());
+  if (known.empty()) return out;
+  keys.assign(entry_keys.begin(), entry_keys.end());
+  ASSIGN_OR_RETURN(std::vector<std::optional<std::string>> entries,
+                   engine->MultiGet(Table::kPayoutItems, keys));
+  for (size_t j = 0; j < known.size(); ++j) {
+    bank::v1::StatementEntry e;
+    if (!entries[j].has_value() || !e.ParseFromString(*entries[j])) {
+      return absl::DataLossError("statement entry missing or corrupt");
+    }
+    out[known[j]] = std::move(e);
+  }
+  return out;
+}
+
 }  // namespace
 
 BankSim::BankSim(storage::Engine* engine, const storage::Clock* clock,
@@ -82,14 +117,13 @@ bool BankSim::RollTransient() {
   return d(rng_) < options_.transient_failure_rate;
 }
 
-bank::v1::StatementEntry BankSim::Decide(const bank::v1::Instruction& in) {
+bank::v1::StatementEntry BankSim::Decide(
+    const bank::v1::Instruction& in, const google::protobuf::Timestamp& now) {
   bank::v1::StatementEntry e;
   e.set_instruction_id(in.instruction_id());
   e.set_account(in.account());
   e.set_amount_fen(in.amount_fen());
-  *e.mutable_booked_at() =
-      google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
-          absl::ToUnixNanos(clock_->Now()));
+  *e.mutable_booked_at() = now;
   bank::v1::RejectReason reason = bank::v1::REJECT_REASON_UNSPECIFIED;
   if (in.amount_fen() <= 0) {
     reason = bank::v1::REJECT_REASON_INVALID_AMOUNT;
@@ -139,29 +173,31 @@ absl::StatusOr<bank::v1::SubmitInstructionsResponse> BankSim::Submit(
     }
   }
   bank::v1::SubmitInstructionsResponse response;
+  response.mutable_results()->Reserve(request.instructions_size());
   storage::WriteSet ws;
-  std::map<std::string, bank::v1::StatementEntry> fresh;
+  std::unordered_map<std::string_view, bank::v1::StatementEntry> fresh;
   int64_t credited = 0;
   int64_t credited_amount = 0;
   const uint64_t reference_before = next_reference_;
   bool crash = false;
+  std::vector<std::string_view> ids;
+  ids.reserve(request.instructions_size());
   for (const auto& in : request.instructions()) {
+    ids.push_back(in.instruction_id());
+  }
+  ASSIGN_OR_RETURN(std::vector<std::optional<bank::v1::StatementEntry>> stored,
+                   LoadEntries(engine_, ids));
+  // Every instruction of one call is booked at the same time.
+  const google::protobuf::Timestamp booked_at =
+      google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
+          absl::ToUnixNanos(clock_->Now()));
+  for (int i = 0; i < request.instructions_size(); ++i) {
+    const auto& in = request.instructions(i);
     const bank::v1::StatementEntry* known = nullptr;
-    bank::v1::StatementEntry stored;
     if (auto it = fresh.find(in.instruction_id()); it != fresh.end()) {
       known = &it->second;
-    } else {
-      ASSIGN_OR_RETURN(auto batch, engine_->Get(Table::kPayouts,
-                                                IndexKey(in.instruction_id())));
-      if (batch.has_value()) {
-        ASSIGN_OR_RETURN(auto bytes,
-                         engine_->Get(Table::kPayoutItems,
-                                      EntryKey(*batch, in.instruction_id())));
-        if (!bytes.has_value() || !stored.ParseFromString(*bytes)) {
-          return absl::DataLossError("statement entry missing or corrupt");
-        }
-        known = &stored;
-      }
+    } else if (stored[i].has_value()) {
+      known = &*stored[i];
     }
     if (known != nullptr) {
       *response.add_results() = ToResult(*known);
@@ -173,7 +209,7 @@ absl::StatusOr<bank::v1::SubmitInstructionsResponse> BankSim::Submit(
       r->set_status(bank::v1::INSTRUCTION_STATUS_RETRY);
       continue;
     }
-    bank::v1::StatementEntry e = Decide(in);
+    bank::v1::StatementEntry e = Decide(in, booked_at);
     if (e.status() == bank::v1::INSTRUCTION_STATUS_CREDITED) {
       ++credited;
       credited_amount += e.amount_fen();
@@ -222,21 +258,18 @@ absl::StatusOr<bank::v1::GetInstructionStatusResponse> BankSim::Status(
     std::this_thread::sleep_for(absl::ToChronoNanoseconds(options_.latency));
   }
   bank::v1::GetInstructionStatusResponse response;
-  for (const std::string& id : request.instruction_ids()) {
+  std::vector<std::string_view> ids(request.instruction_ids().begin(),
+                                    request.instruction_ids().end());
+  ASSIGN_OR_RETURN(std::vector<std::optional<bank::v1::StatementEntry>> stored,
+                   LoadEntries(engine_, ids));
+  for (int i = 0; i < request.instruction_ids_size(); ++i) {
     bank::v1::InstructionResult* r = response.add_results();
-    r->set_instruction_id(id);
-    ASSIGN_OR_RETURN(auto batch, engine_->Get(Table::kPayouts, IndexKey(id)));
-    if (!batch.has_value()) {
+    if (!stored[i].has_value()) {
+      r->set_instruction_id(request.instruction_ids(i));
       r->set_status(bank::v1::INSTRUCTION_STATUS_UNKNOWN);
       continue;
     }
-    ASSIGN_OR_RETURN(auto bytes,
-                     engine_->Get(Table::kPayoutItems, EntryKey(*batch, id)));
-    bank::v1::StatementEntry e;
-    if (!bytes.has_value() || !e.ParseFromString(*bytes)) {
-      return absl::DataLossError("statement entry missing or corrupt");
-    }
-    *r = ToResult(e);
+    *r = ToResult(*stored[i]);
   }
   return response;
 }

@@ -69,7 +69,9 @@ class BankSim {
   BankSim(storage::Engine* engine, const storage::Clock* clock,
           BankSimOptions options);
   bool RollTransient();
-  bank::v1::StatementEntry Decide(const bank::v1::Instruction& in);
+  // The outcome of a new instruction, booked at `now`.
+  bank::v1::StatementEntry Decide(const bank::v1::Instruction& in,
+                                  const google::protobuf::Timestamp& now);
 
   storage::Engine* engine_;
   const storage::Clock* clock_;

@@ -1644,4 +1644,73 @@ absl::StatusOr<std::optional<PayeeView>> CardLogic::FindPayeeByIdNumber(
   return v;
 }
 
+absl::StatusOr<std::vector<absl::StatusOr<std::optional<PayeeView>>>>
+CardLogic::FindPayeesByIdNumber(
+    const std::vector<std::string_view>& id_numbers) const {
+  const absl::Time now = ctx_.clock->Now();
+  std::vector<absl::StatusOr<std::optional<PayeeView>>> out(
+      id_numbers.size(), std::optional<PayeeView>());
+  // 1. Valid ID numbers -> person keys, read in one batch.
+  std::vector<size_t> asked;  // indexes into id_numbers
+  std::vector<std::string> person_keys;
+  asked.reserve(id_numbers.size());
+  person_keys.reserve(id_numbers.size());
+  for (size_t i = 0; i < id_numbers.size(); ++i) {
+    absl::StatusOr<IdNumberInfo> id =
+        ValidateIdNumber("id_number", id_numbers[i], now);
+    if (!id.ok()) {
+      out[i] = id.status();
+      continue;
+    }
+    asked.push_back(i);
+    person_keys.push_back(PersonKey(id->normalized));
+  }
+  std::vector<std::string_view> keys(person_keys.begin(), person_keys.end());
+  ASSIGN_OR_RETURN(std::vector<std::optional<std::string>> persons,
+                   ctx_.engine->MultiGet(Table::kPersons, keys));
+  // 2. The found persons; their current cards, read in one batch.
+  std::vector<size_t> with_card;  // indexes into id_numbers
+  std::vector<std::string> app_ids;
+  for (size_t j = 0; j < asked.size(); ++j) {
+    if (!persons[j].has_value()) continue;
+    ASSIGN_OR_RETURN(store::PersonRecord person, ParsePerson(*persons[j]));
+    PayeeView v;
+    v.person_key = std::move(person_keys[j]);
+    if (!person.name().empty()) {
+      ASSIGN_OR_RETURN(v.name, ctx_.cipher->Decrypt(person.name(),
+                                                    Aad(v.person_key, "name")));
+    }
+    v.region_code = person.region_code();
+    v.has_applications = person.application_ids_size() > 0;
+    if (!person.current_application_id().empty()) {
+      with_card.push_back(asked[j]);
+      app_ids.push_back(person.current_application_id());
+    }
+    out[asked[j]] = std::move(v);
+  }
+  keys.assign(app_ids.begin(), app_ids.end());
+  ASSIGN_OR_RETURN(std::vector<std::optional<std::string>> cards,
+                   ctx_.engine->MultiGet(Table::kCards, keys));
+  for (size_t j = 0; j < with_card.size(); ++j) {
+    const std::string& app_id = app_ids[j];
+    if (!cards[j].has_value()) {
+      return absl::DataLossError(
+          absl::StrCat("card ", Sv(app_id), " of a person is missing"));
+    }
+    ASSIGN_OR_RETURN(store::CardRecord stored, ParseCard(app_id, *cards[j]));
+    const store::CardRecord rec = Effective(std::move(stored), now);
+    PayeeView& v = **out[with_card[j]];
+    v.has_card = true;
+    v.card_state = rec.state();
+    v.bank_code = rec.bank_code();
+    if (!rec.bank_account().empty()) {
+      ASSIGN_OR_RETURN(
+          v.bank_account,
+          ctx_.cipher->Decrypt(rec.bank_account(),
+                               Aad(rec.application_id(), "bank_account")));
+    }
+  }
+  return out;
+}
+
 }  // namespace ssc::card

@@ -195,6 +195,12 @@ class CardLogic {
   // Thread-safe, read-only.
   absl::StatusOr<std::optional<PayeeView>> FindPayeeByIdNumber(
       std::string_view id_number) const;
+  // FindPayeeByIdNumber for many ID numbers at once, with one batched read
+  // of the holder register and one of the card records: result i is
+  // INVALID_ARGUMENT for a malformed id_numbers[i], nullopt when unknown.
+  // The outer status is a storage failure. Thread-safe, read-only.
+  absl::StatusOr<std::vector<absl::StatusOr<std::optional<PayeeView>>>>
+  FindPayeesByIdNumber(const std::vector<std::string_view>& id_numbers) const;
 
   // The lock key of a person: other services that change state derived from
   // a person's card (e.g. the e-card) lock it too, to serialize with cards.

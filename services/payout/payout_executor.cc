@@ -1,7 +1,9 @@
 // The execution engine, reconciliation and retry batches of PayoutLogic.
 
 #include <algorithm>
+#include <functional>
 #include <map>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
@@ -233,18 +235,29 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
     // Claims of this chunk (the items of a batch have distinct persons;
     // this keeps it safe if they did not).
     std::unordered_map<std::string, std::string> claimed;
-    for (Work& w : p->work) {
+    // The entitlements of the items not in flight, in one batched read.
+    std::vector<std::string> ent_keys(p->work.size());
+    std::vector<std::string_view> asked;
+    asked.reserve(p->work.size());
+    for (size_t i = 0; i < p->work.size(); ++i) {
+      const Work& w = p->work[i];
+      if (w.recovered) continue;
+      ent_keys[i] = in::EntitlementKey(code, period, w.rec.person_key());
+      asked.push_back(ent_keys[i]);
+    }
+    ASSIGN_OR_RETURN(std::vector<std::optional<std::string>> stored,
+                     engine->MultiGet(Table::kPayouts, asked));
+    size_t next_stored = 0;
+    for (size_t i = 0; i < p->work.size(); ++i) {
+      Work& w = p->work[i];
       if (w.recovered) {
         kept.push_back(std::move(w));
         continue;
       }
-      const std::string ek =
-          in::EntitlementKey(code, period, w.rec.person_key());
-      std::optional<std::string> ent;
+      const std::string& ek = ent_keys[i];
+      std::optional<std::string> ent = std::move(stored[next_stored++]);
       if (auto it = claimed.find(ek); it != claimed.end()) {
         ent = it->second;
-      } else {
-        ASSIGN_OR_RETURN(ent, engine->Get(Table::kPayouts, ek));
       }
       if (ent.has_value()) {
         EntitlementRecord e;
@@ -320,12 +333,31 @@ absl::StatusOr<bool> PayoutLogic::Impl::EntitlementPaid(
   return item.status() == ssc::v1::ITEM_STATUS_PAID;
 }
 
+absl::Status PayoutLogic::Impl::CommitResults(PayoutLogic& self,
+                                              ResultWrite write) {
+  RETURN_IF_ERROR(self.ctx_.engine->Commit(std::move(write.ws)).status());
+  static common::Counter* const paid_items = common::Metrics().GetCounter(
+      "ssc_payout_items_total", "Payout items settled by the bank.",
+      {{"outcome", "paid"}});
+  static common::Counter* const failed_items = common::Metrics().GetCounter(
+      "ssc_payout_items_total", "Payout items settled by the bank.",
+      {{"outcome", "failed"}});
+  static common::Counter* const paid_fen = common::Metrics().GetCounter(
+      "ssc_payout_paid_fen_total", "Amount credited by the bank, in fen.", {});
+  paid_items->Add(static_cast<uint64_t>(write.paid_n));
+  failed_items->Add(static_cast<uint64_t>(write.failed_n));
+  paid_fen->Add(static_cast<uint64_t>(write.paid_amt));
+  self.NotifyProgress();
+  return absl::OkStatus();
+}
+
 // Sends (or asks about) the items of a prepared chunk until every one has a
 // result; *finished is false when execution stopped first (paused, stopping,
 // or blocked after `max_attempts` failed calls): the items stay SENT.
 absl::Status PayoutLogic::Impl::SendChunk(
     PayoutLogic& self, const std::string& batch_id, std::vector<Work> work,
-    const std::string& marker, int max_attempts, bool* finished, bool* clean) {
+    const std::string& marker, int max_attempts, bool* finished, bool* clean,
+    std::optional<ResultWrite>* deferred) {
   storage::Engine* engine = self.ctx_.engine;
   const storage::PiiCipher& cipher = *self.ctx_.cipher;
   *finished = false;
@@ -347,7 +379,9 @@ absl::Status PayoutLogic::Impl::SendChunk(
       return absl::OkStatus();  // paused: the items
                                 // stay SENT
     }
-    std::map<std::string, bank::v1::InstructionResult> results;
+    // Final outcomes by instruction id (moved out of the bank's answers).
+    std::unordered_map<std::string, bank::v1::InstructionResult> results;
+    results.reserve(work.size());
     bool failed_call = false;
     // Items SENT by an earlier run may have reached the bank: ask first.
     bank::v1::GetInstructionStatusRequest status_req;
@@ -360,10 +394,11 @@ absl::Status PayoutLogic::Impl::SendChunk(
       if (!st.ok()) {
         failed_call = true;
       } else {
-        for (const auto& r : st->results()) {
+        for (auto& r : *st->mutable_results()) {
           if (r.status() == bank::v1::INSTRUCTION_STATUS_CREDITED ||
               r.status() == bank::v1::INSTRUCTION_STATUS_REJECTED) {
-            results[r.instruction_id()] = r;
+            std::string id = r.instruction_id();
+            results.insert_or_assign(std::move(id), std::move(r));
           }
         }
         for (Work& w : work) w.recovered = false;  // unknown: send now
@@ -371,6 +406,8 @@ absl::Status PayoutLogic::Impl::SendChunk(
     }
     if (!failed_call) {
       bank::v1::SubmitInstructionsRequest submit;
+      submit.mutable_instructions()->Reserve(static_cast<int>(work.size()));
+      const std::string memo = absl::StrCat(code, " ", period);
       for (const Work& w : work) {
         if (w.recovered || results.count(w.rec.instruction_id())) continue;
         bank::v1::Instruction* ins = submit.add_instructions();
@@ -386,7 +423,7 @@ absl::Status PayoutLogic::Impl::SendChunk(
             cipher.Decrypt(w.rec.name(),
                            in::ItemAad(batch_id, w.rec.item_id(), "name")));
         ins->set_amount_fen(w.rec.amount_fen());
-        ins->set_memo(absl::StrCat(code, " ", period));
+        ins->set_memo(memo);
       }
       if (submit.instructions_size() > 0) {
         absl::StatusOr<bank::v1::SubmitInstructionsResponse> sr =
@@ -398,10 +435,11 @@ absl::Status PayoutLogic::Impl::SendChunk(
             // retry like a transient failure, the ids keep it safe.
           }
         } else {
-          for (const auto& r : sr->results()) {
+          for (auto& r : *sr->mutable_results()) {
             if (r.status() == bank::v1::INSTRUCTION_STATUS_CREDITED ||
                 r.status() == bank::v1::INSTRUCTION_STATUS_REJECTED) {
-              results[r.instruction_id()] = r;
+              std::string id = r.instruction_id();
+              results.insert_or_assign(std::move(id), std::move(r));
             }
           }
         }
@@ -470,20 +508,14 @@ absl::Status PayoutLogic::Impl::SendChunk(
         ws.AddCounter(Table::kCounters, in::CommittedKey(code, period),
                       -failed_amt);
       }
-      RETURN_IF_ERROR(engine->Commit(std::move(ws)).status());
-      static common::Counter* const paid_items = common::Metrics().GetCounter(
-          "ssc_payout_items_total", "Payout items settled by the bank.",
-          {{"outcome", "paid"}});
-      static common::Counter* const failed_items = common::Metrics().GetCounter(
-          "ssc_payout_items_total", "Payout items settled by the bank.",
-          {{"outcome", "failed"}});
-      static common::Counter* const paid_fen = common::Metrics().GetCounter(
-          "ssc_payout_paid_fen_total", "Amount credited by the bank, in fen.",
-          {});
-      paid_items->Add(static_cast<uint64_t>(paid_n));
-      failed_items->Add(static_cast<uint64_t>(failed_n));
-      paid_fen->Add(static_cast<uint64_t>(paid_amt));
-      self.NotifyProgress();
+      ResultWrite write{std::move(ws), paid_n, failed_n, paid_amt};
+      if (rest.empty() && deferred != nullptr) {
+        // The chunk's last write: the caller commits it (while the next
+        // chunk is at the bank).
+        *deferred = std::move(write);
+      } else {
+        RETURN_IF_ERROR(CommitResults(self, std::move(write)));
+      }
       work = std::move(rest);
     }
     if (work.empty()) break;
@@ -502,6 +534,38 @@ absl::Status PayoutLogic::Impl::SendChunk(
   return absl::OkStatus();
 }
 
+namespace {
+
+// A thread running one step of the execution pipeline; joined (and its
+// status kept) at the latest when the object goes.
+class Step {
+ public:
+  Step() = default;
+  Step(const Step&) = delete;
+  Step& operator=(const Step&) = delete;
+  ~Step() {
+    if (thread_.joinable()) thread_.join();
+  }
+  // Starts `fn` on its own thread; the previous one must have been joined.
+  void Start(std::function<absl::Status()> fn) {
+    thread_ = std::thread([this, fn = std::move(fn)] { status_ = fn(); });
+  }
+  // Waits for the step; its status (OK when none ran), reset to OK.
+  absl::Status Join() {
+    if (thread_.joinable()) thread_.join();
+    absl::Status s = std::move(status_);
+    status_ = absl::OkStatus();
+    return s;
+  }
+  bool running() const { return thread_.joinable(); }
+
+ private:
+  std::thread thread_;
+  absl::Status status_;
+};
+
+}  // namespace
+
 absl::Status PayoutLogic::Impl::ExecuteBatch(PayoutLogic& self,
                                              const std::string& batch_id,
                                              int max_attempts) {
@@ -511,10 +575,15 @@ absl::Status PayoutLogic::Impl::ExecuteBatch(PayoutLogic& self,
   // Chunks overlap only while the bank answers at the first attempt: after a
   // failure, execution goes one chunk at a time again.
   bool healthy = false;
+  // The results write of the previous chunk, committed while the current
+  // chunk is at the bank (pipeline_chunks). Until it is committed, that
+  // chunk's marker stays: a crash leaves it in flight, asked about first.
+  Step writer;
   PreparedChunk cur;
   cur.cursor = prefix;
   RETURN_IF_ERROR(PrepareChunk(self, batch_id, &cur));
   while (true) {
+    if (cur.stop || cur.exhausted) RETURN_IF_ERROR(writer.Join());
     if (cur.stop) return absl::OkStatus();
     if (cur.exhausted) {
       ASSIGN_OR_RETURN(ssc::v1::BatchTotals t,
@@ -562,29 +631,42 @@ absl::Status PayoutLogic::Impl::ExecuteBatch(PayoutLogic& self,
     }
     // Pipeline: the next chunk is read, claimed and recorded as at the bank
     // while this one is at the bank (items of a batch have distinct persons, so
-    // the two never touch the same entitlement). Its items stay in flight
+    // the two never touch the same entitlement), and the previous chunk's
+    // results are written meanwhile. The next chunk's items stay in flight
     // (SENT) if this chunk does not finish, exactly as after a crash.
+    const bool overlap = self.options_.pipeline_chunks && healthy;
     PreparedChunk next;
     next.cursor = cur.next_cursor;
-    std::thread preparer;
-    absl::Status next_status;
-    if (self.options_.pipeline_chunks && healthy) {
-      preparer = std::thread(
-          [&] { next_status = PrepareChunk(self, batch_id, &next); });
+    Step preparer;
+    if (overlap) {
+      preparer.Start([&] { return PrepareChunk(self, batch_id, &next); });
     }
     bool finished = false;
     bool clean = false;
-    absl::Status sent = SendChunk(self, batch_id, std::move(cur.work),
-                                  cur.marker, max_attempts, &finished, &clean);
+    std::optional<ResultWrite> deferred;
+    absl::Status sent = SendChunk(
+        self, batch_id, std::move(cur.work), cur.marker, max_attempts,
+        &finished, &clean, self.options_.pipeline_chunks ? &deferred : nullptr);
     healthy = clean;
-    if (preparer.joinable()) {
-      preparer.join();
-    } else if (sent.ok() && finished) {
+    absl::Status written = writer.Join();
+    if (deferred.has_value()) {
+      if (sent.ok() && written.ok()) {
+        writer.Start([&self, w = std::move(*deferred)]() mutable {
+          return CommitResults(self, std::move(w));
+        });
+      }
+    }
+    absl::Status next_status = preparer.Join();
+    if (!overlap && sent.ok() && written.ok() && finished) {
       next_status = PrepareChunk(self, batch_id, &next);
     }
     RETURN_IF_ERROR(sent);
-    RETURN_IF_ERROR(next_status);
-    if (!finished) return absl::OkStatus();
+    RETURN_IF_ERROR(written);
+    if (!next_status.ok()) {
+      RETURN_IF_ERROR(writer.Join());
+      return next_status;
+    }
+    if (!finished) return writer.Join();
     cur = std::move(next);
   }
 }
@@ -812,8 +894,12 @@ absl::StatusOr<ssc::v1::CreateRetryBatchResponse> PayoutLogic::CreateRetryBatch(
         int64_t count = 0, amount = 0;
         std::map<int, std::pair<int64_t, int64_t>> by_status;
         std::unordered_map<std::string, std::string> persons;
-        for (const ItemRecord& s : sources) {
-          ssc::v1::PayoutItemInput input;
+        // The inputs as uploaded (names corrected), validated again with
+        // batched reads.
+        std::vector<ssc::v1::PayoutItemInput> inputs(sources.size());
+        for (size_t i = 0; i < sources.size(); ++i) {
+          const ItemRecord& s = sources[i];
+          ssc::v1::PayoutItemInput& input = inputs[i];
           input.set_item_id(s.item_id());
           ASSIGN_OR_RETURN(
               *input.mutable_id_number(),
@@ -830,18 +916,24 @@ absl::StatusOr<ssc::v1::CreateRetryBatchResponse> PayoutLogic::CreateRetryBatch(
           }
           input.set_amount_fen(s.amount_fen());
           input.set_note(s.note());
+        }
+        std::vector<const ssc::v1::PayoutItemInput*> input_ptrs;
+        input_ptrs.reserve(inputs.size());
+        for (const auto& input : inputs) input_ptrs.push_back(&input);
+        const std::vector<Impl::Lookup> lookups = Impl::PrefetchAll(
+            *this, programme, b, input_ptrs, /*upload=*/false);
+        for (size_t i = 0; i < sources.size(); ++i) {
+          const ssc::v1::PayoutItemInput& input = inputs[i];
           ItemRecord rec;
           rec.set_seq(static_cast<uint64_t>(++count));
-          amount += s.amount_fen();
+          amount += input.amount_fen();
           rec.set_content_hash(Impl::ContentHash(*this, input));
-          const Impl::Lookup lookup =
-              Impl::Prefetch(*this, programme, b, input);
-          RETURN_IF_ERROR(Impl::ValidateItem(*this, programme, b, input, lookup,
-                                             ws, &persons, &rec));
+          RETURN_IF_ERROR(Impl::ValidateItem(*this, programme, b, input,
+                                             lookups[i], ws, &persons, &rec));
           auto& d = by_status[rec.status()];
           ++d.first;
           d.second += rec.amount_fen();
-          ws.Put(Table::kPayoutItems, in::ItemKey(id, s.item_id()),
+          ws.Put(Table::kPayoutItems, in::ItemKey(id, input.item_id()),
                  rec.SerializeAsString());
         }
         in::AddTotals(ws, id, in::Field::kReceived, count, amount);

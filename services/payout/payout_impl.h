@@ -31,8 +31,8 @@ struct PayoutLogic::Impl {
   static absl::Status FillTotals(PayoutLogic& self, ssc::v1::Batch* b);
 
   // What validating one item reads (holder register, card, entitlement) and
-  // its encrypted fields, gathered without writing anything: Prefetch may run
-  // on several threads at once.
+  // its encrypted fields, gathered without writing anything: PrefetchRange
+  // may run on several threads at once.
   struct Lookup {
     absl::Status error;      // a storage failure
     std::string invalid_id;  // non-empty: the ID number is malformed (why)
@@ -49,10 +49,16 @@ struct PayoutLogic::Impl {
     std::optional<std::string> stored_hash;
     std::optional<std::string> stored_person_item;
   };
-  static Lookup Prefetch(PayoutLogic& self, const ssc::v1::Programme& programme,
-                         const ssc::v1::Batch& batch,
-                         const ssc::v1::PayoutItemInput& in);
-  // Prefetch of every item, spread over a few threads.
+  // The lookups of items[begin, end) into (*out)[begin, end), with one
+  // batched read per table; reads nothing that depends on earlier chunks of
+  // the batch. A storage failure sets the error of every item of the range.
+  static void PrefetchRange(
+      PayoutLogic& self, const ssc::v1::Programme& programme,
+      const ssc::v1::Batch& batch,
+      const std::vector<const ssc::v1::PayoutItemInput*>& items, size_t begin,
+      size_t end, bool upload, std::vector<Lookup>* out);
+  // The lookups of every item, in a few ranges on a few threads (with
+  // `upload`, the content hashes too).
   static std::vector<Lookup> PrefetchAll(
       PayoutLogic& self, const ssc::v1::Programme& programme,
       const ssc::v1::Batch& batch,
@@ -60,14 +66,17 @@ struct PayoutLogic::Impl {
 
   // The reads of an upload that depend on earlier chunks of the batch (the
   // item id's stored content hash, the person's item in the batch): made
-  // under the batch lock, spread over a few threads.
+  // under the batch lock, batched, in a few ranges on a few threads.
   static void ReadUploadState(
       PayoutLogic& self, const ssc::v1::Batch& batch,
       const std::vector<const ssc::v1::PayoutItemInput*>& items,
       std::vector<Lookup>* lookups);
-  // Runs fn(0..n-1) on up to `threads` threads (the caller's included).
-  static void ParallelFor(size_t n, int threads,
-                          const std::function<void(size_t)>& fn);
+  // Smallest range worth a thread of its own.
+  static constexpr size_t kMinParallelRange = 256;
+  // Runs fn(begin, end) over [0, n) split into up to `threads` ranges of at
+  // least `min_range` items, on as many threads (the caller's included).
+  static void ParallelRanges(size_t n, int threads, size_t min_range,
+                             const std::function<void(size_t, size_t)>& fn);
 
   // Validates one item of `batch` (the ID number, the holder register, the
   // card, amounts, duplicates) from its lookup and fills `rec` (status,
@@ -114,13 +123,23 @@ struct PayoutLogic::Impl {
   static absl::Status PrepareChunk(PayoutLogic& self,
                                    const std::string& batch_id,
                                    PreparedChunk* p);
+  // A write of bank results (item records, counters, report figures), with
+  // what it adds to the metrics once committed.
+  struct ResultWrite {
+    storage::WriteSet ws;
+    int64_t paid_n = 0, failed_n = 0, paid_amt = 0;
+  };
+  static absl::Status CommitResults(PayoutLogic& self, ResultWrite write);
   // Sends a prepared chunk until every item has a result (*finished) or
   // execution stops; *clean: no bank call failed.
   // `marker` (if not empty) is deleted with the results of the last item.
+  // With `deferred`, that last write is left there uncommitted for the
+  // caller (CommitResults); earlier partial writes are committed here.
   static absl::Status SendChunk(PayoutLogic& self, const std::string& batch_id,
                                 std::vector<Work> work,
                                 const std::string& marker, int max_attempts,
-                                bool* finished, bool* clean);
+                                bool* finished, bool* clean,
+                                std::optional<ResultWrite>* deferred);
   // Whether the item holding entitlement `e` was paid.
   static absl::StatusOr<bool> EntitlementPaid(
       PayoutLogic& self, const ssc::payout::store::EntitlementRecord& e);

@@ -162,73 +162,100 @@ absl::StatusOr<std::string> PayoutLogic::Impl::NextBatchId(
   return absl::StrFormat("PB%08d", seq + 1);
 }
 
-PayoutLogic::Impl::Lookup PayoutLogic::Impl::Prefetch(
+void PayoutLogic::Impl::PrefetchRange(
     PayoutLogic& self, const ssc::v1::Programme& programme,
-    const ssc::v1::Batch& batch, const ssc::v1::PayoutItemInput& item) {
-  Lookup l;
+    const ssc::v1::Batch& batch,
+    const std::vector<const ssc::v1::PayoutItemInput*>& items, size_t begin,
+    size_t end, bool upload, std::vector<Lookup>* out) {
   const storage::PiiCipher& cipher = *self.ctx_.cipher;
   const std::string& batch_id = batch.batch_id();
-  auto fail = [&](absl::Status s) {
-    l.error = std::move(s);
-    return std::move(l);
+  // A storage failure fails every item of the range.
+  auto fail_all = [&](const absl::Status& s) {
+    for (size_t i = begin; i < end; ++i) (*out)[i].error = s;
   };
-  absl::StatusOr<std::string> enc = cipher.Encrypt(
-      item.id_number(), in::ItemAad(batch_id, item.item_id(), "id_number"));
-  if (!enc.ok()) return fail(enc.status());
-  l.enc_id_number = *std::move(enc);
-  enc = cipher.Encrypt(item.name(),
-                       in::ItemAad(batch_id, item.item_id(), "name"));
-  if (!enc.ok()) return fail(enc.status());
-  l.enc_name = *std::move(enc);
-
-  absl::StatusOr<std::optional<card::PayeeView>> payee =
-      self.cards_->FindPayeeByIdNumber(item.id_number());
-  if (!payee.ok()) {
-    if (payee.status().code() == absl::StatusCode::kInvalidArgument) {
+  // 1. Encryption of the uploaded fields; the holder register and the
+  // current cards, in one batched read each.
+  std::vector<std::string_view> ids;
+  ids.reserve(end - begin);
+  for (size_t i = begin; i < end; ++i) {
+    const ssc::v1::PayoutItemInput& item = *items[i];
+    Lookup& l = (*out)[i];
+    absl::StatusOr<std::string> enc = cipher.Encrypt(
+        item.id_number(), in::ItemAad(batch_id, item.item_id(), "id_number"));
+    if (!enc.ok()) return fail_all(enc.status());
+    l.enc_id_number = *std::move(enc);
+    enc = cipher.Encrypt(item.name(),
+                         in::ItemAad(batch_id, item.item_id(), "name"));
+    if (!enc.ok()) return fail_all(enc.status());
+    l.enc_name = *std::move(enc);
+    if (upload) l.content_hash = ContentHash(self, item);
+    ids.push_back(item.id_number());
+  }
+  absl::StatusOr<std::vector<absl::StatusOr<std::optional<card::PayeeView>>>>
+      payees = self.cards_->FindPayeesByIdNumber(ids);
+  if (!payees.ok()) return fail_all(payees.status());
+  // 2. The bank accounts encrypted for the item; the entitlements of the
+  // period, in one batched read.
+  std::vector<size_t> found;  // indexes into items
+  std::vector<std::string> ent_keys;
+  for (size_t i = begin; i < end; ++i) {
+    absl::StatusOr<std::optional<card::PayeeView>>& payee =
+        (*payees)[i - begin];
+    Lookup& l = (*out)[i];
+    if (!payee.ok()) {
+      if (payee.status().code() != absl::StatusCode::kInvalidArgument) {
+        return fail_all(payee.status());
+      }
       l.invalid_id = std::string(payee.status().message());
-      return l;
+      continue;
     }
-    return fail(payee.status());
-  }
-  if (!payee->has_value()) return l;
-  l.payee = std::move(*payee);
-  if (l.payee->has_card && !l.payee->bank_account.empty()) {
-    enc = cipher.Encrypt(l.payee->bank_account,
-                         in::ItemAad(batch_id, item.item_id(), "bank_account"));
-    if (!enc.ok()) return fail(enc.status());
-    l.enc_account = *std::move(enc);
-  }
-  absl::StatusOr<std::optional<std::string>> ent = self.ctx_.engine->Get(
-      Table::kPayouts, in::EntitlementKey(programme.code(), batch.period(),
+    if (!payee->has_value()) continue;
+    l.payee = std::move(**payee);
+    if (l.payee->has_card && !l.payee->bank_account.empty()) {
+      absl::StatusOr<std::string> enc = cipher.Encrypt(
+          l.payee->bank_account,
+          in::ItemAad(batch_id, items[i]->item_id(), "bank_account"));
+      if (!enc.ok()) return fail_all(enc.status());
+      l.enc_account = *std::move(enc);
+    }
+    found.push_back(i);
+    ent_keys.push_back(in::EntitlementKey(programme.code(), batch.period(),
                                           l.payee->person_key));
-  if (!ent.ok()) return fail(ent.status());
-  if (ent->has_value()) {
+  }
+  std::vector<std::string_view> keys(ent_keys.begin(), ent_keys.end());
+  absl::StatusOr<std::vector<std::optional<std::string>>> ents =
+      self.ctx_.engine->MultiGet(Table::kPayouts, keys);
+  if (!ents.ok()) return fail_all(ents.status());
+  for (size_t j = 0; j < found.size(); ++j) {
+    if (!(*ents)[j].has_value()) continue;
+    Lookup& l = (*out)[found[j]];
     store::EntitlementRecord e;
-    if (!e.ParseFromString(**ent)) {
-      return fail(absl::DataLossError("entitlement record is corrupt"));
+    if (!e.ParseFromString(*(*ents)[j])) {
+      return fail_all(absl::DataLossError("entitlement record is corrupt"));
     }
     absl::StatusOr<bool> paid = EntitlementPaid(self, e);
-    if (!paid.ok()) return fail(paid.status());
+    if (!paid.ok()) return fail_all(paid.status());
     l.entitlement_paid = *paid;
     l.entitlement = std::move(e);
   }
-  return l;
 }
 
-void PayoutLogic::Impl::ParallelFor(size_t n, int threads,
-                                    const std::function<void(size_t)>& fn) {
-  const size_t t = std::min<size_t>(std::max(1, threads), (n + 63) / 64);
+void PayoutLogic::Impl::ParallelRanges(
+    size_t n, int threads, size_t min_range,
+    const std::function<void(size_t, size_t)>& fn) {
+  const size_t t = std::min<size_t>(std::max(1, threads),
+                                    std::max<size_t>(1, n / min_range));
   if (t <= 1) {
-    for (size_t i = 0; i < n; ++i) fn(i);
+    if (n > 0) fn(0, n);
     return;
   }
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i = next++; i < n; i = next++) fn(i);
-  };
+  const size_t per = (n + t - 1) / t;
   std::vector<std::thread> pool;
-  for (size_t k = 1; k < t; ++k) pool.emplace_back(work);
-  work();
+  for (size_t k = 1; k < t; ++k) {
+    const size_t b = k * per, e = std::min(n, b + per);
+    if (b < e) pool.emplace_back([&fn, b, e] { fn(b, e); });
+  }
+  fn(0, std::min(n, per));
   for (std::thread& th : pool) th.join();
 }
 
@@ -237,11 +264,11 @@ std::vector<PayoutLogic::Impl::Lookup> PayoutLogic::Impl::PrefetchAll(
     const ssc::v1::Batch& batch,
     const std::vector<const ssc::v1::PayoutItemInput*>& items, bool upload) {
   std::vector<Lookup> out(items.size());
-  ParallelFor(items.size(), self.options_.validation_threads, [&](size_t i) {
-    Lookup l = Prefetch(self, programme, batch, *items[i]);
-    if (upload && l.error.ok()) l.content_hash = ContentHash(self, *items[i]);
-    out[i] = std::move(l);
-  });
+  ParallelRanges(items.size(), self.options_.validation_threads,
+                 kMinParallelRange, [&](size_t b, size_t e) {
+                   PrefetchRange(self, programme, batch, items, b, e, upload,
+                                 &out);
+                 });
   return out;
 }
 
@@ -249,36 +276,46 @@ void PayoutLogic::Impl::ReadUploadState(
     PayoutLogic& self, const ssc::v1::Batch& batch,
     const std::vector<const ssc::v1::PayoutItemInput*>& items,
     std::vector<Lookup>* lookups) {
-  ParallelFor(items.size(), self.options_.validation_threads, [&](size_t i) {
-    Lookup& l = (*lookups)[i];
-    if (!l.error.ok()) return;
-    l.upload_read = true;
-    absl::StatusOr<std::optional<std::string>> got = self.ctx_.engine->Get(
-        Table::kPayoutItems,
-        in::ItemKey(batch.batch_id(), items[i]->item_id()));
-    if (!got.ok()) {
-      l.error = got.status();
-      return;
-    }
-    if (got->has_value()) {
-      absl::StatusOr<ItemRecord> old = in::ParseItem(**got);
-      if (!old.ok()) {
-        l.error = old.status();
-        return;
-      }
-      l.stored_hash = old->content_hash();
-    }
-    if (l.payee.has_value()) {
-      got = self.ctx_.engine->Get(
-          Table::kPayouts,
-          in::BatchPersonKey(batch.batch_id(), l.payee->person_key));
-      if (!got.ok()) {
-        l.error = got.status();
-      } else {
-        l.stored_person_item = *std::move(got);
-      }
-    }
-  });
+  const std::string& batch_id = batch.batch_id();
+  ParallelRanges(
+      items.size(), self.options_.validation_threads, kMinParallelRange,
+      [&](size_t begin, size_t end) {
+        auto fail_all = [&](const absl::Status& s) {
+          for (size_t i = begin; i < end; ++i) (*lookups)[i].error = s;
+        };
+        // The stored items with these ids and the persons' items in the
+        // batch: one batched read each.
+        std::vector<size_t> asked, with_payee;
+        std::vector<std::string> item_keys, person_keys;
+        for (size_t i = begin; i < end; ++i) {
+          Lookup& l = (*lookups)[i];
+          if (!l.error.ok()) continue;
+          l.upload_read = true;
+          asked.push_back(i);
+          item_keys.push_back(in::ItemKey(batch_id, items[i]->item_id()));
+          if (l.payee.has_value()) {
+            with_payee.push_back(i);
+            person_keys.push_back(
+                in::BatchPersonKey(batch_id, l.payee->person_key));
+          }
+        }
+        std::vector<std::string_view> keys(item_keys.begin(), item_keys.end());
+        absl::StatusOr<std::vector<std::optional<std::string>>> got =
+            self.ctx_.engine->MultiGet(Table::kPayoutItems, keys);
+        if (!got.ok()) return fail_all(got.status());
+        for (size_t j = 0; j < asked.size(); ++j) {
+          if (!(*got)[j].has_value()) continue;
+          absl::StatusOr<ItemRecord> old = in::ParseItem(*(*got)[j]);
+          if (!old.ok()) return fail_all(old.status());
+          (*lookups)[asked[j]].stored_hash = old->content_hash();
+        }
+        keys.assign(person_keys.begin(), person_keys.end());
+        got = self.ctx_.engine->MultiGet(Table::kPayouts, keys);
+        if (!got.ok()) return fail_all(got.status());
+        for (size_t j = 0; j < with_payee.size(); ++j) {
+          (*lookups)[with_payee[j]].stored_person_item = std::move((*got)[j]);
+        }
+      });
 }
 
 absl::Status PayoutLogic::Impl::ValidateItem(

@@ -4,6 +4,7 @@
 // ssc, one for the bank simulator), the real CardLogic to register people
 // and cards, the real BankSim connected in-process, a ManualClock.
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -61,6 +62,10 @@ class PayoutFixture : public ::testing::Test {
     o.path = dir_.path() + "/ssc";
     o.clock = &clock_;
     o.block_cache_bytes = 8 << 20;
+    // Tests may fail the ssc store's writes (write_fault_).
+    o.write_fault_for_testing = [this] {
+      return write_fault_ ? write_fault_() : absl::OkStatus();
+    };
     auto e = storage::OpenRocksDbEngine(o);
     ASSERT_TRUE(e.ok()) << e.status();
     engine_ = std::move(*e);
@@ -331,6 +336,9 @@ class PayoutFixture : public ::testing::Test {
   std::unique_ptr<banksim::BankSim> sim_;
   std::unique_ptr<SimGateway> gateway_;
   std::unique_ptr<PayoutLogic> payout_;
+  // Called before each group write of the ssc store (set before the
+  // writes it should fail; a non-OK status fails the group).
+  std::function<absl::Status()> write_fault_;
   int bank_chunk_ = 3;
   bool pipeline_chunks_ = true;
   int rid_ = 0;

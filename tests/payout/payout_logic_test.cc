@@ -1,3 +1,4 @@
+#include <atomic>
 #include <map>
 #include <set>
 #include <string>
@@ -606,6 +607,62 @@ TEST_F(PayoutLogicTest, PipelinedAndSequentialChunksPayEveryItemOnce) {
   }
 }
 
+// A failed write at any point of execution (a claim, a chunk's results
+// written while the next chunk is at the bank, the completion) loses
+// nothing and pays nothing twice: the next run asks the bank about the
+// chunks in flight and finishes the batch.
+TEST_F(PayoutLogicTest, FailedWriteDuringExecutionPaysEveryItemOnce) {
+  constexpr int kItems = 7;  // 3 chunks of at most 3
+  for (int fail_at = 1; fail_at <= 8; ++fail_at) {
+    SCOPED_TRACE(absl::StrCat("failing write ", fail_at));
+    std::vector<ItemSpec> items;
+    for (int n = 0; n < kItems; ++n) {
+      const int person = 100 + fail_at * 10 + n;
+      const std::string name = absl::StrFormat("人%d", person);
+      items.push_back(
+          {absl::StrFormat("f%d", n), AddHolder(person, name), name, 100});
+    }
+    auto b = CreateBatch(kProg, kPeriod, kItems, kItems * 100);
+    ASSERT_TRUE(b.ok());
+    ASSERT_TRUE(Upload(b->batch_id(), items).ok());
+    SealSubmitApprove(b->batch_id());
+    std::atomic<int> writes{0};
+    write_fault_ = [&]() -> absl::Status {
+      if (++writes == fail_at) return absl::UnavailableError("disk trouble");
+      return absl::OkStatus();
+    };
+    absl::Status first = payout_->RunExecutorOnce();
+    write_fault_ = nullptr;
+    if (writes < fail_at) {
+      // Execution needed fewer writes: nothing failed.
+      EXPECT_TRUE(first.ok()) << first;
+    }
+    RunToCompletion(b->batch_id());
+    const BatchTotals t = Get(b->batch_id()).totals();
+    EXPECT_EQ(t.paid_count(), kItems);
+    EXPECT_EQ(t.remaining_count(), 0);
+    EXPECT_EQ(t.paid_amount_fen(), kItems * 100);
+    const auto stmt = Statement(b->batch_id());
+    EXPECT_EQ(stmt.size(), static_cast<size_t>(kItems));
+    for (const auto& [item_id, it] : Items(b->batch_id())) {
+      EXPECT_EQ(it.status(), ITEM_STATUS_PAID) << item_id;
+      EXPECT_EQ(stmt.count(it.instruction_id()), 1u) << item_id;
+    }
+    // No chunk is left marked as in flight.
+    const std::string prefix = internal::InFlightPrefix(b->batch_id());
+    int markers = 0;
+    ASSERT_TRUE(engine_
+                    ->Scan(storage::Table::kPayouts, prefix,
+                           storage::PrefixSuccessor(prefix),
+                           [&](std::string_view, std::string_view) {
+                             ++markers;
+                             return true;
+                           })
+                    .ok());
+    EXPECT_EQ(markers, 0);
+  }
+}
+
 // A chunk at the bank is one in-flight marker, not a SENT write per item:
 // its items are shown as SENT with their instruction ids, are re-queried
 // after a restart, and the marker goes with the results. A PAID item's
@@ -761,6 +818,197 @@ TEST_F(PayoutLogicTest, PreparedUploadSeesChunksCommittedBeforeIt) {
   ASSERT_TRUE(Seal(id).ok());
   EXPECT_EQ(payout_->CommitUpload(**p3).status().code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+// The batched holder lookup used by uploads answers exactly as the
+// single-item lookup, in the order asked, for every kind of ID number.
+TEST_F(PayoutLogicTest, BatchedPayeeLookupMatchesSingleLookups) {
+  const std::string holder = AddHolder(1, "王小明");
+  const std::string applicant = AddApplicant(2, "赵五");
+  const std::string lost = AddHolder(3, "陈二");
+  ReportLoss(lost, LOSS_KIND_FORMAL);
+  const std::string cancelled = AddHolder(4, "钱六");
+  CancelCard(cancelled);
+  const std::string unknown = card::testing::MakeId("510524", "19800101", 900);
+  std::string malformed = card::testing::MakeId("510524", "19800101", 901);
+  malformed.back() = malformed.back() == '0' ? '1' : '0';
+  const std::vector<std::string> ids = {holder, applicant, malformed,
+                                        lost,   unknown,   cancelled,
+                                        holder, "",        "12345"};
+  std::vector<std::string_view> views(ids.begin(), ids.end());
+  auto batched = cards_->FindPayeesByIdNumber(views);
+  ASSERT_TRUE(batched.ok()) << batched.status();
+  ASSERT_EQ(batched->size(), ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    SCOPED_TRACE(absl::StrCat("id ", i));
+    auto single = cards_->FindPayeeByIdNumber(ids[i]);
+    const auto& got = (*batched)[i];
+    ASSERT_EQ(got.status().code(), single.status().code());
+    if (!single.ok()) {
+      EXPECT_EQ(got.status().message(), single.status().message());
+      continue;
+    }
+    ASSERT_EQ(got->has_value(), single->has_value());
+    if (!single->has_value()) continue;
+    const card::PayeeView& a = **got;
+    const card::PayeeView& b = **single;
+    EXPECT_EQ(a.person_key, b.person_key);
+    EXPECT_EQ(a.name, b.name);
+    EXPECT_EQ(a.region_code, b.region_code);
+    EXPECT_EQ(a.has_applications, b.has_applications);
+    EXPECT_EQ(a.has_card, b.has_card);
+    EXPECT_EQ(a.card_state, b.card_state);
+    EXPECT_EQ(a.bank_code, b.bank_code);
+    EXPECT_EQ(a.bank_account, b.bank_account);
+  }
+  EXPECT_EQ((*batched)[2].status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE((*batched)[4]->has_value());
+  EXPECT_TRUE((*batched)[0]->has_value() && (*(*batched)[0])->has_card);
+  // The applicant's card exists but was not handed over.
+  EXPECT_NE((*(*batched)[1])->card_state, CARD_STATE_ISSUED);
+  EXPECT_NE((*(*batched)[1])->card_state, CARD_STATE_ACTIVE);
+  EXPECT_EQ((*(*batched)[3])->card_state, CARD_STATE_LOST);
+  // Nothing asked, nothing read.
+  auto none = cards_->FindPayeesByIdNumber({});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+// A chunk large enough to be validated in several ranges on several threads
+// (batched reads per range) decides exactly as item-by-item validation: in
+// upload order, a person's second item is the duplicate whichever range
+// holds the first, and a later chunk sees the persons and item ids stored
+// by earlier ones.
+TEST_F(PayoutLogicTest, LargeChunkValidatedInRangesDecidesInOrder) {
+  constexpr int kHolders = 260;
+  std::vector<std::string> ids;
+  for (int n = 1; n <= kHolders; ++n) {
+    ids.push_back(AddHolder(n, absl::StrFormat("人%d", n)));
+  }
+  std::vector<ItemSpec> items;
+  for (int n = 0; n < kHolders; ++n) {
+    items.push_back({absl::StrFormat("v%03d", n), ids[n],
+                     absl::StrFormat("人%d", n + 1), 100});
+  }
+  for (int n = 0; n < kHolders; ++n) {
+    items.push_back({absl::StrFormat("w%03d", n), ids[n],
+                     absl::StrFormat("人%d", n + 1), 100});
+  }
+  for (int n = 0; n < 20; ++n) {
+    items.push_back({absl::StrFormat("x%03d", n),
+                     card::testing::MakeId("510524", "19900101", 700 + n),
+                     "某人", 100});
+  }
+  for (int n = 0; n < 10; ++n) {
+    std::string bad = card::testing::MakeId("510524", "19900101", 800 + n);
+    bad.back() = bad.back() == '0' ? '1' : '0';
+    items.push_back({absl::StrFormat("y%03d", n), bad, "某人", 100});
+  }
+  // Two ranges of more than PayoutLogic::Impl::kMinParallelRange (256).
+  ASSERT_GT(items.size(), 512u);
+  const int64_t first_n = static_cast<int64_t>(items.size());
+  auto b = CreateBatch(kProg, kPeriod, first_n + 10, (first_n + 10) * 100);
+  ASSERT_TRUE(b.ok());
+  const std::string id = b->batch_id();
+  auto r1 = Upload(id, items);
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  EXPECT_EQ(r1->new_items(), first_n);
+  EXPECT_EQ(r1->totals().valid_count(), kHolders);
+  EXPECT_EQ(r1->totals().rejected_count(), first_n - kHolders);
+  // The same chunk again: every item is a repeat.
+  auto again = Upload(id, items);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->new_items(), 0);
+  EXPECT_EQ(again->repeated_items(), first_n);
+  // A later chunk: 5 repeated item ids, and 10 new items for persons who
+  // already have one in the batch (stored by the first chunk).
+  std::vector<ItemSpec> later;
+  for (int n = 0; n < 5; ++n) later.push_back(items[n]);
+  for (int n = 0; n < 10; ++n) {
+    later.push_back({absl::StrFormat("z%03d", n), ids[100 + n],
+                     absl::StrFormat("人%d", 101 + n), 100});
+  }
+  auto r2 = Upload(id, later);
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  EXPECT_EQ(r2->new_items(), 10);
+  EXPECT_EQ(r2->repeated_items(), 5);
+
+  auto got = Items(id);
+  ASSERT_EQ(got.size(), static_cast<size_t>(first_n + 10));
+  for (int n = 0; n < kHolders; ++n) {
+    const PayoutItem& v = got[absl::StrFormat("v%03d", n)];
+    const PayoutItem& w = got[absl::StrFormat("w%03d", n)];
+    EXPECT_EQ(v.status(), ITEM_STATUS_VALID) << n;
+    EXPECT_EQ(w.status(), ITEM_STATUS_REJECTED) << n;
+    EXPECT_EQ(w.reason(), ITEM_REASON_DUPLICATE_IN_BATCH) << n;
+    EXPECT_EQ(w.reason_detail(),
+              absl::StrCat("same person as item ", v.item_id()))
+        << n;
+  }
+  for (int n = 0; n < 20; ++n) {
+    EXPECT_EQ(got[absl::StrFormat("x%03d", n)].reason(),
+              ITEM_REASON_NO_SUCH_PERSON)
+        << n;
+  }
+  for (int n = 0; n < 10; ++n) {
+    EXPECT_EQ(got[absl::StrFormat("y%03d", n)].reason(),
+              ITEM_REASON_INVALID_ID_NUMBER)
+        << n;
+    const PayoutItem& z = got[absl::StrFormat("z%03d", n)];
+    EXPECT_EQ(z.reason(), ITEM_REASON_DUPLICATE_IN_BATCH) << n;
+    EXPECT_EQ(z.reason_detail(),
+              absl::StrFormat("same person as item v%03d", 100 + n))
+        << n;
+  }
+}
+
+// The bank simulator answers an instruction id it has seen from its store
+// (batched reads), in the order asked: a repeat within one call or in a
+// later call gets the first outcome; unknown ids are UNKNOWN.
+TEST_F(PayoutLogicTest, BankSimAnswersKnownIdsInOrder) {
+  auto ins = [](const std::string& id, int64_t amount) {
+    bank::v1::Instruction i;
+    i.set_instruction_id(id);
+    i.set_batch_reference("PB00000099");
+    i.set_bank_code("ICBC");
+    i.set_account("6222020200000001");
+    i.set_account_name("王小明");
+    i.set_amount_fen(amount);
+    return i;
+  };
+  bank::v1::SubmitInstructionsRequest first;
+  *first.add_instructions() = ins("A", 100);
+  *first.add_instructions() = ins("B", 200);
+  *first.add_instructions() = ins("A", 999);  // repeat within the call
+  auto r1 = sim_->Submit(first);
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  ASSERT_EQ(r1->results_size(), 3);
+  EXPECT_EQ(r1->results(0).status(), bank::v1::INSTRUCTION_STATUS_CREDITED);
+  EXPECT_EQ(r1->results(2).bank_reference(), r1->results(0).bank_reference());
+  EXPECT_EQ(r1->results(2).amount_fen(), 100);
+  EXPECT_NE(r1->results(1).bank_reference(), r1->results(0).bank_reference());
+  bank::v1::SubmitInstructionsRequest second;
+  *second.add_instructions() = ins("C", 300);
+  *second.add_instructions() = ins("B", 1);  // seen in an earlier call
+  auto r2 = sim_->Submit(second);
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  ASSERT_EQ(r2->results_size(), 2);
+  EXPECT_EQ(r2->results(0).instruction_id(), "C");
+  EXPECT_EQ(r2->results(1).instruction_id(), "B");
+  EXPECT_EQ(r2->results(1).bank_reference(), r1->results(1).bank_reference());
+  EXPECT_EQ(r2->results(1).amount_fen(), 200);
+  EXPECT_EQ(sim_->processed(), 3u);
+  bank::v1::GetInstructionStatusRequest st;
+  for (const char* id : {"C", "nope", "A"}) st.add_instruction_ids(id);
+  auto s = sim_->Status(st);
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_EQ(s->results_size(), 3);
+  EXPECT_EQ(s->results(0).instruction_id(), "C");
+  EXPECT_EQ(s->results(0).bank_reference(), r2->results(0).bank_reference());
+  EXPECT_EQ(s->results(1).instruction_id(), "nope");
+  EXPECT_EQ(s->results(1).status(), bank::v1::INSTRUCTION_STATUS_UNKNOWN);
+  EXPECT_EQ(s->results(2).instruction_id(), "A");
+  EXPECT_EQ(s->results(2).status(), bank::v1::INSTRUCTION_STATUS_CREDITED);
 }
 
 TEST_F(PayoutLogicTest, WatchBatchStreamsUntilDone) {
