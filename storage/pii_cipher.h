@@ -49,7 +49,7 @@ class PiiCipher {
   uint32_t active_key_id() const;
 
  private:
-  PiiCipher() = default;
+  PiiCipher();
   absl::Status Save() const;      // requires mu_ held (or not yet shared)
   std::string Serialize() const;  // key file text
 
@@ -64,6 +64,10 @@ class PiiCipher {
   mutable std::mutex mu_;
   std::map<uint32_t, std::string> data_keys_;
   uint32_t active_ = 0;
+  // Threads keep the AES key schedule of the last key they used: it is
+  // recomputed only when (instance, key epoch, key id, direction) changes.
+  const uint64_t serial_;   // unique per instance in the process
+  uint64_t key_epoch_ = 0;  // guarded by mu_; bumped when data_keys_ changes
 };
 
 // Masking for display: "510524********123X", "张*", "138****5678", ...

@@ -3,9 +3,14 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <fstream>
+#include <map>
 #include <random>
+#include <set>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -53,6 +58,108 @@ TEST(PiiCipherTest, WrongAadOrTamperingFails) {
   unknown_key[4] = 0x09;  // key id 9
   EXPECT_EQ(c->Decrypt(unknown_key, "person/p1/name").status().code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+// Every ciphertext is checked against a one-shot OpenSSL AES-256-GCM
+// decryption with the key from the key file, so the per-thread key schedule
+// kept between calls cannot hide a wrong key or nonce.
+std::string OneShotDecrypt(const std::string& key, const std::string& ct,
+                           const std::string& aad) {
+  const auto* p = reinterpret_cast<const unsigned char*>(ct.data());
+  const size_t n = ct.size() - 17 - 16;
+  std::string out(n, '\0');
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  int len = 0, fin = 0;
+  bool ok =
+      EVP_DecryptInit_ex2(ctx, EVP_aes_256_gcm(),
+                          reinterpret_cast<const unsigned char*>(key.data()),
+                          p + 5, nullptr) == 1 &&
+      EVP_DecryptUpdate(ctx, nullptr, &len,
+                        reinterpret_cast<const unsigned char*>(aad.data()),
+                        static_cast<int>(aad.size())) == 1 &&
+      EVP_DecryptUpdate(ctx, reinterpret_cast<unsigned char*>(out.data()), &len,
+                        p + 17, static_cast<int>(n)) == 1 &&
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16,
+                          const_cast<unsigned char*>(p + 17 + n)) == 1 &&
+      EVP_DecryptFinal_ex(
+          ctx, reinterpret_cast<unsigned char*>(out.data()) + len, &fin) == 1;
+  EVP_CIPHER_CTX_free(ctx);
+  return ok ? out : "<failed>";
+}
+
+// The data keys of a key file: id -> 32 raw bytes.
+std::map<uint32_t, std::string> DataKeys(const std::string& path) {
+  std::map<uint32_t, std::string> keys;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("data ", 0) != 0) continue;
+    const size_t a = line.find(' ', 5);
+    keys[static_cast<uint32_t>(std::stoul(line.substr(5, a - 5)))] =
+        absl::HexStringToBytes(line.substr(a + 1));
+  }
+  return keys;
+}
+
+TEST(PiiCipherTest, KeptKeySchedulesAndPooledNoncesStayCorrect) {
+  TempDir dir;
+  auto a = PiiCipher::OpenKeyFile(dir.path() + "/a.key");
+  auto b = PiiCipher::OpenKeyFile(dir.path() + "/b.key");
+  ASSERT_TRUE(a.ok() && b.ok());
+  std::set<std::string> nonces;
+  std::vector<std::string> old_cts;
+  // Two instances with different keys, encryption and decryption
+  // interleaved on one thread, a rotation in the middle.
+  for (int i = 0; i < 2000; ++i) {
+    if (i == 1000) ASSERT_TRUE((*a)->RotateDataKey().ok());
+    const std::string value = absl::StrCat("value-", i);
+    const std::string aad = absl::StrCat("rec/", i);
+    PiiCipher& c = i % 2 == 0 ? **a : **b;
+    auto ct = c.Encrypt(value, aad);
+    ASSERT_TRUE(ct.ok());
+    nonces.insert(ct->substr(5, 12));
+    const auto keys = DataKeys(dir.path() + (i % 2 == 0 ? "/a.key" : "/b.key"));
+    const uint32_t id = (static_cast<uint8_t>((*ct)[1]) << 24) |
+                        (static_cast<uint8_t>((*ct)[2]) << 16) |
+                        (static_cast<uint8_t>((*ct)[3]) << 8) |
+                        static_cast<uint8_t>((*ct)[4]);
+    ASSERT_EQ(keys.count(id), 1u) << id;
+    EXPECT_EQ(OneShotDecrypt(keys.at(id), *ct, aad), value);
+    EXPECT_EQ(*c.Decrypt(*ct, aad), value);
+    if (i % 2 == 0 && i < 1000) old_cts.push_back(*ct);
+    // The other instance cannot read it, and that leaves it usable.
+    PiiCipher& other = i % 2 == 0 ? **b : **a;
+    EXPECT_FALSE(other.Decrypt(*ct, aad).ok());
+  }
+  EXPECT_EQ(nonces.size(), 2000u);  // never a nonce twice
+  for (size_t i = 0; i < old_cts.size(); ++i) {
+    EXPECT_EQ(*(*a)->Decrypt(old_cts[i], absl::StrCat("rec/", 2 * i)),
+              absl::StrCat("value-", 2 * i));
+  }
+}
+
+TEST(PiiCipherTest, AForkedChildDrawsOtherNonces) {
+  auto c = PiiCipher::ForTesting("fork");
+  ASSERT_TRUE(c->Encrypt("warm the pool", "a").ok());
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto ct = c->Encrypt("x", "a");
+    const std::string nonce = ct.ok() ? ct->substr(5, 12) : std::string(12, 0);
+    ::_exit(::write(fds[1], nonce.data(), nonce.size()) == 12 ? 0 : 1);
+  }
+  ::close(fds[1]);
+  char buf[12];
+  ASSERT_EQ(::read(fds[0], buf, sizeof(buf)), 12);
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  auto mine = c->Encrypt("x", "a");
+  ASSERT_TRUE(mine.ok());
+  EXPECT_NE(mine->substr(5, 12), std::string(buf, 12));
 }
 
 // The blind index is HMAC-SHA256(index key, domain || 0x00 || value), the
