@@ -21,6 +21,7 @@
 // are then not counted (nor in the raw baseline's bytes).
 
 #include <grpcpp/grpcpp.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -320,6 +321,7 @@ uint64_t DirBytes(const std::string& dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mallopt(M_ARENA_MAX, 2);  // as sscd's main: the server's memory setting
   int64_t items = 1'000'000;
   int chunk = 5000;
   bool pipeline = true;

@@ -8,6 +8,7 @@
 // SIGTERM / SIGINT: health NOT_SERVING, drain in-flight calls (drain-seconds),
 // flush the store, exit 0.
 
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -89,6 +90,11 @@ void AddOptions(CLI::App& app, ssc::sscd::ServerConfig& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // glibc gives busy threads arenas of their own (up to 8 per core) and
+  // seldom returns their free memory; with gRPC's and RocksDB's threads a
+  // million-item payout left ~170 MB of such slack. Two arenas keep the
+  // process near the store's memory budget at no measurable cost.
+  mallopt(M_ARENA_MAX, 2);
   CLI::App app{"sscd: social security card services (gRPC)"};
   ssc::sscd::ServerConfig config;
   bool check_only = false;
