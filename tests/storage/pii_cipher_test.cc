@@ -111,7 +111,9 @@ TEST(PiiCipherTest, KeptKeySchedulesAndPooledNoncesStayCorrect) {
   // Two instances with different keys, encryption and decryption
   // interleaved on one thread, a rotation in the middle.
   for (int i = 0; i < 2000; ++i) {
-    if (i == 1000) ASSERT_TRUE((*a)->RotateDataKey().ok());
+    if (i == 1000) {
+      ASSERT_TRUE((*a)->RotateDataKey().ok());
+    }
     const std::string value = absl::StrCat("value-", i);
     const std::string aad = absl::StrCat("rec/", i);
     PiiCipher& c = i % 2 == 0 ? **a : **b;
