@@ -9,6 +9,7 @@
 // reset after the setup) and of the whole process.
 //
 //   payout_bench [--items 1000000] [--chunk 5000] [--pipeline 1] [--dir /tmp/x]
+//                [--keep 1]
 //                [--bank-bin path/to/ssc-banksim] [--setup-cache dir]
 //
 // --setup-cache keeps a backup of the store after the card setup in `dir`
@@ -328,6 +329,7 @@ int main(int argc, char** argv) {
   std::string dir;
   std::string bank_bin;
   std::string setup_cache;
+  bool keep = false;  // --keep 1: leave the stores (RocksDB LOGs) behind
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--items")
@@ -342,6 +344,8 @@ int main(int argc, char** argv) {
       bank_bin = argv[i + 1];
     else if (a == "--setup-cache")
       setup_cache = argv[i + 1];
+    else if (a == "--keep")
+      keep = std::atoi(argv[i + 1]) != 0;
   }
   if (dir.empty()) {
     std::string tmpl = "/tmp/payout_bench_XXXXXX";
@@ -443,6 +447,14 @@ int main(int argc, char** argv) {
       Die(storage::CreateBackup(**engine, setup_cache, setup_tag, 1).status(),
           "backup setup");
     }
+  }
+  // A county's card register has long been compacted when a payout runs:
+  // settle the setup's writes first, so that the phases do not pay for
+  // compacting them (they showed ~460 MB of it).
+  {
+    const auto c0 = Clock::now();
+    Die(storage::CompactRocksDbEngine(**engine), "compact setup");
+    std::printf("setup: compacted in %.1f s (not measured)\n", Since(c0));
   }
   const uint64_t bytes_before = DirBytes(dir + "/ssc");
   const long rss_after_setup = CurrentRssMb();
@@ -672,6 +684,6 @@ int main(int argc, char** argv) {
   }
   if (bank_server) bank_server->Shutdown();
   std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
+  if (!keep) std::filesystem::remove_all(dir, ec);
   return 0;
 }
