@@ -151,6 +151,16 @@ absl::StatusOr<std::optional<ssc::v1::Batch>> LoadBatch(
   return std::optional<ssc::v1::Batch>(std::move(b));
 }
 
+absl::StatusOr<std::vector<std::string>> BudgetLocksOf(
+    storage::Engine* engine, std::string_view batch_id) {
+  ASSIGN_OR_RETURN(std::optional<ssc::v1::Batch> b,
+                   LoadBatch(engine, batch_id));
+  std::vector<std::string> locks;
+  if (b.has_value())
+    locks.push_back(BudgetLock(b->programme_code(), b->period()));
+  return locks;
+}
+
 absl::StatusOr<ssc::payout::store::ItemRecord> ParseItem(
     std::string_view bytes) {
   ssc::payout::store::ItemRecord r;

@@ -71,6 +71,11 @@ absl::StatusOr<ssc::v1::BatchTotals> ReadTotals(storage::Engine* engine,
 
 absl::StatusOr<std::optional<ssc::v1::Batch>> LoadBatch(
     storage::Engine* engine, std::string_view batch_id);
+// The budget lock of a batch's programme and period (none if the batch does
+// not exist: the mutation then reports NOT_FOUND). A batch never changes
+// programme or period, so reading it before taking the lock is safe.
+absl::StatusOr<std::vector<std::string>> BudgetLocksOf(
+    storage::Engine* engine, std::string_view batch_id);
 absl::StatusOr<ssc::payout::store::ItemRecord> ParseItem(
     std::string_view bytes);
 

@@ -924,13 +924,9 @@ absl::StatusOr<ssc::v1::SubmitBatchResponse> PayoutLogic::SubmitBatch(
 
 absl::StatusOr<ssc::v1::ApproveBatchResponse> PayoutLogic::ApproveBatch(
     const Caller& caller, const ssc::v1::ApproveBatchRequest& req) {
-  // The budget lock is known only after loading the batch; the batch record
-  // never changes programme or period, so reading it first is safe.
   RETURN_IF_ERROR(in::ValidateBatchId("batch_id", req.batch_id()));
-  ASSIGN_OR_RETURN(auto pre, in::LoadBatch(ctx_.engine, req.batch_id()));
-  std::vector<std::string> locks;
-  if (pre.has_value())
-    locks.push_back(in::BudgetLock(pre->programme_code(), pre->period()));
+  ASSIGN_OR_RETURN(std::vector<std::string> locks,
+                   in::BudgetLocksOf(ctx_.engine, req.batch_id()));
   auto r = SSC_MUTATE_BATCH(
       ssc::v1::ApproveBatchResponse, "ApproveBatch", locks,
       [&](ssc::v1::Batch& b, storage::WriteSet& ws) -> absl::Status {
@@ -1006,10 +1002,8 @@ absl::StatusOr<ssc::v1::RejectBatchResponse> PayoutLogic::RejectBatch(
 absl::StatusOr<ssc::v1::CancelBatchResponse> PayoutLogic::CancelBatch(
     const Caller& caller, const ssc::v1::CancelBatchRequest& req) {
   RETURN_IF_ERROR(in::ValidateBatchId("batch_id", req.batch_id()));
-  ASSIGN_OR_RETURN(auto pre, in::LoadBatch(ctx_.engine, req.batch_id()));
-  std::vector<std::string> locks;
-  if (pre.has_value())
-    locks.push_back(in::BudgetLock(pre->programme_code(), pre->period()));
+  ASSIGN_OR_RETURN(std::vector<std::string> locks,
+                   in::BudgetLocksOf(ctx_.engine, req.batch_id()));
   auto r = SSC_MUTATE_BATCH(
       ssc::v1::CancelBatchResponse, "CancelBatch", locks,
       [&](ssc::v1::Batch& b, storage::WriteSet& ws) -> absl::Status {
