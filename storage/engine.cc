@@ -96,13 +96,6 @@ void WriteSet::CoalesceCounters() {
   ops_ = std::move(out);
 }
 
-void WriteSet::SortByKey() {
-  std::stable_sort(ops_.begin(), ops_.end(), [](const Op& a, const Op& b) {
-    if (a.table != b.table) return a.table < b.table;
-    return a.key < b.key;
-  });
-}
-
 size_t WriteSet::ApproximateBytes() const {
   size_t n = 0;
   for (const Op& op : ops_) n += op.key.size() + op.value.size() + 8;

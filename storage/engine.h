@@ -106,10 +106,6 @@ class WriteSet {
   // Folds the counter deltas (kAdd) of each (table, key) into one delta at
   // its first occurrence: the same result with fewer writes (bulk loads).
   void CoalesceCounters();
-  // Orders the writes by (table, key), keeping the order of writes to the
-  // same key: the same result, and a large set is inserted into RocksDB's
-  // memtable far faster in key order (bulk loads).
-  void SortByKey();
   void AppendAudit(AuditInput a) { audits_.push_back(std::move(a)); }
 
   const std::vector<Op>& ops() const { return ops_; }
