@@ -266,6 +266,20 @@ absl::StatusOr<std::string> ReportLogic::ResolveRegion(
   return e->code;
 }
 
+absl::StatusOr<std::vector<std::string>> ReportLogic::ListedRegions(
+    std::string_view region_code) const {
+  std::vector<std::string> regions;
+  if (region_code.empty()) {
+    for (const card::RegionEntry& e : regions_->entries()) {
+      regions.push_back(e.code);
+    }
+    return regions;
+  }
+  ASSIGN_OR_RETURN(std::string r, ResolveRegion("region_code", region_code));
+  regions.push_back(std::move(r));
+  return regions;
+}
+
 absl::StatusOr<absl::CivilDay> ReportLogic::ResolveDate(
     std::string_view field, std::string_view text) const {
   if (text.empty()) return BeijingDay(ctx_.clock->Now());
@@ -577,16 +591,8 @@ ReportLogic::ListResidentPopulation(
       absl::StrCat("region ", req.region_code().substr(0, 16)),
       [&]() -> absl::StatusOr<ssc::v1::ListResidentPopulationResponse> {
         ssc::v1::ListResidentPopulationResponse resp;
-        std::vector<std::string> regions;
-        if (req.region_code().empty()) {
-          for (const card::RegionEntry& e : regions_->entries()) {
-            regions.push_back(e.code);
-          }
-        } else {
-          ASSIGN_OR_RETURN(std::string r,
-                           ResolveRegion("region_code", req.region_code()));
-          regions.push_back(r);
-        }
+        ASSIGN_OR_RETURN(std::vector<std::string> regions,
+                         ListedRegions(req.region_code()));
         for (const std::string& r : regions) {
           ASSIGN_OR_RETURN(std::vector<ssc::v1::ResidentPopulation> pops,
                            LoadPopulations(r));
@@ -651,16 +657,8 @@ absl::StatusOr<ssc::v1::ListTargetsResponse> ReportLogic::ListTargets(
       absl::StrCat("region ", req.region_code().substr(0, 16)),
       [&]() -> absl::StatusOr<ssc::v1::ListTargetsResponse> {
         ssc::v1::ListTargetsResponse resp;
-        std::vector<std::string> regions;
-        if (req.region_code().empty()) {
-          for (const card::RegionEntry& e : regions_->entries()) {
-            regions.push_back(e.code);
-          }
-        } else {
-          ASSIGN_OR_RETURN(std::string r,
-                           ResolveRegion("region_code", req.region_code()));
-          regions.push_back(r);
-        }
+        ASSIGN_OR_RETURN(std::vector<std::string> regions,
+                         ListedRegions(req.region_code()));
         for (const std::string& r : regions) {
           ASSIGN_OR_RETURN(std::vector<ssc::v1::Target> targets,
                            LoadTargets(r));

@@ -89,6 +89,10 @@ class ReportLogic {
  private:
   absl::StatusOr<std::string> ResolveRegion(std::string_view field,
                                             std::string_view code) const;
+  // The regions a list call covers: every region of the table when
+  // `region_code` is empty, else that one (resolved as ResolveRegion).
+  absl::StatusOr<std::vector<std::string>> ListedRegions(
+      std::string_view region_code) const;
   absl::StatusOr<absl::CivilDay> ResolveDate(std::string_view field,
                                              std::string_view text) const;
   absl::StatusOr<std::vector<ssc::v1::ResidentPopulation>> LoadPopulations(
