@@ -47,7 +47,7 @@ void WriteSet::AddCounter(Table t, std::string key, int64_t delta) {
 }
 
 void WriteSet::Append(WriteSet&& other) {
-  if (ops_.empty()) {
+  if (ops_.empty() && ops_.capacity() < other.ops_.size()) {
     ops_ = std::move(other.ops_);
   } else {
     ops_.insert(ops_.end(), std::make_move_iterator(other.ops_.begin()),

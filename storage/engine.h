@@ -103,6 +103,11 @@ class WriteSet {
   void SetEventTime(std::optional<absl::Time> t) { event_time_ = t; }
   // Moves every write of `other` to the end of this set (in order).
   void Append(WriteSet&& other);
+  // Room for this many ops and events (sets merged from many smaller ones).
+  void Reserve(size_t ops, size_t events) {
+    ops_.reserve(ops);
+    events_.reserve(events);
+  }
   // Folds the counter deltas (kAdd) of each (table, key) into one delta at
   // its first occurrence: the same result with fewer writes (bulk loads).
   void CoalesceCounters();

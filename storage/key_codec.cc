@@ -43,21 +43,25 @@ KeyBuilder& KeyBuilder::U32(uint32_t v) {
   return *this;
 }
 
-KeyBuilder& KeyBuilder::Str(std::string_view s) {
-  key_.reserve(key_.size() + s.size() + 2);
+void AppendKeyString(std::string* out, std::string_view s) {
+  out->reserve(out->size() + s.size() + 2);
   // Runs without the escape byte are appended whole (the common case).
   while (!s.empty()) {
     const size_t at = s.find(kEscape);
     if (at == std::string_view::npos) {
-      key_.append(s);
+      out->append(s);
       break;
     }
-    key_.append(s.substr(0, at + 1));
-    key_.push_back(kEscapedZero);
+    out->append(s.substr(0, at + 1));
+    out->push_back(kEscapedZero);
     s.remove_prefix(at + 1);
   }
-  key_.push_back(kEscape);
-  key_.push_back(kTerminator);
+  out->push_back(kEscape);
+  out->push_back(kTerminator);
+}
+
+KeyBuilder& KeyBuilder::Str(std::string_view s) {
+  AppendKeyString(&key_, s);
   return *this;
 }
 

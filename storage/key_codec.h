@@ -49,6 +49,9 @@ class KeyReader {
 std::string PrefixSuccessor(std::string_view prefix);
 
 void PutFixed64BE(std::string* out, uint64_t v);
+// Appends `s` as KeyBuilder::Str does (escaped, terminated): for building
+// keys in a reused buffer.
+void AppendKeyString(std::string* out, std::string_view s);
 uint64_t GetFixed64BE(std::string_view in);  // requires in.size() >= 8
 
 }  // namespace ssc::storage

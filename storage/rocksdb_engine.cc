@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <future>
@@ -117,6 +118,73 @@ absl::StatusOr<StoredEvent> ParseEvent(std::string_view value) {
   e.payload = std::move(*rec.mutable_payload());
   return e;
 }
+
+// Appends `v` as a protobuf varint.
+void PutVarint(std::string* out, uint64_t v) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>((v & 0x7F) | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
+void PutBytesField(std::string* out, uint8_t tag, std::string_view v) {
+  if (v.empty()) return;  // proto3: default values are not written
+  out->push_back(static_cast<char>(tag));
+  PutVarint(out, v.size());
+  out->append(v);
+}
+
+}  // namespace
+
+// The bytes StoredEventRecord::SerializeAsString() gives for the record
+// (fields in number order, defaults omitted), written without building the
+// message: no copy of the payload into it and no allocation.
+void EncodeEventRecord(uint64_t sequence, int64_t time_unix_nanos,
+                       const EventInput& e, std::string* out) {
+  out->reserve(out->size() + e.type.size() + e.entity_type.size() +
+               e.entity_id.size() + e.payload.size() + 40);
+  if (sequence != 0) {
+    out->push_back(0x08);  // field 1, varint
+    PutVarint(out, sequence);
+  }
+  if (time_unix_nanos != 0) {
+    out->push_back(0x10);  // field 2, varint (int64: two's complement)
+    PutVarint(out, static_cast<uint64_t>(time_unix_nanos));
+  }
+  PutBytesField(out, 0x1A, e.type);         // field 3
+  PutBytesField(out, 0x22, e.entity_type);  // field 4
+  PutBytesField(out, 0x2A, e.entity_id);    // field 5
+  PutBytesField(out, 0x32, e.payload);      // field 6
+}
+
+namespace {
+
+// Byte storage for the keys and values a commit group generates: chunks
+// that never move, so views into them stay valid until the group is
+// written. Not thread-safe (one per group, on the committer thread).
+class ByteArena {
+ public:
+  std::string_view Copy(std::string_view v) {
+    if (v.empty()) return std::string_view();
+    if (chunks_.empty() || used_ + v.size() > size_) {
+      size_ = std::max(kChunk, v.size());
+      // Not value-initialized: every byte is written before it is read.
+      chunks_.push_back(std::unique_ptr<char[]>(new char[size_]));
+      used_ = 0;
+    }
+    char* p = chunks_.back().get() + used_;
+    std::memcpy(p, v.data(), v.size());
+    used_ += v.size();
+    return std::string_view(p, v.size());
+  }
+
+ private:
+  static constexpr size_t kChunk = 4 << 20;
+  std::vector<std::unique_ptr<char[]>> chunks_;
+  size_t size_ = 0;
+  size_t used_ = 0;
+};
 
 // One write of a commit group, pointing into the write sets or generated
 // strings.
@@ -422,6 +490,8 @@ class RocksDbEngine final : public Engine {
   void RunCommitter();
   void WriteGroup(const std::vector<Request*>& group);
   absl::Status IngestEntries(std::vector<Entry>& entries);
+  absl::Status WriteTableFile(Table table, const Entry* first, const Entry* end,
+                              const std::string& path) const;
   std::string BulkDir() const { return options_.path + "/bulk"; }
 
   RocksDbOptions options_;
@@ -688,13 +758,13 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
     }
     entries.reserve(n);
   }
-  // One record reused for every event: its strings keep their buffers.
-  StoredEventRecord rec;
-  std::deque<std::string> owned;  // generated keys and values (stable)
-  auto own = [&owned](std::string v) -> std::string_view {
-    owned.push_back(std::move(v));
-    return owned.back();
-  };
+  // Generated keys and values live in one arena for the group (a bulk
+  // import generates hundreds of thousands: one allocation each was a
+  // large share of the commit's time). Each is built in `scratch` (which
+  // keeps its buffer) and copied into the arena.
+  ByteArena arena;
+  std::string scratch;
+  auto own = [&arena](std::string_view v) { return arena.Copy(v); };
   for (size_t i = 0; i < group.size(); ++i) {
     const WriteSet& ws = group[i]->ws;
     CommitResult& r = results[i];
@@ -705,36 +775,36 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
     for (const EventInput& e : ws.events()) {
       ++ev;
       if (r.first_event_sequence == 0) r.first_event_sequence = ev;
-      rec.set_sequence(ev);
-      rec.set_time_unix_nanos(e.time.has_value() ? absl::ToUnixNanos(*e.time)
-                                                 : now_nanos);
-      rec.set_type(e.type);
-      rec.set_entity_type(e.entity_type);
-      rec.set_entity_id(e.entity_id);
-      rec.set_payload(e.payload);
-      entries.push_back({Table::kEvents, WriteSet::OpType::kPut,
-                         own(KeyBuilder().U64(ev).Build()),
-                         own(rec.SerializeAsString())});
+      scratch.clear();
+      PutFixed64BE(&scratch, ev);
+      const std::string_view event_key = own(scratch);
+      scratch.clear();
+      EncodeEventRecord(
+          ev, e.time.has_value() ? absl::ToUnixNanos(*e.time) : now_nanos, e,
+          &scratch);
+      entries.push_back(
+          {Table::kEvents, WriteSet::OpType::kPut, event_key, own(scratch)});
+      scratch.clear();
+      AppendKeyString(&scratch, e.entity_type);
+      AppendKeyString(&scratch, e.entity_id);
+      scratch.append(event_key);
       entries.push_back({Table::kEntityEvents, WriteSet::OpType::kPut,
-                         own(KeyBuilder()
-                                 .Str(e.entity_type)
-                                 .Str(e.entity_id)
-                                 .U64(ev)
-                                 .Build()),
-                         std::string_view()});
+                         own(scratch), std::string_view()});
       for (const auto& [type, id] : e.also_index) {
+        scratch.clear();
+        AppendKeyString(&scratch, type);
+        AppendKeyString(&scratch, id);
+        scratch.append(event_key);
         entries.push_back({Table::kEntityEvents, WriteSet::OpType::kPut,
-                           own(KeyBuilder().Str(type).Str(id).U64(ev).Build()),
-                           std::string_view()});
+                           own(scratch), std::string_view()});
       }
     }
     for (const AuditInput& a : ws.audits()) {
       ++au;
       if (r.first_audit_sequence == 0) r.first_audit_sequence = au;
       SealedAudit sealed = SealAudit(au, now, head, a);
-      entries.push_back({Table::kAudit, WriteSet::OpType::kPut,
-                         own(std::move(sealed.key)),
-                         own(std::move(sealed.value))});
+      entries.push_back({Table::kAudit, WriteSet::OpType::kPut, own(sealed.key),
+                         own(sealed.value)});
       head = std::move(sealed.hash);
     }
   }
@@ -797,11 +867,90 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
   }
 }
 
+// Writes the entries of one table, [first, end) (sorted by key; writes to
+// one key in order), as the table file `path`. The writes to one key are
+// folded into one entry first, since a table file holds each key once: the
+// last put or delete, with the counter deltas after it added (the merge
+// operator's sum, computed here). Thread-safe (one call per file).
+absl::Status RocksDbEngine::WriteTableFile(Table table, const Entry* first,
+                                           const Entry* end,
+                                           const std::string& path) const {
+  auto slice = [](std::string_view v) {
+    return rocksdb::Slice(v.data(), v.size());
+  };
+  rocksdb::Options o(db_options_, cf_options_[static_cast<size_t>(table)]);
+  // The table's own compression (LZ4), whatever level the file lands on.
+  o.bottommost_compression = rocksdb::kDisableCompressionOption;
+  rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), o, cf(table),
+                                /*invalidate_page_cache=*/false);
+  std::string folded;  // value of a folded put (counter sums)
+  rocksdb::Status s = writer.Open(path);
+  const Entry* i = first;
+  while (s.ok() && i < end) {
+    const Entry* j = i + 1;
+    while (j < end && j->key == i->key) ++j;
+    const Entry* last = i;
+    if (j - i > 1) {
+      // The last put or delete of the key, and the deltas after it.
+      std::optional<std::string_view> base;
+      bool based = false, added = false;
+      int64_t sum = 0;
+      for (const Entry* k = i; k < j; ++k) {
+        if (k->type == WriteSet::OpType::kAdd) {
+          sum = static_cast<int64_t>(
+              static_cast<uint64_t>(sum) +
+              static_cast<uint64_t>(DecodeLE64(k->value.data())));
+          added = true;
+        } else {
+          based = true;
+          added = false;
+          sum = 0;
+          base = k->type == WriteSet::OpType::kPut
+                     ? std::optional<std::string_view>(k->value)
+                     : std::nullopt;
+          last = k;
+        }
+      }
+      if (!based) {
+        folded = EncodeLE64(sum);
+        s = writer.Merge(slice(i->key), folded);
+        i = j;
+        continue;
+      }
+      if (added) {
+        if (base.has_value() && base->size() != 8) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("counter delta added to a value of ", base->size(),
+                           " bytes in ", TableName(table)));
+        }
+        const int64_t start = base.has_value() ? DecodeLE64(base->data()) : 0;
+        folded = EncodeLE64(static_cast<int64_t>(static_cast<uint64_t>(start) +
+                                                 static_cast<uint64_t>(sum)));
+        s = writer.Put(slice(i->key), folded);
+        i = j;
+        continue;
+      }
+    }
+    switch (last->type) {
+      case WriteSet::OpType::kPut:
+        s = writer.Put(slice(last->key), slice(last->value));
+        break;
+      case WriteSet::OpType::kDelete:
+        s = writer.Delete(slice(last->key));
+        break;
+      case WriteSet::OpType::kAdd:
+        s = writer.Merge(slice(last->key), slice(last->value));
+        break;
+    }
+    i = j;
+  }
+  // Finish() syncs the file before it is handed to the store.
+  if (s.ok()) s = writer.Finish();
+  return FromRocksDb(s);
+}
+
 // Writes `entries` (sorted by table, then key; writes to one key in order)
-// as one table file per table and ingests them in one atomic step. The
-// writes to one key are folded into one entry first, since a table file
-// holds each key once: the last put or delete, with the counter deltas
-// after it added (the merge operator's sum, computed here).
+// as one table file per table and ingests them in one atomic step.
 absl::Status RocksDbEngine::IngestEntries(std::vector<Entry>& entries) {
   std::error_code ec;
   std::filesystem::create_directories(BulkDir(), ec);
@@ -809,98 +958,62 @@ absl::Status RocksDbEngine::IngestEntries(std::vector<Entry>& entries) {
     return absl::UnavailableError(
         absl::StrCat("cannot create ", BulkDir(), ": ", ec.message()));
   }
-  auto slice = [](std::string_view v) {
-    return rocksdb::Slice(v.data(), v.size());
+  struct TableFile {
+    Table table = Table::kMeta;
+    const Entry* first = nullptr;
+    const Entry* end = nullptr;
+    std::string path;
+    size_t weight = 0;  // a guess of the work: bytes, and a share per key
+    absl::Status status;
   };
-  std::vector<rocksdb::IngestExternalFileArg> args;
-  std::vector<std::string> files;
+  std::vector<TableFile> files;
+  for (size_t i = 0; i < entries.size();) {
+    TableFile f;
+    f.table = entries[i].table;
+    f.first = &entries[i];
+    f.path = absl::StrCat(BulkDir(), "/", ++bulk_files_, "-",
+                          TableName(f.table), ".sst");
+    size_t j = i;
+    for (; j < entries.size() && entries[j].table == f.table; ++j) {
+      f.weight += entries[j].key.size() + entries[j].value.size() + 64;
+    }
+    f.end = entries.data() + j;
+    files.push_back(std::move(f));
+    i = j;
+  }
+  // The files are written on two threads: the heaviest file on its own,
+  // the others here (building table files is most of a bulk load's commit,
+  // and the store runs on two cores). Each file is written by one thread.
+  size_t heaviest = 0;
+  for (size_t k = 1; k < files.size(); ++k) {
+    if (files[k].weight > files[heaviest].weight) heaviest = k;
+  }
+  std::future<absl::Status> apart;
+  if (files.size() > 1) {
+    const TableFile& f = files[heaviest];
+    apart = std::async(std::launch::async, [this, &f] {
+      return WriteTableFile(f.table, f.first, f.end, f.path);
+    });
+  }
+  for (size_t k = 0; k < files.size(); ++k) {
+    if (files.size() > 1 && k == heaviest) continue;
+    files[k].status = WriteTableFile(files[k].table, files[k].first,
+                                     files[k].end, files[k].path);
+  }
+  if (apart.valid()) files[heaviest].status = apart.get();
   auto remove_files = [&files] {
     std::error_code ignored;
-    for (const std::string& f : files) std::filesystem::remove(f, ignored);
+    for (const TableFile& f : files) std::filesystem::remove(f.path, ignored);
   };
-  std::string folded;  // value of a folded put (counter sums)
-  size_t i = 0;
-  while (i < entries.size()) {
-    const Table table = entries[i].table;
-    rocksdb::Options o(db_options_, cf_options_[static_cast<size_t>(table)]);
-    // The table's own compression (LZ4), whatever level the file lands on.
-    o.bottommost_compression = rocksdb::kDisableCompressionOption;
-    rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), o, cf(table),
-                                  /*invalidate_page_cache=*/false);
-    const std::string path = absl::StrCat(BulkDir(), "/", ++bulk_files_, "-",
-                                          TableName(table), ".sst");
-    files.push_back(path);
-    rocksdb::Status s = writer.Open(path);
-    for (; s.ok() && i < entries.size() && entries[i].table == table;) {
-      size_t j = i + 1;
-      while (j < entries.size() && entries[j].table == table &&
-             entries[j].key == entries[i].key) {
-        ++j;
-      }
-      const Entry* last = &entries[i];
-      if (j - i > 1) {
-        // The last put or delete of the key, and the deltas after it.
-        std::optional<std::string_view> base;
-        bool based = false, added = false;
-        int64_t sum = 0;
-        for (size_t k = i; k < j; ++k) {
-          if (entries[k].type == WriteSet::OpType::kAdd) {
-            sum = static_cast<int64_t>(
-                static_cast<uint64_t>(sum) +
-                static_cast<uint64_t>(DecodeLE64(entries[k].value.data())));
-            added = true;
-          } else {
-            based = true;
-            added = false;
-            sum = 0;
-            base = entries[k].type == WriteSet::OpType::kPut
-                       ? std::optional<std::string_view>(entries[k].value)
-                       : std::nullopt;
-            last = &entries[k];
-          }
-        }
-        if (!based) {
-          folded = EncodeLE64(sum);
-          s = writer.Merge(slice(entries[i].key), folded);
-          i = j;
-          continue;
-        }
-        if (added) {
-          if (base.has_value() && base->size() != 8) {
-            return absl::InvalidArgumentError(
-                absl::StrCat("counter delta added to a value of ", base->size(),
-                             " bytes in ", TableName(table)));
-          }
-          const int64_t start = base.has_value() ? DecodeLE64(base->data()) : 0;
-          folded = EncodeLE64(static_cast<int64_t>(
-              static_cast<uint64_t>(start) + static_cast<uint64_t>(sum)));
-          s = writer.Put(slice(entries[i].key), folded);
-          i = j;
-          continue;
-        }
-      }
-      switch (last->type) {
-        case WriteSet::OpType::kPut:
-          s = writer.Put(slice(last->key), slice(last->value));
-          break;
-        case WriteSet::OpType::kDelete:
-          s = writer.Delete(slice(last->key));
-          break;
-        case WriteSet::OpType::kAdd:
-          s = writer.Merge(slice(last->key), slice(last->value));
-          break;
-      }
-      i = j;
-    }
-    // Finish() syncs the file before it is handed to the store.
-    if (s.ok()) s = writer.Finish();
-    if (!s.ok()) {
+  std::vector<rocksdb::IngestExternalFileArg> args;
+  for (const TableFile& f : files) {
+    if (!f.status.ok()) {
       remove_files();
-      return FromRocksDb(s);
+      return f.status;
     }
     rocksdb::IngestExternalFileArg arg;
-    arg.column_family = cf(table);
-    arg.external_files.push_back(path);
+    arg.column_family = cf(f.table);
+    arg.external_files.push_back(f.path);
     arg.options.move_files = true;
     arg.options.write_global_seqno = false;
     args.push_back(std::move(arg));

@@ -55,4 +55,10 @@ absl::Status CompactRocksDbEngine(Engine& engine);
 // Declared here for tests; takes the numeric rocksdb::Status::Code.
 absl::Status FromRocksDbCode(int code, const std::string& message);
 
+// Appends the stored form of event `e` (a StoredEventRecord in protobuf
+// wire format, byte for byte what the message would serialize to) with
+// the given sequence and time. Declared here for tests.
+void EncodeEventRecord(uint64_t sequence, int64_t time_unix_nanos,
+                       const EventInput& e, std::string* out);
+
 }  // namespace ssc::storage

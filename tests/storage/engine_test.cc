@@ -16,6 +16,7 @@
 #include "storage/audit.h"
 #include "storage/key_codec.h"
 #include "storage/rocksdb_engine.h"
+#include "storage/storage.pb.h"
 #include "tests/storage/test_util.h"
 
 namespace ssc::storage {
@@ -320,6 +321,41 @@ TEST(EngineTest, EntityEventIndexSeparatesEntitiesAndHonorsFromAndLimit) {
   ASSERT_EQ(page->size(), 2u);
   EXPECT_EQ((*page)[0].sequence, 2u);
   EXPECT_EQ((*page)[1].sequence, 3u);
+}
+
+// Events are written without building the protobuf message: the bytes
+// must be exactly the message's serialization, so that stores written
+// before and after read the same (ParseEvent reads both).
+TEST(EngineTest, EventRecordEncodingIsTheMessageSerialization) {
+  struct Case {
+    uint64_t sequence;
+    int64_t nanos;
+    EventInput e;
+  };
+  EventInput with_nul = Event("card.applied", "card", std::string("A\0B", 3),
+                              std::string(300, 'x'));
+  std::vector<Case> cases = {
+      {1, 1700000000123456789, Event("card.applied", "card", "A5105240001")},
+      {0, 0, Event("t", "e", "i", "")},               // defaults omitted
+      {uint64_t{1} << 63, -1, Event("a", "b", "c")},  // longest varints
+      {127, -62135596800000000, with_nul},            // before 1970, NUL bytes
+      {128, 5,
+       Event("person.created", "person", std::string(64, 'f'),
+             std::string(20000, '{'))},  // two-byte length
+  };
+  for (const Case& c : cases) {
+    StoredEventRecord rec;
+    rec.set_sequence(c.sequence);
+    rec.set_time_unix_nanos(c.nanos);
+    rec.set_type(c.e.type);
+    rec.set_entity_type(c.e.entity_type);
+    rec.set_entity_id(c.e.entity_id);
+    rec.set_payload(c.e.payload);
+    std::string encoded = "prefix";
+    EncodeEventRecord(c.sequence, c.nanos, c.e, &encoded);
+    EXPECT_EQ(encoded, "prefix" + rec.SerializeAsString())
+        << "sequence " << c.sequence;
+  }
 }
 
 TEST(EngineTest, MultiGetAnswersInTheOrderAskedWithAbsentKeys) {

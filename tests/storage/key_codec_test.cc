@@ -51,6 +51,19 @@ TEST(KeyCodecTest, StrEscapesZeroAndTerminates) {
   EXPECT_TRUE(r.done());
 }
 
+TEST(KeyCodecTest, AppendKeyStringWritesWhatStrWrites) {
+  for (const std::string& s :
+       {std::string(), std::string("card"), std::string("a\0b\0", 4),
+        std::string(64, 'f'), std::string(1, '\0')}) {
+    std::string out = "keep";
+    AppendKeyString(&out, s);
+    EXPECT_EQ(out, "keep" + KeyBuilder().Str(s).Build());
+    KeyReader r(std::string_view(out).substr(4));
+    EXPECT_EQ(r.Str(), s);
+    EXPECT_TRUE(r.done());
+  }
+}
+
 TEST(KeyCodecTest, MalformedInputIsRejected) {
   EXPECT_EQ(KeyReader("abc").Str(), std::nullopt);  // no end
   EXPECT_EQ(KeyReader(std::string("a\0\x05", 3)).Str(), std::nullopt);
