@@ -76,7 +76,12 @@ bool HasControl(std::string_view s) {
 
 }  // namespace
 
-absl::TimeZone BeijingTime() { return absl::FixedTimeZone(8 * 60 * 60); }
+absl::TimeZone BeijingTime() {
+  // Built once: FixedTimeZone looks the zone up in cctz's registry (under a
+  // lock) on every call, and imports convert millions of dates.
+  static const absl::TimeZone tz = absl::FixedTimeZone(8 * 60 * 60);
+  return tz;
+}
 
 char IdCheckCharacter(std::string_view first17) {
   int sum = 0;
@@ -321,7 +326,22 @@ absl::StatusOr<absl::CivilDay> ParseDate(std::string_view field,
 }
 
 std::string FormatDate(absl::CivilDay day) {
-  return absl::StrFormat("%04d-%02d-%02d", day.year(), day.month(), day.day());
+  const int64_t y = day.year();
+  if (y < 0 || y > 9999) {
+    return absl::StrFormat("%04d-%02d-%02d", y, day.month(), day.day());
+  }
+  // The common case without the format parser (imports format millions).
+  std::string out(10, '-');
+  auto put = [&out](size_t at, int64_t v, int width) {
+    for (int i = width - 1; i >= 0; --i) {
+      out[at + static_cast<size_t>(i)] = static_cast<char>('0' + v % 10);
+      v /= 10;
+    }
+  };
+  put(0, y, 4);
+  put(5, day.month(), 2);
+  put(8, day.day(), 2);
+  return out;
 }
 
 }  // namespace ssc::card

@@ -31,7 +31,6 @@ namespace ssc::ops {
 namespace {
 
 using card::CardChange;
-using Json = common::JsonObject;
 using card::ChangeKind;
 using card::Operation;
 using card::store::CardRecord;
@@ -104,17 +103,38 @@ absl::StatusOr<ImportTotals> DecodeTotals(std::string_view v) {
   return t;
 }
 
-// The flat JSON object of event details, as card_logic.cc writes it.
-
-std::string MergeJson(const Json& base, const Json& extra) {
-  std::string details = base.Done();
-  const std::string more = extra.Done();
-  if (more.size() > 2) {
-    details.pop_back();
-    absl::StrAppend(&details, ",", more.substr(1));
+// The flat JSON object of event details, as card_logic.cc writes it
+// (common::JsonObject's output), built in one reserved buffer: the keys are
+// literals that need no escaping, so only the values are quoted.
+class Details {
+ public:
+  Details() {
+    out_.reserve(512);
+    out_.push_back('{');
   }
-  return details;
-}
+  // `quoted_key` is the key with its quotes and colon: R"("a":)".
+  Details& Str(std::string_view quoted_key, std::string_view value) {
+    Key(quoted_key);
+    common::AppendJsonQuoted(&out_, value);
+    return *this;
+  }
+  Details& Bool(std::string_view quoted_key, bool value) {
+    Key(quoted_key);
+    out_ += value ? "true" : "false";
+    return *this;
+  }
+  std::string Done() && {
+    out_.push_back('}');
+    return std::move(out_);
+  }
+
+ private:
+  void Key(std::string_view quoted_key) {
+    if (out_.size() > 1) out_.push_back(',');
+    out_.append(quoted_key);
+  }
+  std::string out_;
+};
 
 std::string FormatTime(int64_t micros) {
   return absl::FormatTime(absl::RFC3339_sec, absl::FromUnixMicros(micros),
@@ -741,6 +761,10 @@ void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
 
   // 4. The history, step by step, as the live operations write it.
   storage::WriteSet& ws = p->ws;
+  // A card's history is up to 7 events and about 12 writes (records,
+  // indexes, counters): room for them up front.
+  ws.Reserve(12 * cards.size() + 4 * ecards.size(),
+             7 * cards.size() + 2 * ecards.size() + 1);
   const storage::PiiCipher& cipher = *ctx_.cipher;
   card::PersonView view;
   view.key = person_key;
@@ -795,62 +819,76 @@ void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
       prec.add_application_ids(a);
     prec.set_current_application_id(view.current_application_id);
   };
+  // Computed once per group: every event of the person carries them.
+  const std::string person_hex = absl::BytesToHexString(person_key);
+  const std::string masked_id = storage::MaskIdNumber(view.id_number);
+  std::string masked_name;
   auto person_event = [&](std::string_view type) {
     storage::EventInput e;
     e.type = std::string(type);
     e.entity_type = "person";
-    e.entity_id = absl::BytesToHexString(person_key);
-    Json payload;
-    payload.Str("id_number", storage::MaskIdNumber(view.id_number))
-        .Str("name", storage::MaskName(current_name))
-        .Str("region_code", view.region_code);
-    e.payload = payload.Done();
+    e.entity_id = person_hex;
+    Details payload;
+    payload.Str(R"("id_number":)", masked_id)
+        .Str(R"("name":)", masked_name)
+        .Str(R"("region_code":)", view.region_code);
+    e.payload = std::move(payload).Done();
     ws.AppendEvent(std::move(e));
   };
+  // The card as it was before the step, kept by transit(): one record
+  // whose buffers are reused by every step (a copy per step was a large
+  // share of the preparation), lent to the observers like the others.
+  CardRecord before_buf;
+  // One change reused for every step of the group (its strings keep their
+  // buffers).
+  CardChange ch;
+  ch.person_key = person_key;
   // As CardLogic::Txn::Change, minus the card and invalid-list puts (the
   // final record is stored once at the end, with the same result).
+  // `has_before`: the step changes an existing card, as it was when
+  // transit() last ran (else a new card: the change has no `before`).
+  // `extra(Details&)` appends the operation's own fields to the details.
   auto change = [&](ChangeKind kind, Operation op, std::string_view type,
-                    const std::optional<CardRecord>& before, CardRecord& after,
-                    const CardRecord* previous_latest, const Json& extra,
+                    bool has_before, CardRecord& after,
+                    const CardRecord* previous_latest, const auto& extra,
                     absl::Time t, uint64_t line) {
     if (failure.has_value()) return;
     after.set_updated_micros(Micros(t));
+    const CardRecord* before = has_before ? &before_buf : nullptr;
     const CardState from =
-        before.has_value() ? before->state() : ssc::v1::CARD_STATE_UNSPECIFIED;
-    const CardRecord* holder_before =
-        before.has_value() ? &*before : previous_latest;
+        has_before ? before->state() : ssc::v1::CARD_STATE_UNSPECIFIED;
+    const CardRecord* holder_before = has_before ? before : previous_latest;
     const int delta = static_cast<int>(IsHolder(&after)) -
                       static_cast<int>(IsHolder(holder_before));
-    Json payload;
-    payload.Str("application_id", after.application_id())
-        .Str("card_number", after.card_number())
-        .Str("region_code", after.region_code())
-        .Str("issuing_region_code", after.issuing_region_code())
-        .Str("holder_id_number", storage::MaskIdNumber(view.id_number))
-        .Str("holder_name", storage::MaskName(current_name))
-        .Str("state_before", before.has_value() ? card::StateName(from) : "")
-        .Str("state_after", card::StateName(after.state()))
-        .Bool("holder_start", delta > 0)
-        .Bool("holder_stop", delta < 0);
+    Details payload;
+    payload.Str(R"("application_id":)", after.application_id())
+        .Str(R"("card_number":)", after.card_number())
+        .Str(R"("region_code":)", after.region_code())
+        .Str(R"("issuing_region_code":)", after.issuing_region_code())
+        .Str(R"("holder_id_number":)", masked_id)
+        .Str(R"("holder_name":)", masked_name)
+        .Str(R"("state_before":)", has_before ? card::StateName(from) : "")
+        .Str(R"("state_after":)", card::StateName(after.state()))
+        .Bool(R"("holder_start":)", delta > 0)
+        .Bool(R"("holder_stop":)", delta < 0);
+    extra(payload);
     storage::EventInput e;
     e.type = std::string(type);
     e.entity_type = "card";
     e.entity_id = after.application_id();
-    e.payload = MergeJson(payload, extra);
-    e.also_index.emplace_back("person", absl::BytesToHexString(person_key));
+    e.payload = std::move(payload).Done();
+    e.also_index.emplace_back("person", person_hex);
     ws.AppendEvent(std::move(e));
-    CardChange ch;
     ch.kind = kind;
     ch.operation = op;
-    ch.event_type = std::string(type);
-    ch.person_key = person_key;
-    ch.before = before;
+    ch.event_type.assign(type.data(), type.size());
     ch.time = t;
     ch.holder_delta = delta;
-    // The person and the card are lent to the observers (swapped in and
-    // back) rather than copied: five changes per row, two records each.
+    // The person and the cards are lent to the observers (swapped in and
+    // back) rather than copied: five changes per row, three records each.
     ch.person.Swap(&prec);
     ch.after.Swap(&after);
+    if (has_before) ch.before.emplace().Swap(&before_buf);
     for (card::CardObserver* o : observers_) {
       absl::Status s = o->OnCardChange(ws, ch);
       if (!s.ok()) {
@@ -860,18 +898,24 @@ void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
     }
     ch.person.Swap(&prec);
     ch.after.Swap(&after);
+    if (has_before) {
+      ch.before->Swap(&before_buf);
+      ch.before.reset();
+    }
   };
-  auto transit = [&](CardRecord& c, Operation op,
-                     uint64_t line) -> std::optional<CardRecord> {
-    if (failure.has_value()) return std::nullopt;
-    CardRecord before = c;
+  const auto no_extra = [](Details&) {};
+  // Moves `c` on by `op`, keeping its state before in before_buf; false
+  // (and `failure` set) if the lifecycle does not allow it.
+  auto transit = [&](CardRecord& c, Operation op, uint64_t line) -> bool {
+    if (failure.has_value()) return false;
     absl::StatusOr<CardState> to = card::Transition(c.state(), op);
     if (!to.ok()) {
       failure = GroupError{line, {"state", std::string(to.status().message())}};
-      return std::nullopt;
+      return false;
     }
+    before_buf = c;
     c.set_state(*to);
-    return before;
+    return true;
   };
   auto set_account = [&](CardRecord& c, const std::string& account,
                          uint64_t line) {
@@ -987,13 +1031,11 @@ void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
     at(applied);
     if (failure.has_value()) break;
 
-    std::optional<CardRecord> old_before;
     bool name_changed = false;
     if (replacement) {
       // The old card's side of ApplyReplacement, in the same step.
       CardRecord& old = records[i - 1];
-      old_before =
-          transit(old, Operation::kApplyReplacement, cards[i - 1].line);
+      transit(old, Operation::kApplyReplacement, cards[i - 1].line);
       if (failure.has_value()) break;
       old.set_closed_micros(Micros(applied));
       old.set_replaced_by(r.application_id());
@@ -1002,7 +1044,10 @@ void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
           plan.replacement_reason == ssc::v1::REPLACEMENT_REASON_DATA_CHANGE &&
           r.name() != current_name;
     }
-    current_name = r.name();
+    if (current_name != r.name() || i == 0) {
+      current_name = r.name();
+      masked_name = storage::MaskName(current_name);
+    }
     const bool created = i == 0;
     if (!replacement) view.region_code = r.region_code();
 
@@ -1034,50 +1079,58 @@ void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
     view.current_application_id = r.application_id();
     put_person_at(applied);
     if (replacement) {
-      Json old_extra;
-      old_extra
-          .Str("reason", card::ReplacementReasonName(plan.replacement_reason))
-          .Str("replaced_by", r.application_id())
-          .Bool("name_changed", name_changed);
-      change(ChangeKind::kTransition, Operation::kApplyReplacement,
-             "card.replaced", old_before, records[i - 1], nullptr, old_extra,
-             applied, cards[i - 1].line);
-      Json new_extra;
-      new_extra.Bool("instant_issuance", r.instant_issuance())
-          .Str("replaces", r.replaces())
-          .Str("reason", card::ReplacementReasonName(plan.replacement_reason))
-          .Str("bank_code", c.bank_code());
-      change(ChangeKind::kApplied, Operation::kIssue, "card.applied",
-             std::nullopt, c, &records[i - 1], new_extra, applied, plan.line);
+      const std::string_view reason =
+          card::ReplacementReasonName(plan.replacement_reason);
+      change(
+          ChangeKind::kTransition, Operation::kApplyReplacement,
+          "card.replaced", true, records[i - 1], nullptr,
+          [&](Details& d) {
+            d.Str(R"("reason":)", reason)
+                .Str(R"("replaced_by":)", r.application_id())
+                .Bool(R"("name_changed":)", name_changed);
+          },
+          applied, cards[i - 1].line);
+      change(
+          ChangeKind::kApplied, Operation::kIssue, "card.applied", false, c,
+          &records[i - 1],
+          [&](Details& d) {
+            d.Bool(R"("instant_issuance":)", r.instant_issuance())
+                .Str(R"("replaces":)", r.replaces())
+                .Str(R"("reason":)", reason)
+                .Str(R"("bank_code":)", c.bank_code());
+          },
+          applied, plan.line);
     } else {
       if (created) person_event("person.created");
-      Json extra;
-      extra.Bool("instant_issuance", r.instant_issuance())
-          .Bool("person_created", created)
-          .Str("bank_code", r.bank_code());
-      change(ChangeKind::kApplied, Operation::kIssue, "card.applied",
-             std::nullopt, c, i > 0 ? &records[i - 1] : nullptr, extra, applied,
-             plan.line);
+      change(
+          ChangeKind::kApplied, Operation::kIssue, "card.applied", false, c,
+          i > 0 ? &records[i - 1] : nullptr,
+          [&](Details& d) {
+            d.Bool(R"("instant_issuance":)", r.instant_issuance())
+                .Bool(R"("person_created":)", created)
+                .Str(R"("bank_code":)", r.bank_code());
+          },
+          applied, plan.line);
     }
     current_card = &c;
 
     if (plan.sent.has_value() && !r.instant_issuance()) {
       at(*plan.sent);
-      std::optional<CardRecord> before =
-          transit(c, Operation::kSendToProduction, plan.line);
+      transit(c, Operation::kSendToProduction, plan.line);
       if (failure.has_value()) break;
       c.set_sent_to_production_micros(Micros(*plan.sent));
       c.set_batch_reference(r.batch_reference());
-      Json extra;
-      extra.Str("batch_reference", r.batch_reference());
-      change(ChangeKind::kTransition, Operation::kSendToProduction,
-             "card.sent_to_production", before, c, nullptr, extra, *plan.sent,
-             plan.line);
+      change(
+          ChangeKind::kTransition, Operation::kSendToProduction,
+          "card.sent_to_production", true, c, nullptr,
+          [&](Details& d) {
+            d.Str(R"("batch_reference":)", r.batch_reference());
+          },
+          *plan.sent, plan.line);
     }
     if (plan.produced.has_value() && !r.instant_issuance()) {
       at(*plan.produced);
-      std::optional<CardRecord> before =
-          transit(c, Operation::kRecordProduction, plan.line);
+      transit(c, Operation::kRecordProduction, plan.line);
       if (failure.has_value()) break;
       c.set_card_number(r.card_number());
       c.set_identification_code(r.identification_code());
@@ -1086,58 +1139,64 @@ void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
       c.set_valid_from(plan.valid_from);
       c.set_valid_until(plan.valid_until);
       c.set_produced_micros(Micros(*plan.produced));
-      Json extra;
-      extra.Str("spec_version", plan.spec_version)
-          .Str("valid_from", plan.valid_from)
-          .Str("valid_until", plan.valid_until);
-      change(ChangeKind::kTransition, Operation::kRecordProduction,
-             "card.produced", before, c, nullptr, extra, *plan.produced,
-             plan.line);
+      change(
+          ChangeKind::kTransition, Operation::kRecordProduction,
+          "card.produced", true, c, nullptr,
+          [&](Details& d) {
+            d.Str(R"("spec_version":)", plan.spec_version)
+                .Str(R"("valid_from":)", plan.valid_from)
+                .Str(R"("valid_until":)", plan.valid_until);
+          },
+          *plan.produced, plan.line);
     }
     if (plan.issued.has_value() && !r.instant_issuance()) {
       at(*plan.issued);
-      std::optional<CardRecord> before =
-          transit(c, Operation::kIssue, plan.line);
+      transit(c, Operation::kIssue, plan.line);
       if (failure.has_value()) break;
       c.set_issued_micros(Micros(*plan.issued));
-      change(ChangeKind::kTransition, Operation::kIssue, "card.issued", before,
-             c, nullptr, Json(), *plan.issued, plan.line);
+      change(ChangeKind::kTransition, Operation::kIssue, "card.issued", true, c,
+             nullptr, no_extra, *plan.issued, plan.line);
     }
     if (plan.activated.has_value()) {
       at(*plan.activated);
-      std::optional<CardRecord> before =
-          transit(c, Operation::kActivate, plan.line);
+      transit(c, Operation::kActivate, plan.line);
       if (failure.has_value()) break;
       c.set_activated_micros(Micros(*plan.activated));
       change(ChangeKind::kTransition, Operation::kActivate, "card.activated",
-             before, c, nullptr, Json(), *plan.activated, plan.line);
+             true, c, nullptr, no_extra, *plan.activated, plan.line);
     }
     if (plan.lost.has_value()) {
       at(*plan.lost);
       const Operation op = plan.temporary_loss ? Operation::kReportTempLoss
                                                : Operation::kReportFormalLoss;
-      std::optional<CardRecord> before = transit(c, op, plan.line);
+      transit(c, op, plan.line);
       if (failure.has_value()) break;
-      Json extra;
       c.set_lost_micros(Micros(*plan.lost));
       if (plan.temporary_loss) {
         c.set_temp_loss_expires_micros(
             Micros(*plan.lost + options_.temp_loss_duration));
-        extra.Str("kind", "TEMPORARY")
-            .Str("expires_at", FormatTime(c.temp_loss_expires_micros()));
       } else {
         c.set_temp_loss_expires_micros(0);
-        extra.Str("kind", "FORMAL");
       }
-      change(ChangeKind::kTransition, op,
-             plan.temporary_loss ? "card.temp_lost" : "card.lost", before, c,
-             nullptr, extra, *plan.lost, plan.line);
+      const int64_t expires = c.temp_loss_expires_micros();
+      change(
+          ChangeKind::kTransition, op,
+          plan.temporary_loss ? "card.temp_lost" : "card.lost", true, c,
+          nullptr,
+          [&](Details& d) {
+            if (plan.temporary_loss) {
+              d.Str(R"("kind":)", "TEMPORARY")
+                  .Str(R"("expires_at":)", FormatTime(expires));
+            } else {
+              d.Str(R"("kind":)", "FORMAL");
+            }
+          },
+          *plan.lost, plan.line);
     }
     if (plan.state == ssc::v1::CARD_STATE_CANCELLED) {
       const absl::Time t = *plan.closed;
       at(t);
-      std::optional<CardRecord> before =
-          transit(c, Operation::kCancel, plan.line);
+      transit(c, Operation::kCancel, plan.line);
       if (failure.has_value()) break;
       c.set_closed_micros(Micros(t));
       c.set_cancel_reason(plan.cancel_reason);
@@ -1146,10 +1205,13 @@ void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
         view.current_application_id.clear();
         put_person_at(t);
       }
-      Json extra;
-      extra.Str("reason", card::CancelReasonName(plan.cancel_reason));
-      change(ChangeKind::kTransition, Operation::kCancel, "card.cancelled",
-             before, c, nullptr, extra, t, plan.line);
+      change(
+          ChangeKind::kTransition, Operation::kCancel, "card.cancelled", true,
+          c, nullptr,
+          [&](Details& d) {
+            d.Str(R"("reason":)", card::CancelReasonName(plan.cancel_reason));
+          },
+          t, plan.line);
     }
   }
   if (!failure.has_value()) bind_until(std::nullopt);
@@ -1191,48 +1253,62 @@ void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
 absl::StatusOr<std::vector<std::string>> Importer::SplitCsv(
     std::string_view line) {
   std::vector<std::string> out;
-  std::string cur;
   size_t i = 0;
-  bool field_start = true;
   while (true) {
-    if (field_start && i < line.size() && line[i] == '"') {
+    std::string cur;
+    if (i < line.size() && line[i] == '"') {
       ++i;
       while (true) {
-        if (i >= line.size()) {
+        // Runs up to the next quote are copied whole.
+        const size_t q = line.find('"', i);
+        if (q == std::string_view::npos) {
           return absl::InvalidArgumentError("unterminated quoted field");
         }
-        if (line[i] == '"') {
-          if (i + 1 < line.size() && line[i + 1] == '"') {
-            cur += '"';
-            i += 2;
-            continue;
-          }
+        cur.append(line.data() + i, q - i);
+        i = q + 1;
+        if (i < line.size() && line[i] == '"') {
+          cur += '"';
           ++i;
-          break;
+          continue;
         }
-        cur += line[i++];
+        break;
       }
       if (i < line.size() && line[i] != ',') {
         return absl::InvalidArgumentError("text after a closing quote");
       }
-    }
-    while (i < line.size() && line[i] != ',') {
-      if (line[i] == '"') {
+    } else {
+      size_t j = i;
+      while (j < line.size() && line[j] != ',' && line[j] != '"') ++j;
+      if (j < line.size() && line[j] == '"') {
         return absl::InvalidArgumentError("quote inside an unquoted field");
       }
-      cur += line[i++];
+      cur.assign(line.data() + i, j - i);
+      i = j;
     }
     out.push_back(std::move(cur));
-    cur.clear();
     if (i >= line.size()) break;
     ++i;  // the comma
-    field_start = true;
   }
   return out;
 }
 
-absl::StatusOr<RegisterRow> Importer::ParseLine(
+namespace {
+
+// The RegisterRow fields of CSV columns, looked up once per batch rather
+// than by name for every field of every line.
+std::vector<const google::protobuf::FieldDescriptor*> ResolveColumns(
+    const std::vector<std::string>& columns) {
+  std::vector<const google::protobuf::FieldDescriptor*> fields;
+  fields.reserve(columns.size());
+  for (const std::string& c : columns) {
+    fields.push_back(RegisterRow::descriptor()->FindFieldByName(c));
+  }
+  return fields;
+}
+
+absl::StatusOr<RegisterRow> ParseResolved(
     ssc::v1::ImportFormat format, const std::vector<std::string>& columns,
+    const std::vector<const google::protobuf::FieldDescriptor*>& descriptors,
     std::string_view text) {
   RegisterRow row;
   if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
@@ -1247,17 +1323,28 @@ absl::StatusOr<RegisterRow> Importer::ParseLine(
     }
     return row;
   }
-  ASSIGN_OR_RETURN(std::vector<std::string> fields, SplitCsv(text));
+  // Fields as views into `text` (a line without quotes, the usual case)
+  // or into the unquoted copies SplitCsv makes.
+  std::vector<std::string> unquoted;
+  std::vector<std::string_view> fields;
+  fields.reserve(columns.size());
+  if (text.find('"') == std::string_view::npos) {
+    for (absl::string_view f : absl::StrSplit(Sv(text), ',')) {
+      fields.emplace_back(f.data(), f.size());
+    }
+  } else {
+    ASSIGN_OR_RETURN(unquoted, Importer::SplitCsv(text));
+    fields.assign(unquoted.begin(), unquoted.end());
+  }
   if (fields.size() != columns.size()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "has ", fields.size(), " fields, the header ", columns.size()));
   }
-  const google::protobuf::Descriptor* d = RegisterRow::descriptor();
   const google::protobuf::Reflection* refl = RegisterRow::GetReflection();
   for (size_t i = 0; i < columns.size(); ++i) {
-    const google::protobuf::FieldDescriptor* f = d->FindFieldByName(columns[i]);
+    const google::protobuf::FieldDescriptor* f = descriptors[i];
     if (f->type() == google::protobuf::FieldDescriptor::TYPE_BOOL) {
-      const std::string v = absl::AsciiStrToLower(fields[i]);
+      const std::string v = absl::AsciiStrToLower(Sv(fields[i]));
       if (v == "true" || v == "1" || v == "yes") {
         refl->SetBool(&row, f, true);
       } else if (!(v.empty() || v == "false" || v == "0" || v == "no")) {
@@ -1265,11 +1352,19 @@ absl::StatusOr<RegisterRow> Importer::ParseLine(
             common::InvalidField(columns[i], "must be true or false");
         return s;
       }
-    } else {
-      refl->SetString(&row, f, std::move(fields[i]));
+    } else if (!fields[i].empty()) {
+      refl->SetString(&row, f, std::string(fields[i]));
     }
   }
   return row;
+}
+
+}  // namespace
+
+absl::StatusOr<RegisterRow> Importer::ParseLine(
+    ssc::v1::ImportFormat format, const std::vector<std::string>& columns,
+    std::string_view text) {
+  return ParseResolved(format, columns, ResolveColumns(columns), text);
 }
 
 // ---------------------------------------------------------------------------
@@ -1463,9 +1558,12 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
 
   // Parse (in parallel) and group consecutive rows of one person.
   std::vector<absl::StatusOr<RegisterRow>> parsed(n);
+  const std::vector<const google::protobuf::FieldDescriptor*> descriptors =
+      ResolveColumns(csv_columns_);
   auto parse_range = [&](size_t from, size_t to) {
     for (size_t i = from; i < to; ++i) {
-      parsed[i] = Importer::ParseLine(format_, csv_columns_, pending_[i].text);
+      parsed[i] =
+          ParseResolved(format_, csv_columns_, descriptors, pending_[i].text);
     }
   };
   const int threads = imp.options_.threads;
@@ -1545,8 +1643,8 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
 
   // The previous batch must be in the store before this one is merged.
   const absl::Time waited_from = absl::Now();
-  std::set<std::string> unseen;
-  if (in_flight_.has_value()) unseen = in_flight_->claims;
+  std::unordered_set<std::string> unseen;
+  if (in_flight_.has_value()) unseen = std::move(in_flight_->claims);
   RETURN_IF_ERROR(AwaitCommit(out));
   // A person (or card) of this batch that the previous batch also wrote was
   // prepared without its rows: prepare it again, now that they are stored.
@@ -1586,8 +1684,12 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
 
   BatchResult result;
   ImportTotals t = totals_;
-  storage::WriteSet batch;
-  std::set<std::string> claimed;
+  size_t accepted_ops = 0, accepted_events = 0;
+  // The batch's own writes (rejects, sequence marks, checkpoint, audit);
+  // the groups' writes join them on the commit thread.
+  storage::WriteSet tail;
+  std::unordered_set<std::string> claimed;
+  claimed.reserve(prepared.size() * 4);
   for (Importer::Prepared& p : prepared) {
     if (p.outcome == Importer::Prepared::Outcome::kAccepted) {
       std::string clash;
@@ -1625,7 +1727,8 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
     switch (p.outcome) {
       case Importer::Prepared::Outcome::kAccepted:
         t.accepted += p.rows;
-        batch.Append(std::move(p.ws));
+        accepted_ops += p.ws.ops().size();
+        accepted_events += p.ws.events().size();
         break;
       case Importer::Prepared::Outcome::kSkipped:
         t.skipped += p.rows;
@@ -1633,8 +1736,8 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
       case Importer::Prepared::Outcome::kRejected:
         t.rejected += p.rows;
         for (RejectedRow& r : p.rejects) {
-          batch.Put(Table::kMeta, RejectKey(import_id_, r.line),
-                    absl::StrCat(r.field, std::string(1, '\0'), r.reason));
+          tail.Put(Table::kMeta, RejectKey(import_id_, r.line),
+                   absl::StrCat(r.field, std::string(1, '\0'), r.reason));
           result.rejects.push_back(std::move(r));
         }
         break;
@@ -1645,12 +1748,12 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
     if (mark > marks[region]) {
       std::string v;
       storage::PutFixed64BE(&v, mark);
-      batch.Put(Table::kMeta,
-                card::SequenceAllocator::StoreKey("application", region), v);
+      tail.Put(Table::kMeta,
+               card::SequenceAllocator::StoreKey("application", region), v);
     }
   }
   if (final && pending_.empty()) t.done = true;
-  batch.Put(Table::kMeta, CheckpointKey(import_id_), EncodeTotals(t));
+  tail.Put(Table::kMeta, CheckpointKey(import_id_), EncodeTotals(t));
   storage::AuditInput a;
   a.caller = caller_.identity;
   a.role = std::string(common::RoleName(caller_.role));
@@ -1663,9 +1766,7 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
   a.message = absl::StrCat("accepted ", t.accepted - totals_.accepted,
                            ", rejected ", t.rejected - totals_.rejected,
                            ", skipped ", t.skipped - totals_.skipped);
-  batch.AppendAudit(std::move(a));
-  batch.CoalesceCounters();
-  batch.set_bulk_load(imp.options_.bulk_load);
+  tail.AppendAudit(std::move(a));
   const absl::Time merged_at = absl::Now();
   // Where a batch's time goes (validation and encryption on the worker
   // threads, waiting for the previous batch's commit, the merge, the
@@ -1690,15 +1791,33 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
   f.result = std::move(result);
   f.claims = std::move(claimed);
   storage::Engine* engine = imp.ctx_.engine;
-  f.done = std::async(std::launch::async,
-                      [engine, observe, ws = std::move(batch),
-                       held = std::move(guard)]() mutable -> absl::Status {
-                        storage::KeyLocks::Guard locks = std::move(held);
-                        const absl::Time start = absl::Now();
-                        absl::Status s = engine->Commit(std::move(ws)).status();
-                        observe("commit", absl::Now() - start);
-                        return s;
-                      });
+  const bool bulk = imp.options_.bulk_load;
+  // The groups' writes are moved into one set on the commit thread, so
+  // that this thread goes on to the next batch sooner. The order is the
+  // file order, as the events' sequences must be; the tail's writes touch
+  // no key of a group.
+  f.done =
+      std::async(std::launch::async,
+                 [engine, observe, bulk, accepted_ops, accepted_events,
+                  groups = std::move(prepared), tail = std::move(tail),
+                  held = std::move(guard)]() mutable -> absl::Status {
+                   storage::KeyLocks::Guard locks = std::move(held);
+                   const absl::Time start = absl::Now();
+                   storage::WriteSet batch;
+                   batch.Reserve(accepted_ops + tail.ops().size(),
+                                 accepted_events + tail.events().size());
+                   for (Importer::Prepared& p : groups) {
+                     if (p.outcome == Importer::Prepared::Outcome::kAccepted) {
+                       batch.Append(std::move(p.ws));
+                     }
+                   }
+                   batch.Append(std::move(tail));
+                   batch.CoalesceCounters();
+                   batch.set_bulk_load(bulk);
+                   absl::Status s = engine->Commit(std::move(batch)).status();
+                   observe("commit", absl::Now() - start);
+                   return s;
+                 });
   in_flight_ = std::move(f);
   return absl::OkStatus();
 }

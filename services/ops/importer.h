@@ -41,6 +41,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -130,7 +131,7 @@ class ImportSession {
     BatchResult result;
     // Persons, card numbers, identification codes and application ids it
     // writes: the next batch was prepared without seeing them.
-    std::set<std::string> claims;
+    std::unordered_set<std::string> claims;
   };
 
   Importer* importer_;

@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "services/card/id_number.h"
+#include "services/common/json.h"
 #include "ssc/v1/card.pb.h"
 #include "ssc/v1/ecard.pb.h"
 #include "tests/ops/ops_test_util.h"
@@ -27,6 +28,9 @@ namespace ssc::ops::testing {
 inline constexpr char kHistoryCounty[] = "510524";
 inline constexpr char kHistoryTownA[] = "510524100";
 inline constexpr char kHistoryTownB[] = "510524101";
+// A production batch reference with characters that JSON escapes: event
+// details must quote it as the live service does.
+inline constexpr char kHistoryBatchRef[] = "B-2019-01 \"q\\1\"";
 
 // 09:00 Beijing time (or `hh`) on a day.
 inline absl::Time At(int y, int m, int d, int hh = 9) {
@@ -47,7 +51,7 @@ struct Row {
       if (k == "instant_issuance") {
         parts.push_back(absl::StrCat("\"", k, "\":", v));
       } else {
-        parts.push_back(absl::StrCat("\"", k, "\":\"", v, "\""));
+        parts.push_back(absl::StrCat("\"", k, "\":", common::JsonQuote(v)));
       }
     }
     return absl::StrCat("{", absl::StrJoin(parts, ","), "}");
@@ -134,7 +138,7 @@ inline ReplayedHistory ReplayHistory(HistoryDriver& d,
     SendToProductionRequest req;
     req.set_request_id(rid());
     req.add_application_ids(app);
-    req.set_batch_reference("B-2019-01");
+    req.set_batch_reference(kHistoryBatchRef);
     d.Send(req);
   };
   int serial = 100;
@@ -268,7 +272,7 @@ inline ReplayedHistory ReplayHistory(HistoryDriver& d,
     r.f["state"] = "ACTIVE";
     r.f["applied_at"] = Rfc(At(2019, 3, 1));
     r.f["sent_at"] = Rfc(At(2019, 3, 2));
-    r.f["batch_reference"] = "B-2019-01";
+    r.f["batch_reference"] = kHistoryBatchRef;
     produced_fields(r, p, At(2019, 3, 20));
     r.f["issued_at"] = Rfc(At(2019, 4, 1));
     r.f["activated_at"] = Rfc(At(2019, 4, 2));
@@ -309,7 +313,7 @@ inline ReplayedHistory ReplayHistory(HistoryDriver& d,
     r2.f["replaces"] = c.application_id();
     r2.f["replacement_reason"] = "DATA_CHANGE";
     r2.f["sent_at"] = Rfc(At(2020, 1, 7));
-    r2.f["batch_reference"] = "B-2019-01";
+    r2.f["batch_reference"] = kHistoryBatchRef;
     produced_fields(r2, p, At(2020, 1, 20));
     r2.f["issued_at"] = Rfc(At(2020, 2, 1));
     out.rows.push_back(r2);
@@ -330,7 +334,7 @@ inline ReplayedHistory ReplayHistory(HistoryDriver& d,
     r.f["cancel_reason"] = "DEATH";
     r.f["applied_at"] = Rfc(At(2019, 6, 1));
     r.f["sent_at"] = Rfc(At(2019, 6, 2));
-    r.f["batch_reference"] = "B-2019-01";
+    r.f["batch_reference"] = kHistoryBatchRef;
     produced_fields(r, p, At(2019, 6, 15));
     r.f["issued_at"] = Rfc(At(2019, 7, 1));
     r.f["closed_at"] = Rfc(At(2021, 3, 3));
@@ -363,7 +367,7 @@ inline ReplayedHistory ReplayHistory(HistoryDriver& d,
     r.f["state"] = "TEMP_LOST";
     r.f["applied_at"] = Rfc(At(2019, 8, 1));
     r.f["sent_at"] = Rfc(At(2019, 8, 2));
-    r.f["batch_reference"] = "B-2019-01";
+    r.f["batch_reference"] = kHistoryBatchRef;
     produced_fields(r, p, At(2019, 8, 10));
     r.f["issued_at"] = Rfc(At(2019, 8, 20));
     r.f["activated_at"] = Rfc(At(2019, 8, 21));
