@@ -184,7 +184,6 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
   }
   const std::string& code = batch->programme_code();
   const std::string& period = batch->period();
-  const std::string upper = storage::PrefixSuccessor(in::ItemPrefix(batch_id));
 
   // Chunks already at the bank (after a restart: maybe sent).
   ASSIGN_OR_RETURN(in::InFlightRanges in_flight,
@@ -192,30 +191,22 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
 
   // 1. The next chunk of unresolved items.
   std::string last_key;
-  absl::Status inner;
-  RETURN_IF_ERROR(engine->Scan(
-      Table::kPayoutItems, p->cursor, upper,
-      [&](std::string_view key, std::string_view v) {
-        absl::StatusOr<ItemRecord> rec = in::ParseItem(v);
-        if (!rec.ok()) {
-          inner = rec.status();
-          return false;
-        }
+  RETURN_IF_ERROR(in::ScanItems(
+      engine, batch_id, p->cursor, [&](std::string_view key, ItemRecord& rec) {
         last_key = std::string(key);
-        if (rec->status() == ssc::v1::ITEM_STATUS_VALID ||
-            rec->status() == ssc::v1::ITEM_STATUS_SENT) {
+        if (rec.status() == ssc::v1::ITEM_STATUS_VALID ||
+            rec.status() == ssc::v1::ITEM_STATUS_SENT) {
           Work w;
           w.key = std::string(key);
           // SENT: written per item by earlier versions.
-          w.recovered = rec->status() == ssc::v1::ITEM_STATUS_SENT ||
+          w.recovered = rec.status() == ssc::v1::ITEM_STATUS_SENT ||
                         in_flight.Contains(key);
-          w.rec = std::move(*rec);
+          w.rec = std::move(rec);
           w.rec.set_instruction_id(InstructionId(batch_id, w.rec.seq()));
           p->work.push_back(std::move(w));
         }
         return static_cast<int>(p->work.size()) < self.options_.bank_chunk;
       }));
-  RETURN_IF_ERROR(inner);
   if (p->work.empty()) {
     p->exhausted = true;
     return absl::OkStatus();
@@ -265,13 +256,14 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
           return absl::DataLossError("entitlement corrupt");
         if (e.batch_id() != batch_id || e.item_id() != w.rec.item_id()) {
           ASSIGN_OR_RETURN(bool paid, EntitlementPaid(self, e));
-          w.rec.set_status(ssc::v1::ITEM_STATUS_REJECTED);
-          w.rec.set_reason(ssc::v1::ITEM_REASON_DUPLICATE_ENTITLEMENT);
-          w.rec.clear_instruction_id();
-          w.rec.set_reason_detail(
-              absl::StrCat(paid ? "already paid" : "being paid", " in batch ",
-                           e.batch_id(), " item ", e.item_id()));
-          ws.Put(Table::kPayoutItems, w.key, w.rec.SerializeAsString());
+          store::ItemResult r;
+          r.set_status(ssc::v1::ITEM_STATUS_REJECTED);
+          r.set_reason(ssc::v1::ITEM_REASON_DUPLICATE_ENTITLEMENT);
+          r.set_reason_detail(absl::StrCat(paid ? "already paid" : "being paid",
+                                           " in batch ", e.batch_id(), " item ",
+                                           e.item_id()));
+          ws.Put(Table::kPayoutItems, in::ResultKey(batch_id, w.rec.item_id()),
+                 r.SerializeAsString());
           ++dup_n;
           dup_amt += w.rec.amount_fen();
           continue;
@@ -320,17 +312,14 @@ absl::StatusOr<bool> PayoutLogic::Impl::EntitlementPaid(
     PayoutLogic& self, const EntitlementRecord& e) {
   // Earlier versions marked the entitlement itself when paid.
   if (e.paid()) return true;
-  ASSIGN_OR_RETURN(
-      std::optional<std::string> bytes,
-      self.ctx_.engine->Get(Table::kPayoutItems,
-                            in::ItemKey(e.batch_id(), e.item_id())));
-  if (!bytes.has_value()) {
+  ASSIGN_OR_RETURN(std::optional<ItemRecord> item,
+                   in::LoadItem(self.ctx_.engine, e.batch_id(), e.item_id()));
+  if (!item.has_value()) {
     return absl::DataLossError(absl::StrCat("the item ", e.batch_id(), "/",
                                             e.item_id(),
                                             " of an entitlement is missing"));
   }
-  ASSIGN_OR_RETURN(ItemRecord item, in::ParseItem(*bytes));
-  return item.status() == ssc::v1::ITEM_STATUS_PAID;
+  return item->status() == ssc::v1::ITEM_STATUS_PAID;
 }
 
 absl::Status PayoutLogic::Impl::CommitResults(PayoutLogic& self,
@@ -462,10 +451,11 @@ absl::Status PayoutLogic::Impl::SendChunk(
           continue;
         }
         const bank::v1::InstructionResult& r = it->second;
+        store::ItemResult out;
         if (r.status() == bank::v1::INSTRUCTION_STATUS_CREDITED) {
-          w.rec.set_status(ssc::v1::ITEM_STATUS_PAID);
-          w.rec.set_bank_reference(r.bank_reference());
-          w.rec.set_paid_micros(
+          out.set_status(ssc::v1::ITEM_STATUS_PAID);
+          out.set_bank_reference(r.bank_reference());
+          out.set_paid_micros(
               r.has_booked_at()
                   ? absl::ToUnixMicros(in::FromProto(r.booked_at()))
                   : absl::ToUnixMicros(self.ctx_.clock->Now()));
@@ -478,9 +468,9 @@ absl::Status PayoutLogic::Impl::SendChunk(
           ++paid_n;
           paid_amt += w.rec.amount_fen();
         } else {
-          w.rec.set_status(ssc::v1::ITEM_STATUS_FAILED);
-          w.rec.set_reason(FromBankReason(r.reject_reason()));
-          w.rec.set_reason_detail(
+          out.set_status(ssc::v1::ITEM_STATUS_FAILED);
+          out.set_reason(FromBankReason(r.reject_reason()));
+          out.set_reason_detail(
               r.message().empty()
                   ? std::string(bank::v1::RejectReason_Name(r.reject_reason()))
                   : r.message());
@@ -489,7 +479,8 @@ absl::Status PayoutLogic::Impl::SendChunk(
           ++failed_n;
           failed_amt += w.rec.amount_fen();
         }
-        ws.Put(Table::kPayoutItems, w.key, w.rec.SerializeAsString());
+        ws.Put(Table::kPayoutItems, in::ResultKey(batch_id, w.rec.item_id()),
+               out.SerializeAsString());
       }
       // The report's paid amounts and persons per programme and period, in
       // the same write.
@@ -734,16 +725,10 @@ absl::StatusOr<ssc::v1::ReconcileResponse> PayoutLogic::Reconcile(
           m->set_detail(std::move(detail));
         };
         int64_t paid_count = 0, paid_amount = 0;
-        const std::string prefix = in::ItemPrefix(b.batch_id());
-        absl::Status inner;
-        RETURN_IF_ERROR(ctx_.engine->Scan(
-            Table::kPayoutItems, prefix, storage::PrefixSuccessor(prefix),
-            [&](std::string_view, std::string_view v) {
-              absl::StatusOr<ItemRecord> r = in::ParseItem(v);
-              if (!r.ok()) {
-                inner = r.status();
-                return false;
-              }
+        RETURN_IF_ERROR(in::ScanItems(
+            ctx_.engine, b.batch_id(), in::ItemPrefix(b.batch_id()),
+            [&](std::string_view, ItemRecord& rec) {
+              const ItemRecord* r = &rec;
               if (r->instruction_id().empty()) return true;  // never sent
               auto it = bank.find(r->instruction_id());
               const BankEntry* be = it == bank.end() ? nullptr : &it->second;
@@ -751,21 +736,21 @@ absl::StatusOr<ssc::v1::ReconcileResponse> PayoutLogic::Reconcile(
                 ++paid_count;
                 paid_amount += r->amount_fen();
                 if (be == nullptr || !be->credited) {
-                  add(ssc::v1::MISMATCH_KIND_MISSING_AT_BANK, &*r,
+                  add(ssc::v1::MISMATCH_KIND_MISSING_AT_BANK, r,
                       r->instruction_id(), r->amount_fen(), 0,
                       "paid here, no credit at the bank");
                 } else if (be->amount != r->amount_fen()) {
-                  add(ssc::v1::MISMATCH_KIND_AMOUNT_DIFFERS, &*r,
+                  add(ssc::v1::MISMATCH_KIND_AMOUNT_DIFFERS, r,
                       r->instruction_id(), r->amount_fen(), be->amount,
                       "amounts differ");
                 } else if (be->reference != r->bank_reference()) {
-                  add(ssc::v1::MISMATCH_KIND_REFERENCE_DIFFERS, &*r,
+                  add(ssc::v1::MISMATCH_KIND_REFERENCE_DIFFERS, r,
                       r->instruction_id(), r->amount_fen(), be->amount,
                       absl::StrCat("bank reference ", be->reference, " here ",
                                    r->bank_reference()));
                 }
               } else if (be != nullptr && be->credited) {
-                add(ssc::v1::MISMATCH_KIND_UNEXPECTED_CREDIT, &*r,
+                add(ssc::v1::MISMATCH_KIND_UNEXPECTED_CREDIT, r,
                     r->instruction_id(), 0, be->amount,
                     absl::StrCat("credited at the bank, here ",
                                  ssc::v1::ItemStatus_Name(r->status())));
@@ -773,7 +758,6 @@ absl::StatusOr<ssc::v1::ReconcileResponse> PayoutLogic::Reconcile(
               if (it != bank.end()) bank.erase(it);
               return true;
             }));
-        RETURN_IF_ERROR(inner);
         for (const auto& [id, be] : bank) {
           if (be.credited) {
             add(ssc::v1::MISMATCH_KIND_UNKNOWN_INSTRUCTION, nullptr, id, 0,
@@ -859,24 +843,16 @@ absl::StatusOr<ssc::v1::CreateRetryBatchResponse> PayoutLogic::CreateRetryBatch(
         *b.mutable_created_at() = in::ToProto(ctx_.clock->Now());
 
         // Copy FAILED and HELD items, re-validated.
-        const std::string prefix = in::ItemPrefix(src.batch_id());
         std::vector<ItemRecord> sources;
-        absl::Status inner;
-        RETURN_IF_ERROR(ctx_.engine->Scan(
-            Table::kPayoutItems, prefix, storage::PrefixSuccessor(prefix),
-            [&](std::string_view, std::string_view v) {
-              absl::StatusOr<ItemRecord> r = in::ParseItem(v);
-              if (!r.ok()) {
-                inner = r.status();
-                return false;
-              }
-              if (r->status() == ssc::v1::ITEM_STATUS_FAILED ||
-                  r->status() == ssc::v1::ITEM_STATUS_HELD) {
-                sources.push_back(std::move(*r));
+        RETURN_IF_ERROR(in::ScanItems(
+            ctx_.engine, src.batch_id(), in::ItemPrefix(src.batch_id()),
+            [&](std::string_view, ItemRecord& r) {
+              if (r.status() == ssc::v1::ITEM_STATUS_FAILED ||
+                  r.status() == ssc::v1::ITEM_STATUS_HELD) {
+                sources.push_back(std::move(r));
               }
               return true;
             }));
-        RETURN_IF_ERROR(inner);
         std::set<std::string> known;
         for (const ItemRecord& r : sources) known.insert(r.item_id());
         for (int i = 0; i < req.corrections_size(); ++i) {

@@ -59,6 +59,9 @@ std::string ItemPrefix(std::string_view batch_id) {
 std::string ItemKey(std::string_view batch_id, std::string_view item_id) {
   return KeyBuilder().Str(batch_id).U32(0).Str(item_id).Build();
 }
+std::string ResultKey(std::string_view batch_id, std::string_view item_id) {
+  return KeyBuilder().Str(batch_id).U32(1).Str(item_id).Build();
+}
 std::string BatchPersonKey(std::string_view batch_id,
                            std::string_view person_key) {
   return KeyBuilder().Str("I").Str(batch_id).Raw(person_key).Build();
@@ -168,6 +171,110 @@ absl::StatusOr<ssc::payout::store::ItemRecord> ParseItem(
     return absl::DataLossError("payout item record is corrupt");
   }
   return r;
+}
+
+void ApplyResult(std::string_view batch_id,
+                 const ssc::payout::store::ItemResult& result,
+                 ssc::payout::store::ItemRecord* rec) {
+  rec->set_status(result.status());
+  rec->set_reason(result.reason());
+  rec->set_reason_detail(result.reason_detail());
+  rec->set_bank_reference(result.bank_reference());
+  rec->set_paid_micros(result.paid_micros());
+  if (result.status() == ssc::v1::ITEM_STATUS_PAID ||
+      result.status() == ssc::v1::ITEM_STATUS_FAILED) {
+    rec->set_instruction_id(PayoutLogic::InstructionId(batch_id, rec->seq()));
+  } else {
+    rec->clear_instruction_id();
+  }
+}
+
+namespace {
+
+absl::Status ApplyResultBytes(std::string_view batch_id, std::string_view bytes,
+                              ssc::payout::store::ItemRecord* rec) {
+  ssc::payout::store::ItemResult r;
+  if (!r.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::DataLossError(absl::StrCat("the outcome of item ",
+                                            AV(batch_id), "/", rec->item_id(),
+                                            " is corrupt"));
+  }
+  ApplyResult(batch_id, r, rec);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<ssc::payout::store::ItemRecord>> LoadItem(
+    storage::Engine* engine, std::string_view batch_id,
+    std::string_view item_id) {
+  ASSIGN_OR_RETURN(
+      std::optional<std::string> bytes,
+      engine->Get(Table::kPayoutItems, ItemKey(batch_id, item_id)));
+  if (!bytes.has_value()) return std::nullopt;
+  ASSIGN_OR_RETURN(ssc::payout::store::ItemRecord rec, ParseItem(*bytes));
+  ASSIGN_OR_RETURN(
+      std::optional<std::string> result,
+      engine->Get(Table::kPayoutItems, ResultKey(batch_id, item_id)));
+  if (result.has_value()) {
+    RETURN_IF_ERROR(ApplyResultBytes(batch_id, *result, &rec));
+  }
+  return std::optional<ssc::payout::store::ItemRecord>(std::move(rec));
+}
+
+absl::Status ScanItems(storage::Engine* engine, std::string_view batch_id,
+                       std::string_view lower, const ItemFn& fn) {
+  constexpr size_t kPage = 512;
+  const std::string item_prefix = ItemPrefix(batch_id);
+  const std::string result_prefix = KeyBuilder().Str(batch_id).U32(1).Build();
+  const std::string upper = storage::PrefixSuccessor(item_prefix);
+  std::string from(lower);
+  std::vector<std::pair<std::string, ssc::payout::store::ItemRecord>> page;
+  page.reserve(kPage);
+  while (true) {
+    page.clear();
+    absl::Status bad;
+    RETURN_IF_ERROR(engine->Scan(
+        Table::kPayoutItems, from, upper,
+        [&](std::string_view key, std::string_view value) {
+          absl::StatusOr<ssc::payout::store::ItemRecord> rec = ParseItem(value);
+          if (!rec.ok()) {
+            bad = rec.status();
+            return false;
+          }
+          page.emplace_back(std::string(key), std::move(*rec));
+          return page.size() < kPage;
+        }));
+    RETURN_IF_ERROR(bad);
+    if (page.empty()) return absl::OkStatus();
+    // The outcomes of this page's items: same suffix after the prefix.
+    const auto suffix = [&](std::string_view item_key) {
+      return item_key.substr(item_prefix.size());
+    };
+    size_t next = 0;
+    RETURN_IF_ERROR(engine->Scan(
+        Table::kPayoutItems,
+        absl::StrCat(result_prefix, AV(suffix(page.front().first))),
+        storage::PrefixSuccessor(
+            absl::StrCat(result_prefix, AV(suffix(page.back().first)))),
+        [&](std::string_view key, std::string_view value) {
+          const std::string_view s = key.substr(result_prefix.size());
+          while (next < page.size() && suffix(page[next].first) < s) ++next;
+          if (next == page.size()) return false;
+          if (suffix(page[next].first) == s) {
+            bad = ApplyResultBytes(batch_id, value, &page[next].second);
+            if (!bad.ok()) return false;
+          }
+          return true;
+        }));
+    RETURN_IF_ERROR(bad);
+    for (auto& [key, rec] : page) {
+      if (!fn(key, rec)) return absl::OkStatus();
+    }
+    if (page.size() < kPage) return absl::OkStatus();
+    from = page.back().first;
+    from.push_back('\0');
+  }
 }
 
 absl::StatusOr<InFlightRanges> InFlightRanges::Load(storage::Engine* engine,

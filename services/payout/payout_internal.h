@@ -36,6 +36,8 @@ std::string EntitlementKey(std::string_view code, std::string_view period,
                            std::string_view person_key);
 std::string ItemPrefix(std::string_view batch_id);
 std::string ItemKey(std::string_view batch_id, std::string_view item_id);
+// An item's outcome (ItemResult): same order as the items, after them.
+std::string ResultKey(std::string_view batch_id, std::string_view item_id);
 std::string BatchPersonKey(std::string_view batch_id,
                            std::string_view person_key);
 // In-flight chunk markers of a batch (InFlightChunk), by first item key.
@@ -78,6 +80,25 @@ absl::StatusOr<std::vector<std::string>> BudgetLocksOf(
     storage::Engine* engine, std::string_view batch_id);
 absl::StatusOr<ssc::payout::store::ItemRecord> ParseItem(
     std::string_view bytes);
+
+// Lays an item's outcome over its uploaded record: status, reason, bank
+// reference, paid time and (for items the bank saw) the instruction id.
+void ApplyResult(std::string_view batch_id,
+                 const ssc::payout::store::ItemResult& result,
+                 ssc::payout::store::ItemRecord* rec);
+// The item (with its outcome laid over it) stored under `item_key`, if any.
+absl::StatusOr<std::optional<ssc::payout::store::ItemRecord>> LoadItem(
+    storage::Engine* engine, std::string_view batch_id,
+    std::string_view item_id);
+
+// Visits the items of a batch whose key is >= `lower` (an item key, or the
+// batch's ItemPrefix), in item order, each with its outcome laid over it.
+// `fn` may move from the record; it returns false to stop. Reads the items
+// and their outcomes in pages, with one range read of each per page.
+using ItemFn = std::function<bool(std::string_view item_key,
+                                  ssc::payout::store::ItemRecord& rec)>;
+absl::Status ScanItems(storage::Engine* engine, std::string_view batch_id,
+                       std::string_view lower, const ItemFn& fn);
 
 // The item key ranges of a batch's chunks at the bank (InFlightChunk), in
 // key order. An item in one of them that is still VALID may have been sent.

@@ -1074,5 +1074,197 @@ TEST_F(PayoutLogicTest, ProgrammeAndBudgetValidation) {
             "control_count");
 }
 
+// Execution writes each item's outcome apart (ItemResult, after the batch's
+// items) and leaves the uploaded records as they were: execution appends to
+// a key range of its own instead of rewriting the batch.
+TEST_F(PayoutLogicTest, ExecutionWritesOutcomesApartFromUploadedItems) {
+  banksim::BankSimOptions o;
+  o.closed_accounts = {"6222020000000002"};
+  ReopenSim(o);
+  std::vector<ItemSpec> items;
+  for (int n = 1; n <= 3; ++n) {
+    const std::string name = absl::StrFormat("人员%d", n);
+    items.push_back(
+        {absl::StrFormat("it%02d", n), AddHolder(n, name), name, 100 * n});
+  }
+  auto b = CreateBatch(kProg, kPeriod, 3, 600);
+  ASSERT_TRUE(b.ok());
+  const std::string id = b->batch_id();
+  ASSERT_TRUE(Upload(id, items).ok());
+  SealSubmitApprove(id);
+  std::map<std::string, std::string> uploaded;
+  for (const auto& it : items) {
+    auto bytes = engine_->Get(storage::Table::kPayoutItems,
+                              internal::ItemKey(id, it.item_id));
+    ASSERT_TRUE(bytes.ok() && bytes->has_value());
+    uploaded[it.item_id] = **bytes;
+  }
+  RunToCompletion(id);
+  for (const auto& it : items) {
+    auto bytes = engine_->Get(storage::Table::kPayoutItems,
+                              internal::ItemKey(id, it.item_id));
+    ASSERT_TRUE(bytes.ok() && bytes->has_value());
+    EXPECT_EQ(**bytes, uploaded[it.item_id]) << it.item_id;
+    auto result = engine_->Get(storage::Table::kPayoutItems,
+                               internal::ResultKey(id, it.item_id));
+    ASSERT_TRUE(result.ok() && result->has_value()) << it.item_id;
+    store::ItemResult r;
+    ASSERT_TRUE(r.ParseFromString(**result));
+    EXPECT_EQ(r.status(),
+              it.item_id == "it02" ? ITEM_STATUS_FAILED : ITEM_STATUS_PAID);
+  }
+  auto got = Items(id);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got["it01"].status(), ITEM_STATUS_PAID);
+  EXPECT_FALSE(got["it01"].bank_reference().empty());
+  EXPECT_EQ(got["it01"].instruction_id(), PayoutLogic::InstructionId(id, 1));
+  EXPECT_EQ(got["it02"].status(), ITEM_STATUS_FAILED);
+  EXPECT_EQ(got["it02"].reason(), ITEM_REASON_BANK_ACCOUNT_CLOSED);
+  EXPECT_EQ(got["it02"].instruction_id(), PayoutLogic::InstructionId(id, 2));
+  ListBatchItemsRequest lr;
+  lr.set_batch_id(id);
+  lr.set_status(ITEM_STATUS_PAID);
+  auto paid = payout_->ListBatchItems(maker_, lr);
+  ASSERT_TRUE(paid.ok()) << paid.status();
+  ASSERT_EQ(paid->items_size(), 2);
+  EXPECT_EQ(paid->items(0).item_id(), "it01");
+  EXPECT_EQ(paid->items(1).item_id(), "it03");
+}
+
+// Batches executed by earlier versions kept the outcome in the item record
+// itself (no ItemResult): they read, reconcile, count as paid entitlements
+// and give retry batches as before.
+TEST_F(PayoutLogicTest, OutcomesStoredInItemsByEarlierVersionsStillRead) {
+  banksim::BankSimOptions o;
+  o.closed_accounts = {"6222020000000002"};
+  ReopenSim(o);
+  std::vector<ItemSpec> items;
+  for (int n = 1; n <= 3; ++n) {
+    const std::string name = absl::StrFormat("人员%d", n);
+    items.push_back(
+        {absl::StrFormat("it%02d", n), AddHolder(n, name), name, 100 * n});
+  }
+  auto b = CreateBatch(kProg, kPeriod, 3, 600);
+  ASSERT_TRUE(b.ok());
+  const std::string id = b->batch_id();
+  ASSERT_TRUE(Upload(id, items).ok());
+  SealSubmitApprove(id);
+  RunToCompletion(id);
+  const auto before = Items(id);
+  {
+    // Rewrite the batch the way earlier versions stored it.
+    storage::WriteSet ws;
+    for (const auto& it : items) {
+      const std::string key = internal::ItemKey(id, it.item_id);
+      auto item = internal::LoadItem(engine_.get(), id, it.item_id);
+      ASSERT_TRUE(item.ok() && item->has_value());
+      ws.Put(storage::Table::kPayoutItems, key, (*item)->SerializeAsString());
+      ws.Delete(storage::Table::kPayoutItems,
+                internal::ResultKey(id, it.item_id));
+    }
+    ASSERT_TRUE(engine_->Commit(std::move(ws)).ok());
+    auto result = engine_->Get(storage::Table::kPayoutItems,
+                               internal::ResultKey(id, "it01"));
+    ASSERT_TRUE(result.ok());
+    ASSERT_FALSE(result->has_value());
+  }
+  const auto after = Items(id);
+  ASSERT_EQ(after.size(), before.size());
+  for (const auto& [item_id, it] : before) {
+    EXPECT_EQ(after.at(item_id).SerializeAsString(), it.SerializeAsString())
+        << item_id;
+  }
+  ReconcileRequest rr;
+  rr.set_request_id(Rid());
+  rr.set_batch_id(id);
+  auto rec = payout_->Reconcile(checker_, rr);
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  EXPECT_TRUE(rec->reconciled()) << rec->DebugString();
+  EXPECT_EQ(rec->paid_count(), 2);
+
+  // it01 was paid: a new batch for the same person is a duplicate, and the
+  // reason names the paid item.
+  auto again = CreateBatch(kProg, kPeriod, 1, 100);
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE(Upload(again->batch_id(), {items[0]}).ok());
+  EXPECT_EQ(Items(again->batch_id())["it01"].reason(),
+            ITEM_REASON_DUPLICATE_ENTITLEMENT);
+
+  CreateRetryBatchRequest cr;
+  cr.set_request_id(Rid());
+  cr.set_source_batch_id(id);
+  *cr.mutable_scheduled_at() = internal::ToProto(clock_.Now());
+  auto retry = payout_->CreateRetryBatch(maker_, cr);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->batch().control_count(), 1);  // it02, FAILED
+}
+
+// Items and outcomes are read in pages: every item comes once, in order,
+// with its own outcome, from any starting key, and a stop is honoured.
+TEST_F(PayoutLogicTest, ScanItemsLaysOutcomesOverItemsAcrossPages) {
+  const std::string id = "B-SCAN";
+  constexpr int kItems = 1300;
+  storage::WriteSet ws;
+  for (int n = 0; n < kItems; ++n) {
+    store::ItemRecord rec;
+    rec.set_item_id(absl::StrFormat("i%05d", n));
+    rec.set_seq(static_cast<uint64_t>(n + 1));
+    rec.set_status(ITEM_STATUS_VALID);
+    rec.set_amount_fen(n + 1);
+    ws.Put(storage::Table::kPayoutItems, internal::ItemKey(id, rec.item_id()),
+           rec.SerializeAsString());
+    if (n % 3 == 0) {
+      store::ItemResult r;
+      r.set_status(ITEM_STATUS_PAID);
+      r.set_bank_reference(absl::StrCat("ref", n));
+      ws.Put(storage::Table::kPayoutItems,
+             internal::ResultKey(id, rec.item_id()), r.SerializeAsString());
+    }
+  }
+  ASSERT_TRUE(engine_->Commit(std::move(ws)).ok());
+  for (int start : {0, 1, 511, 512, 1024, 1299}) {
+    const std::string lower =
+        start == 0 ? internal::ItemPrefix(id)
+                   : internal::ItemKey(id, absl::StrFormat("i%05d", start));
+    int next = start;
+    absl::Status s = internal::ScanItems(
+        engine_.get(), id, lower,
+        [&](std::string_view key, store::ItemRecord& rec) {
+          EXPECT_EQ(key, internal::ItemKey(id, rec.item_id()));
+          EXPECT_EQ(rec.item_id(), absl::StrFormat("i%05d", next));
+          if (next % 3 == 0) {
+            EXPECT_EQ(rec.status(), ITEM_STATUS_PAID) << next;
+            EXPECT_EQ(rec.bank_reference(), absl::StrCat("ref", next));
+            EXPECT_EQ(rec.instruction_id(),
+                      PayoutLogic::InstructionId(id, next + 1));
+          } else {
+            EXPECT_EQ(rec.status(), ITEM_STATUS_VALID) << next;
+            EXPECT_TRUE(rec.bank_reference().empty()) << next;
+            EXPECT_TRUE(rec.instruction_id().empty()) << next;
+          }
+          ++next;
+          return true;
+        });
+    ASSERT_TRUE(s.ok()) << s;
+    EXPECT_EQ(next, kItems) << "from " << start;
+  }
+  int seen = 0;
+  ASSERT_TRUE(internal::ScanItems(engine_.get(), id, internal::ItemPrefix(id),
+                                  [&](std::string_view, store::ItemRecord&) {
+                                    return ++seen < 700;
+                                  })
+                  .ok());
+  EXPECT_EQ(seen, 700);
+  // A corrupt outcome is reported, not skipped.
+  storage::WriteSet bad;
+  bad.Put(storage::Table::kPayoutItems, internal::ResultKey(id, "i00600"),
+          "\xff\xff\xff");
+  ASSERT_TRUE(engine_->Commit(std::move(bad)).ok());
+  absl::Status s = internal::ScanItems(
+      engine_.get(), id, internal::ItemPrefix(id),
+      [](std::string_view, store::ItemRecord&) { return true; });
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+}
+
 }  // namespace
 }  // namespace ssc::payout::testing
