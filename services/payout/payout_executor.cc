@@ -27,21 +27,6 @@ using store::ItemRecord;
 namespace in = internal;
 using internal::AV;
 
-bool IsTransient(const absl::Status& s) {
-  switch (s.code()) {
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-    case absl::StatusCode::kResourceExhausted:
-    case absl::StatusCode::kAborted:
-    case absl::StatusCode::kInternal:
-    case absl::StatusCode::kUnknown:
-    case absl::StatusCode::kCancelled:
-      return true;
-    default:
-      return false;
-  }
-}
-
 ssc::v1::ItemReason FromBankReason(bank::v1::RejectReason r) {
   switch (r) {
     case bank::v1::REJECT_REASON_ACCOUNT_CLOSED:
@@ -192,7 +177,8 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
   // 1. The next chunk of unresolved items.
   std::string last_key;
   RETURN_IF_ERROR(in::ScanItems(
-      engine, batch_id, p->cursor, [&](std::string_view key, ItemRecord& rec) {
+      engine, batch_id, p->cursor,
+      [&](std::string_view key, ItemRecord& rec) {
         last_key = std::string(key);
         if (rec.status() == ssc::v1::ITEM_STATUS_VALID ||
             rec.status() == ssc::v1::ITEM_STATUS_SENT) {
@@ -201,12 +187,13 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
           // SENT: written per item by earlier versions.
           w.recovered = rec.status() == ssc::v1::ITEM_STATUS_SENT ||
                         in_flight.Contains(key);
-          w.rec = std::move(rec);
-          w.rec.set_instruction_id(InstructionId(batch_id, w.rec.seq()));
+          w.rec = &rec;
+          w.rec->set_instruction_id(InstructionId(batch_id, w.rec->seq()));
           p->work.push_back(std::move(w));
         }
         return static_cast<int>(p->work.size()) < self.options_.bank_chunk;
-      }));
+      },
+      p->arena.get()));
   if (p->work.empty()) {
     p->exhausted = true;
     return absl::OkStatus();
@@ -233,7 +220,7 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
     for (size_t i = 0; i < p->work.size(); ++i) {
       const Work& w = p->work[i];
       if (w.recovered) continue;
-      ent_keys[i] = in::EntitlementKey(code, period, w.rec.person_key());
+      ent_keys[i] = in::EntitlementKey(code, period, w.rec->person_key());
       asked.push_back(ent_keys[i]);
     }
     ASSIGN_OR_RETURN(std::vector<std::optional<std::string>> stored,
@@ -254,7 +241,7 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
         EntitlementRecord e;
         if (!e.ParseFromString(*ent))
           return absl::DataLossError("entitlement corrupt");
-        if (e.batch_id() != batch_id || e.item_id() != w.rec.item_id()) {
+        if (e.batch_id() != batch_id || e.item_id() != w.rec->item_id()) {
           ASSIGN_OR_RETURN(bool paid, EntitlementPaid(self, e));
           store::ItemResult r;
           r.set_status(ssc::v1::ITEM_STATUS_REJECTED);
@@ -262,10 +249,10 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
           r.set_reason_detail(absl::StrCat(paid ? "already paid" : "being paid",
                                            " in batch ", e.batch_id(), " item ",
                                            e.item_id()));
-          ws.Put(Table::kPayoutItems, in::ResultKey(batch_id, w.rec.item_id()),
+          ws.Put(Table::kPayoutItems, in::ResultKey(batch_id, w.rec->item_id()),
                  r.SerializeAsString());
           ++dup_n;
-          dup_amt += w.rec.amount_fen();
+          dup_amt += w.rec->amount_fen();
           continue;
         }
         // Claimed by this very item, yet in no in-flight chunk: not
@@ -276,12 +263,12 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
       }
       EntitlementRecord e;
       e.set_batch_id(batch_id);
-      e.set_item_id(w.rec.item_id());
+      e.set_item_id(w.rec->item_id());
       std::string claim = e.SerializeAsString();
       claimed.emplace(ek, claim);
       ws.Put(Table::kPayouts, ek, std::move(claim));
       ++sent_n;
-      sent_amt += w.rec.amount_fen();
+      sent_amt += w.rec->amount_fen();
       kept.push_back(std::move(w));
     }
     if (sent_n > 0) {
@@ -368,69 +355,73 @@ absl::Status PayoutLogic::Impl::SendChunk(
       return absl::OkStatus();  // paused: the items
                                 // stay SENT
     }
-    // Final outcomes by instruction id (moved out of the bank's answers).
-    std::unordered_map<std::string, bank::v1::InstructionResult> results;
+    // The bank's messages of this attempt live on one arena: a chunk is
+    // thousands of instructions of several strings each, and allocating
+    // them one by one cost more than the rest of the executor.
+    google::protobuf::Arena arena;
+    // Final outcomes by instruction id (pointing into the bank's answers).
+    std::unordered_map<std::string_view, const bank::v1::InstructionResult*>
+        results;
     results.reserve(work.size());
+    const auto collect = [&](const auto& answers) {
+      for (const bank::v1::InstructionResult& r : answers) {
+        if (r.status() == bank::v1::INSTRUCTION_STATUS_CREDITED ||
+            r.status() == bank::v1::INSTRUCTION_STATUS_REJECTED) {
+          results.insert_or_assign(r.instruction_id(), &r);
+        }
+      }
+    };
     bool failed_call = false;
     // Items SENT by an earlier run may have reached the bank: ask first.
-    bank::v1::GetInstructionStatusRequest status_req;
+    auto* status_req = google::protobuf::Arena::CreateMessage<
+        bank::v1::GetInstructionStatusRequest>(&arena);
     for (const Work& w : work) {
-      if (w.recovered) status_req.add_instruction_ids(w.rec.instruction_id());
+      if (w.recovered) status_req->add_instruction_ids(w.rec->instruction_id());
     }
-    if (status_req.instruction_ids_size() > 0) {
-      absl::StatusOr<bank::v1::GetInstructionStatusResponse> st =
-          self.bank_->Status(status_req);
-      if (!st.ok()) {
+    if (status_req->instruction_ids_size() > 0) {
+      auto* st = google::protobuf::Arena::CreateMessage<
+          bank::v1::GetInstructionStatusResponse>(&arena);
+      if (!self.bank_->Status(*status_req, st).ok()) {
         failed_call = true;
       } else {
-        for (auto& r : *st->mutable_results()) {
-          if (r.status() == bank::v1::INSTRUCTION_STATUS_CREDITED ||
-              r.status() == bank::v1::INSTRUCTION_STATUS_REJECTED) {
-            std::string id = r.instruction_id();
-            results.insert_or_assign(std::move(id), std::move(r));
-          }
-        }
+        collect(st->results());
         for (Work& w : work) w.recovered = false;  // unknown: send now
       }
     }
     if (!failed_call) {
-      bank::v1::SubmitInstructionsRequest submit;
-      submit.mutable_instructions()->Reserve(static_cast<int>(work.size()));
+      auto* submit = google::protobuf::Arena::CreateMessage<
+          bank::v1::SubmitInstructionsRequest>(&arena);
+      submit->mutable_instructions()->Reserve(static_cast<int>(work.size()));
       const std::string memo = absl::StrCat(code, " ", period);
       for (const Work& w : work) {
-        if (w.recovered || results.count(w.rec.instruction_id())) continue;
-        bank::v1::Instruction* ins = submit.add_instructions();
-        ins->set_instruction_id(w.rec.instruction_id());
+        if (w.recovered || results.count(w.rec->instruction_id())) continue;
+        bank::v1::Instruction* ins = submit->add_instructions();
+        ins->set_instruction_id(w.rec->instruction_id());
         ins->set_batch_reference(batch_id);
-        ins->set_bank_code(w.rec.bank_code());
-        ASSIGN_OR_RETURN(*ins->mutable_account(),
-                         cipher.Decrypt(w.rec.bank_account(),
-                                        in::ItemAad(batch_id, w.rec.item_id(),
+        ins->set_bank_code(w.rec->bank_code());
+        ASSIGN_OR_RETURN(std::string account,
+                         cipher.Decrypt(w.rec->bank_account(),
+                                        in::ItemAad(batch_id, w.rec->item_id(),
                                                     "bank_account")));
+        ins->set_account(account);
         ASSIGN_OR_RETURN(
-            *ins->mutable_account_name(),
-            cipher.Decrypt(w.rec.name(),
-                           in::ItemAad(batch_id, w.rec.item_id(), "name")));
-        ins->set_amount_fen(w.rec.amount_fen());
+            std::string name,
+            cipher.Decrypt(w.rec->name(),
+                           in::ItemAad(batch_id, w.rec->item_id(), "name")));
+        ins->set_account_name(name);
+        ins->set_amount_fen(w.rec->amount_fen());
         ins->set_memo(memo);
       }
-      if (submit.instructions_size() > 0) {
-        absl::StatusOr<bank::v1::SubmitInstructionsResponse> sr =
-            self.bank_->Submit(submit);
-        if (!sr.ok()) {
+      if (submit->instructions_size() > 0) {
+        auto* sr = google::protobuf::Arena::CreateMessage<
+            bank::v1::SubmitInstructionsResponse>(&arena);
+        // A failure that is not transient is not expected from a healthy
+        // bank: the items stay SENT and are retried like after a transient
+        // one (the instruction ids keep that safe).
+        if (!self.bank_->Submit(*submit, sr).ok()) {
           failed_call = true;
-          if (!IsTransient(sr.status())) {
-            // Not expected from a healthy bank; keep the items SENT and
-            // retry like a transient failure, the ids keep it safe.
-          }
         } else {
-          for (auto& r : *sr->mutable_results()) {
-            if (r.status() == bank::v1::INSTRUCTION_STATUS_CREDITED ||
-                r.status() == bank::v1::INSTRUCTION_STATUS_REJECTED) {
-              std::string id = r.instruction_id();
-              results.insert_or_assign(std::move(id), std::move(r));
-            }
-          }
+          collect(sr->results());
         }
       }
     }
@@ -445,12 +436,12 @@ absl::Status PayoutLogic::Impl::SendChunk(
       std::map<std::string, std::pair<int64_t, int64_t>> paid_by_region;
       std::vector<Work> rest;
       for (Work& w : work) {
-        auto it = results.find(w.rec.instruction_id());
+        auto it = results.find(w.rec->instruction_id());
         if (it == results.end()) {
           rest.push_back(std::move(w));
           continue;
         }
-        const bank::v1::InstructionResult& r = it->second;
+        const bank::v1::InstructionResult& r = *it->second;
         store::ItemResult out;
         if (r.status() == bank::v1::INSTRUCTION_STATUS_CREDITED) {
           out.set_status(ssc::v1::ITEM_STATUS_PAID);
@@ -460,13 +451,13 @@ absl::Status PayoutLogic::Impl::SendChunk(
                   ? absl::ToUnixMicros(in::FromProto(r.booked_at()))
                   : absl::ToUnixMicros(self.ctx_.clock->Now()));
           // Items from before regions were recorded count for the county.
-          auto& region = paid_by_region[w.rec.region_code().empty()
+          auto& region = paid_by_region[w.rec->region_code().empty()
                                             ? self.cards_->options().county_code
-                                            : w.rec.region_code()];
-          region.first += w.rec.amount_fen();
+                                            : w.rec->region_code()];
+          region.first += w.rec->amount_fen();
           ++region.second;
           ++paid_n;
-          paid_amt += w.rec.amount_fen();
+          paid_amt += w.rec->amount_fen();
         } else {
           out.set_status(ssc::v1::ITEM_STATUS_FAILED);
           out.set_reason(FromBankReason(r.reject_reason()));
@@ -475,11 +466,11 @@ absl::Status PayoutLogic::Impl::SendChunk(
                   ? std::string(bank::v1::RejectReason_Name(r.reject_reason()))
                   : r.message());
           ws.Delete(Table::kPayouts,
-                    in::EntitlementKey(code, period, w.rec.person_key()));
+                    in::EntitlementKey(code, period, w.rec->person_key()));
           ++failed_n;
-          failed_amt += w.rec.amount_fen();
+          failed_amt += w.rec->amount_fen();
         }
-        ws.Put(Table::kPayoutItems, in::ResultKey(batch_id, w.rec.item_id()),
+        ws.Put(Table::kPayoutItems, in::ResultKey(batch_id, w.rec->item_id()),
                out.SerializeAsString());
       }
       // The report's paid amounts and persons per programme and period, in

@@ -4,6 +4,7 @@
 // payout_executor.cc (execution, reconciliation, retry batches).
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -106,7 +107,8 @@ struct PayoutLogic::Impl {
   // An item of the chunk being executed.
   struct Work {
     std::string key;
-    ssc::payout::store::ItemRecord rec;
+    // On the arena of the chunk (PreparedChunk::arena).
+    ssc::payout::store::ItemRecord* rec = nullptr;
     // In a chunk that was at the bank before this run: ask the bank first.
     bool recovered = false;
   };
@@ -114,6 +116,9 @@ struct PayoutLogic::Impl {
   // (PrepareChunk).
   struct PreparedChunk {
     std::string cursor;
+    // Holds the chunk's item records; outlives the sending of `work`.
+    std::unique_ptr<google::protobuf::Arena> arena =
+        std::make_unique<google::protobuf::Arena>();
     std::vector<Work> work;
     std::string marker;       // kPayouts key of its InFlightChunk, if new
     std::string next_cursor;  // after the chunk's last item

@@ -223,26 +223,33 @@ absl::StatusOr<std::optional<ssc::payout::store::ItemRecord>> LoadItem(
 }
 
 absl::Status ScanItems(storage::Engine* engine, std::string_view batch_id,
-                       std::string_view lower, const ItemFn& fn) {
+                       std::string_view lower, const ItemFn& fn,
+                       google::protobuf::Arena* arena) {
   constexpr size_t kPage = 512;
   const std::string item_prefix = ItemPrefix(batch_id);
   const std::string result_prefix = KeyBuilder().Str(batch_id).U32(1).Build();
   const std::string upper = storage::PrefixSuccessor(item_prefix);
   std::string from(lower);
-  std::vector<std::pair<std::string, ssc::payout::store::ItemRecord>> page;
+  std::optional<google::protobuf::Arena> page_arena;
+  if (arena == nullptr) page_arena.emplace();
+  std::vector<std::pair<std::string, ssc::payout::store::ItemRecord*>> page;
   page.reserve(kPage);
   while (true) {
     page.clear();
+    if (page_arena.has_value()) page_arena->Reset();
+    google::protobuf::Arena* a = arena != nullptr ? arena : &*page_arena;
     absl::Status bad;
     RETURN_IF_ERROR(engine->Scan(
         Table::kPayoutItems, from, upper,
         [&](std::string_view key, std::string_view value) {
-          absl::StatusOr<ssc::payout::store::ItemRecord> rec = ParseItem(value);
-          if (!rec.ok()) {
-            bad = rec.status();
+          auto* rec = google::protobuf::Arena::CreateMessage<
+              ssc::payout::store::ItemRecord>(a);
+          if (!rec->ParseFromArray(value.data(),
+                                   static_cast<int>(value.size()))) {
+            bad = absl::DataLossError("payout item record is corrupt");
             return false;
           }
-          page.emplace_back(std::string(key), std::move(*rec));
+          page.emplace_back(std::string(key), rec);
           return page.size() < kPage;
         }));
     RETURN_IF_ERROR(bad);
@@ -262,14 +269,14 @@ absl::Status ScanItems(storage::Engine* engine, std::string_view batch_id,
           while (next < page.size() && suffix(page[next].first) < s) ++next;
           if (next == page.size()) return false;
           if (suffix(page[next].first) == s) {
-            bad = ApplyResultBytes(batch_id, value, &page[next].second);
+            bad = ApplyResultBytes(batch_id, value, page[next].second);
             if (!bad.ok()) return false;
           }
           return true;
         }));
     RETURN_IF_ERROR(bad);
     for (auto& [key, rec] : page) {
-      if (!fn(key, rec)) return absl::OkStatus();
+      if (!fn(key, *rec)) return absl::OkStatus();
     }
     if (page.size() < kPage) return absl::OkStatus();
     from = page.back().first;

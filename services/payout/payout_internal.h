@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "google/protobuf/arena.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "services/payout/payout_records.pb.h"
 #include "ssc/v1/payout.pb.h"
@@ -93,12 +94,16 @@ absl::StatusOr<std::optional<ssc::payout::store::ItemRecord>> LoadItem(
 
 // Visits the items of a batch whose key is >= `lower` (an item key, or the
 // batch's ItemPrefix), in item order, each with its outcome laid over it.
-// `fn` may move from the record; it returns false to stop. Reads the items
-// and their outcomes in pages, with one range read of each per page.
+// `fn` returns false to stop. Reads the items and their outcomes in pages,
+// with one range read of each per page. The records live on `arena` when
+// one is given (and then stay valid as long as it does: `fn` may keep
+// pointers to them); otherwise on an arena of the page, gone after `fn`
+// returns. Arenas spare execution a malloc and a free per string field.
 using ItemFn = std::function<bool(std::string_view item_key,
                                   ssc::payout::store::ItemRecord& rec)>;
 absl::Status ScanItems(storage::Engine* engine, std::string_view batch_id,
-                       std::string_view lower, const ItemFn& fn);
+                       std::string_view lower, const ItemFn& fn,
+                       google::protobuf::Arena* arena = nullptr);
 
 // The item key ranges of a batch's chunks at the bank (InFlightChunk), in
 // key order. An item in one of them that is still VALID may have been sent.
