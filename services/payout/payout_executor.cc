@@ -1,12 +1,14 @@
 // The execution engine, reconciliation and retry batches of PayoutLogic.
 
 #include <algorithm>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <optional>
 #include <thread>
 #include <unordered_map>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "services/common/errors.h"
 #include "services/common/metrics.h"
@@ -174,26 +176,41 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
   ASSIGN_OR_RETURN(in::InFlightRanges in_flight,
                    in::InFlightRanges::Load(engine, batch_id));
 
-  // 1. The next chunk of unresolved items.
+  // 1. The next chunk of unresolved items (those without an outcome, VALID
+  // or SENT), copied onto the chunk's arena and read as views.
   std::string last_key;
-  RETURN_IF_ERROR(in::ScanItems(
+  absl::Status bad;
+  google::protobuf::Arena* arena = p->arena.get();
+  const auto keep = [arena](std::string_view bytes) {
+    char* copy =
+        google::protobuf::Arena::CreateArray<char>(arena, bytes.size());
+    std::memcpy(copy, bytes.data(), bytes.size());
+    return std::string_view(copy, bytes.size());
+  };
+  RETURN_IF_ERROR(in::ScanItemBytes(
       engine, batch_id, p->cursor,
-      [&](std::string_view key, ItemRecord& rec) {
-        last_key = std::string(key);
-        if (rec.status() == ssc::v1::ITEM_STATUS_VALID ||
-            rec.status() == ssc::v1::ITEM_STATUS_SENT) {
+      [&](std::string_view key, std::string_view item,
+          std::string_view result) {
+        last_key.assign(key.data(), key.size());
+        if (!result.empty()) return true;  // PAID, FAILED or REJECTED
+        in::ItemView v;
+        bad = in::ParseItemView(item, &v);
+        if (!bad.ok()) return false;
+        if (v.status == ssc::v1::ITEM_STATUS_VALID ||
+            v.status == ssc::v1::ITEM_STATUS_SENT) {
           Work w;
-          w.key = std::string(key);
+          w.key = keep(key);
+          bad = in::ParseItemView(keep(item), &w.item);
+          if (!bad.ok()) return false;
+          w.instruction_id = keep(InstructionId(batch_id, w.item.seq));
           // SENT: written per item by earlier versions.
-          w.recovered = rec.status() == ssc::v1::ITEM_STATUS_SENT ||
-                        in_flight.Contains(key);
-          w.rec = &rec;
-          w.rec->set_instruction_id(InstructionId(batch_id, w.rec->seq()));
-          p->work.push_back(std::move(w));
+          w.recovered =
+              v.status == ssc::v1::ITEM_STATUS_SENT || in_flight.Contains(key);
+          p->work.push_back(w);
         }
         return static_cast<int>(p->work.size()) < self.options_.bank_chunk;
-      },
-      p->arena.get()));
+      }));
+  RETURN_IF_ERROR(bad);
   if (p->work.empty()) {
     p->exhausted = true;
     return absl::OkStatus();
@@ -210,9 +227,10 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
     int64_t sent_n = 0, sent_amt = 0, dup_n = 0, dup_amt = 0;
     std::vector<Work> kept;
     kept.reserve(p->work.size());
-    // Claims of this chunk (the items of a batch have distinct persons;
-    // this keeps it safe if they did not).
-    std::unordered_map<std::string, std::string> claimed;
+    // Claims of this chunk, by entitlement key: the item claiming (the
+    // items of a batch have distinct persons; this keeps it safe if they
+    // did not).
+    absl::flat_hash_map<std::string_view, std::string_view> claimed;
     // The entitlements of the items not in flight, in one batched read.
     std::vector<std::string> ent_keys(p->work.size());
     std::vector<std::string_view> asked;
@@ -220,7 +238,7 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
     for (size_t i = 0; i < p->work.size(); ++i) {
       const Work& w = p->work[i];
       if (w.recovered) continue;
-      ent_keys[i] = in::EntitlementKey(code, period, w.rec->person_key());
+      ent_keys[i] = in::EntitlementKey(code, period, w.item.person_key);
       asked.push_back(ent_keys[i]);
     }
     ASSIGN_OR_RETURN(std::vector<std::optional<std::string>> stored,
@@ -234,14 +252,19 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
       }
       const std::string& ek = ent_keys[i];
       std::optional<std::string> ent = std::move(stored[next_stored++]);
+      std::optional<EntitlementRecord> held;
       if (auto it = claimed.find(ek); it != claimed.end()) {
-        ent = it->second;
-      }
-      if (ent.has_value()) {
-        EntitlementRecord e;
-        if (!e.ParseFromString(*ent))
+        held.emplace();
+        held->set_batch_id(batch_id);
+        held->set_item_id(std::string(it->second));
+      } else if (ent.has_value()) {
+        held.emplace();
+        if (!held->ParseFromString(*ent))
           return absl::DataLossError("entitlement corrupt");
-        if (e.batch_id() != batch_id || e.item_id() != w.rec->item_id()) {
+      }
+      if (held.has_value()) {
+        const EntitlementRecord& e = *held;
+        if (e.batch_id() != batch_id || e.item_id() != w.item.item_id) {
           ASSIGN_OR_RETURN(bool paid, EntitlementPaid(self, e));
           store::ItemResult r;
           r.set_status(ssc::v1::ITEM_STATUS_REJECTED);
@@ -249,10 +272,10 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
           r.set_reason_detail(absl::StrCat(paid ? "already paid" : "being paid",
                                            " in batch ", e.batch_id(), " item ",
                                            e.item_id()));
-          ws.Put(Table::kPayoutItems, in::ResultKey(batch_id, w.rec->item_id()),
+          ws.Put(Table::kPayoutItems, in::ResultKey(batch_id, w.item.item_id),
                  r.SerializeAsString());
           ++dup_n;
-          dup_amt += w.rec->amount_fen();
+          dup_amt += w.item.amount_fen;
           continue;
         }
         // Claimed by this very item, yet in no in-flight chunk: not
@@ -263,18 +286,17 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
       }
       EntitlementRecord e;
       e.set_batch_id(batch_id);
-      e.set_item_id(w.rec->item_id());
-      std::string claim = e.SerializeAsString();
-      claimed.emplace(ek, claim);
-      ws.Put(Table::kPayouts, ek, std::move(claim));
+      e.set_item_id(std::string(w.item.item_id));
+      claimed.emplace(ek, w.item.item_id);
+      ws.Put(Table::kPayouts, ek, e.SerializeAsString());
       ++sent_n;
-      sent_amt += w.rec->amount_fen();
+      sent_amt += w.item.amount_fen;
       kept.push_back(std::move(w));
     }
     if (sent_n > 0) {
       store::InFlightChunk c;
-      c.set_first_key(kept.front().key);
-      c.set_last_key(kept.back().key);
+      c.set_first_key(std::string(kept.front().key));
+      c.set_last_key(std::string(kept.back().key));
       c.set_items(static_cast<int64_t>(kept.size()));
       p->marker = in::InFlightKey(batch_id, kept.front().key);
       ws.Put(Table::kPayouts, p->marker, c.SerializeAsString());
@@ -360,7 +382,7 @@ absl::Status PayoutLogic::Impl::SendChunk(
     // them one by one cost more than the rest of the executor.
     google::protobuf::Arena arena;
     // Final outcomes by instruction id (pointing into the bank's answers).
-    std::unordered_map<std::string_view, const bank::v1::InstructionResult*>
+    absl::flat_hash_map<std::string_view, const bank::v1::InstructionResult*>
         results;
     results.reserve(work.size());
     const auto collect = [&](const auto& answers) {
@@ -376,7 +398,10 @@ absl::Status PayoutLogic::Impl::SendChunk(
     auto* status_req = google::protobuf::Arena::CreateMessage<
         bank::v1::GetInstructionStatusRequest>(&arena);
     for (const Work& w : work) {
-      if (w.recovered) status_req->add_instruction_ids(w.rec->instruction_id());
+      if (w.recovered) {
+        status_req->add_instruction_ids(w.instruction_id.data(),
+                                        w.instruction_id.size());
+      }
     }
     if (status_req->instruction_ids_size() > 0) {
       auto* st = google::protobuf::Arena::CreateMessage<
@@ -394,22 +419,23 @@ absl::Status PayoutLogic::Impl::SendChunk(
       submit->mutable_instructions()->Reserve(static_cast<int>(work.size()));
       const std::string memo = absl::StrCat(code, " ", period);
       for (const Work& w : work) {
-        if (w.recovered || results.count(w.rec->instruction_id())) continue;
+        if (w.recovered || results.contains(w.instruction_id)) continue;
         bank::v1::Instruction* ins = submit->add_instructions();
-        ins->set_instruction_id(w.rec->instruction_id());
+        ins->set_instruction_id(w.instruction_id.data(),
+                                w.instruction_id.size());
         ins->set_batch_reference(batch_id);
-        ins->set_bank_code(w.rec->bank_code());
+        ins->set_bank_code(w.item.bank_code.data(), w.item.bank_code.size());
         ASSIGN_OR_RETURN(std::string account,
-                         cipher.Decrypt(w.rec->bank_account(),
-                                        in::ItemAad(batch_id, w.rec->item_id(),
+                         cipher.Decrypt(w.item.bank_account,
+                                        in::ItemAad(batch_id, w.item.item_id,
                                                     "bank_account")));
         ins->set_account(account);
         ASSIGN_OR_RETURN(
             std::string name,
-            cipher.Decrypt(w.rec->name(),
-                           in::ItemAad(batch_id, w.rec->item_id(), "name")));
+            cipher.Decrypt(w.item.name,
+                           in::ItemAad(batch_id, w.item.item_id, "name")));
         ins->set_account_name(name);
-        ins->set_amount_fen(w.rec->amount_fen());
+        ins->set_amount_fen(w.item.amount_fen);
         ins->set_memo(memo);
       }
       if (submit->instructions_size() > 0) {
@@ -433,10 +459,11 @@ absl::Status PayoutLogic::Impl::SendChunk(
     if (!results.empty()) {
       storage::WriteSet ws;
       int64_t paid_n = 0, paid_amt = 0, failed_n = 0, failed_amt = 0;
-      std::map<std::string, std::pair<int64_t, int64_t>> paid_by_region;
+      // Per township (views into the items, or the county code).
+      std::map<std::string_view, std::pair<int64_t, int64_t>> paid_by_region;
       std::vector<Work> rest;
       for (Work& w : work) {
-        auto it = results.find(w.rec->instruction_id());
+        auto it = results.find(w.instruction_id);
         if (it == results.end()) {
           rest.push_back(std::move(w));
           continue;
@@ -451,13 +478,15 @@ absl::Status PayoutLogic::Impl::SendChunk(
                   ? absl::ToUnixMicros(in::FromProto(r.booked_at()))
                   : absl::ToUnixMicros(self.ctx_.clock->Now()));
           // Items from before regions were recorded count for the county.
-          auto& region = paid_by_region[w.rec->region_code().empty()
-                                            ? self.cards_->options().county_code
-                                            : w.rec->region_code()];
-          region.first += w.rec->amount_fen();
+          auto& region =
+              paid_by_region[w.item.region_code.empty()
+                                 ? std::string_view(
+                                       self.cards_->options().county_code)
+                                 : w.item.region_code];
+          region.first += w.item.amount_fen;
           ++region.second;
           ++paid_n;
-          paid_amt += w.rec->amount_fen();
+          paid_amt += w.item.amount_fen;
         } else {
           out.set_status(ssc::v1::ITEM_STATUS_FAILED);
           out.set_reason(FromBankReason(r.reject_reason()));
@@ -466,11 +495,11 @@ absl::Status PayoutLogic::Impl::SendChunk(
                   ? std::string(bank::v1::RejectReason_Name(r.reject_reason()))
                   : r.message());
           ws.Delete(Table::kPayouts,
-                    in::EntitlementKey(code, period, w.rec->person_key()));
+                    in::EntitlementKey(code, period, w.item.person_key));
           ++failed_n;
-          failed_amt += w.rec->amount_fen();
+          failed_amt += w.item.amount_fen;
         }
-        ws.Put(Table::kPayoutItems, in::ResultKey(batch_id, w.rec->item_id()),
+        ws.Put(Table::kPayoutItems, in::ResultKey(batch_id, w.item.item_id),
                out.SerializeAsString());
       }
       // The report's paid amounts and persons per programme and period, in

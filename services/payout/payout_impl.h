@@ -106,9 +106,10 @@ struct PayoutLogic::Impl {
   // Executor.
   // An item of the chunk being executed.
   struct Work {
-    std::string key;
-    // On the arena of the chunk (PreparedChunk::arena).
-    ssc::payout::store::ItemRecord* rec = nullptr;
+    // Views into bytes on the arena of the chunk (PreparedChunk::arena).
+    std::string_view key;
+    internal::ItemView item;
+    std::string_view instruction_id;
     // In a chunk that was at the bank before this run: ask the bank first.
     bool recovered = false;
   };
@@ -116,7 +117,7 @@ struct PayoutLogic::Impl {
   // (PrepareChunk).
   struct PreparedChunk {
     std::string cursor;
-    // Holds the chunk's item records; outlives the sending of `work`.
+    // Holds the bytes of the chunk's items; outlives the sending of `work`.
     std::unique_ptr<google::protobuf::Arena> arena =
         std::make_unique<google::protobuf::Arena>();
     std::vector<Work> work;

@@ -92,6 +92,28 @@ absl::StatusOr<std::optional<ssc::payout::store::ItemRecord>> LoadItem(
     storage::Engine* engine, std::string_view batch_id,
     std::string_view item_id);
 
+// The fields of a stored ItemRecord that execution reads, as views into the
+// record's bytes (which the caller keeps alive): parsing copies and
+// allocates nothing, where a parsed ItemRecord allocates every string field.
+struct ItemView {
+  std::string_view item_id, name, person_key, bank_code, bank_account,
+      region_code;
+  int64_t amount_fen = 0;
+  uint64_t seq = 0;
+  ssc::v1::ItemStatus status = ssc::v1::ITEM_STATUS_UNSPECIFIED;
+};
+// DATA_LOSS if `bytes` is not an ItemRecord.
+absl::Status ParseItemView(std::string_view bytes, ItemView* out);
+
+// Visits the items of a batch whose key is >= `lower` in item order, with
+// the bytes of the item's record and of its outcome (ItemResult; empty if
+// none), valid during the call. `fn` returns false to stop. The raw form of
+// ScanItems, for readers that parse only what they need.
+using ItemBytesFn = std::function<bool(
+    std::string_view item_key, std::string_view item, std::string_view result)>;
+absl::Status ScanItemBytes(storage::Engine* engine, std::string_view batch_id,
+                           std::string_view lower, const ItemBytesFn& fn);
+
 // Visits the items of a batch whose key is >= `lower` (an item key, or the
 // batch's ItemPrefix), in item order, each with its outcome laid over it.
 // `fn` returns false to stop. Reads the items and their outcomes in pages,

@@ -4,6 +4,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/escaping.h"
 #include "gtest/gtest.h"
 #include "services/card/card_records.pb.h"
 #include "services/common/errors.h"
@@ -1264,6 +1265,62 @@ TEST_F(PayoutLogicTest, ScanItemsLaysOutcomesOverItemsAcrossPages) {
       engine_.get(), id, internal::ItemPrefix(id),
       [](std::string_view, store::ItemRecord&) { return true; });
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+}
+
+// Execution reads items as views into the stored bytes: the same values as
+// the parsed record, other and unknown fields skipped, bad bytes refused.
+TEST(ItemViewTest, ReadsWhatTheRecordHolds) {
+  store::ItemRecord rec;
+  rec.set_item_id("it000000042");
+  rec.set_id_number("encrypted id number bytes");
+  rec.set_name(std::string("\0name\xff", 6));
+  rec.set_amount_fen(123456789012);
+  rec.set_note("note");
+  rec.set_status(ITEM_STATUS_HELD);
+  rec.set_reason(ITEM_REASON_CARD_LOST);
+  rec.set_reason_detail("detail");
+  rec.set_seq(1ull << 40);
+  rec.set_person_key(std::string(32, '\x7f'));
+  rec.set_bank_code("102");
+  rec.set_bank_account("encrypted account");
+  rec.set_instruction_id("PB00000001-00000042");
+  rec.set_paid_micros(-5);
+  rec.set_content_hash("hash");
+  rec.set_region_code("510524101");
+  // A field this version does not know (number 99, length-delimited) and a
+  // fixed64 one (number 98).
+  std::string bytes = rec.SerializeAsString();
+  bytes += std::string("\x9a\x06\x03xyz", 6);
+  bytes += std::string("\x91\x06\x01\x02\x03\x04\x05\x06\x07\x08", 10);
+  internal::ItemView v;
+  ASSERT_TRUE(internal::ParseItemView(bytes, &v).ok());
+  EXPECT_EQ(v.item_id, rec.item_id());
+  EXPECT_EQ(v.name, rec.name());
+  EXPECT_EQ(v.person_key, rec.person_key());
+  EXPECT_EQ(v.bank_code, rec.bank_code());
+  EXPECT_EQ(v.bank_account, rec.bank_account());
+  EXPECT_EQ(v.region_code, rec.region_code());
+  EXPECT_EQ(v.amount_fen, rec.amount_fen());
+  EXPECT_EQ(v.seq, rec.seq());
+  EXPECT_EQ(v.status, ITEM_STATUS_HELD);
+  // Views point into the bytes: nothing was copied.
+  EXPECT_GE(v.item_id.data(), bytes.data());
+  EXPECT_LT(v.item_id.data(), bytes.data() + bytes.size());
+
+  store::ItemRecord empty;
+  ASSERT_TRUE(internal::ParseItemView(empty.SerializeAsString(), &v).ok());
+  EXPECT_TRUE(v.item_id.empty());
+  EXPECT_EQ(v.status, ITEM_STATUS_UNSPECIFIED);
+
+  for (const std::string& bad :
+       {std::string("\x0a\x05" "ab", 4),  // length past the end
+        std::string("\x0a", 1),        // length missing
+        std::string("\x20\xff", 2),    // unfinished varint
+        std::string("\x0f", 1)}) {     // wire type 7
+    EXPECT_EQ(internal::ParseItemView(bad, &v).code(),
+              absl::StatusCode::kDataLoss)
+        << absl::CEscape(bad);
+  }
 }
 
 }  // namespace
