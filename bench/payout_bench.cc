@@ -33,6 +33,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -267,6 +268,28 @@ class BankProcess {
     if (port == 0) Die(absl::UnavailableError(bin), "bank process start");
     return port;
   }
+  // CPU seconds (user + system) the process used so far (0 if none runs).
+  double CpuSeconds() const {
+    if (pid_ <= 0) return 0;
+    FILE* f = std::fopen(absl::StrFormat("/proc/%d/stat", pid_).c_str(), "r");
+    if (f == nullptr) return 0;
+    char buf[1024];
+    const size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+    std::fclose(f);
+    buf[n] = '\0';
+    // Fields 14 and 15 (utime, stime) follow the command name in parentheses.
+    const char* p = std::strrchr(buf, ')');
+    unsigned long long utime = 0, stime = 0;
+    if (p == nullptr ||
+        std::sscanf(p + 1,
+                    " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                    &utime, &stime) != 2) {
+      return 0;
+    }
+    return static_cast<double>(utime + stime) /
+           static_cast<double>(::sysconf(_SC_CLK_TCK));
+  }
+  bool running() const { return pid_ > 0; }
   long PeakRssMb() const {
     FILE* f = std::fopen(absl::StrFormat("/proc/%d/status", pid_).c_str(), "r");
     if (f == nullptr) return 0;
@@ -579,6 +602,7 @@ int main(int argc, char** argv) {
   const StoreTicks ticks1 = ReadTicks(**engine);
   t = Clock::now();
   const double cpu1 = CpuSeconds();
+  const double bank_cpu1 = bank_process.CpuSeconds();
   for (int i = 0; i < 1000; ++i) {
     Die(logic.RunExecutorOnce(), "execute");
     v1::GetBatchRequest g;
@@ -589,6 +613,7 @@ int main(int argc, char** argv) {
   }
   const double exec_s = Since(t);
   const double exec_cpu = CpuSeconds() - cpu1;
+  const double exec_bank_cpu = bank_process.CpuSeconds() - bank_cpu1;
   const double all_s = Since(t_all);
   const CountingEngine::Counts exec_counts = ssc_store.Take();
   const CountingEngine::Counts bank_counts = bank_store.Take();
@@ -642,8 +667,11 @@ int main(int argc, char** argv) {
   std::printf("seal+approve:    %8.2f s  %10.0f items/s\n", approve_s,
               items / std::max(approve_s, 1e-6));
   std::printf(
-      "execute:         %8.2f s  %10.0f items/s  (cpu %.2f s, incl. bank)\n",
-      exec_s, items / exec_s, exec_cpu);
+      "execute:         %8.2f s  %10.0f items/s  (cpu %.2f s%s)\n", exec_s,
+      items / exec_s, exec_cpu,
+      bank_process.running()
+          ? absl::StrFormat("; ssc-banksim cpu %.2f s", exec_bank_cpu).c_str()
+          : ", incl. the bank in this process");
   std::printf("end to end:      %8.2f s  %10.0f items/s\n", all_s,
               items / all_s);
   std::printf(

@@ -18,11 +18,15 @@ class BankGateway {
  public:
   virtual ~BankGateway() = default;
   // Transient failures come back as UNAVAILABLE, DEADLINE_EXCEEDED, ...;
-  // the executor retries them with the same instruction ids.
-  virtual absl::StatusOr<bank::v1::SubmitInstructionsResponse> Submit(
-      const bank::v1::SubmitInstructionsRequest& request) = 0;
-  virtual absl::StatusOr<bank::v1::GetInstructionStatusResponse> Status(
-      const bank::v1::GetInstructionStatusRequest& request) = 0;
+  // the executor retries them with the same instruction ids. The answer is
+  // written into `response` (which may live on the caller's arena) and is
+  // meaningful only when the status is OK.
+  virtual absl::Status Submit(
+      const bank::v1::SubmitInstructionsRequest& request,
+      bank::v1::SubmitInstructionsResponse* response) = 0;
+  virtual absl::Status Status(
+      const bank::v1::GetInstructionStatusRequest& request,
+      bank::v1::GetInstructionStatusResponse* response) = 0;
   // Calls `emit` for each statement chunk of `batch_reference`, the last one
   // with `last` set; `emit` returns false to stop.
   virtual absl::Status Statement(

@@ -66,26 +66,22 @@ absl::StatusOr<std::unique_ptr<GrpcBankGateway>> GrpcBankGateway::Create(
       bank::v1::BankGatewayService::NewStub(channel), o.call_timeout));
 }
 
-absl::StatusOr<bank::v1::SubmitInstructionsResponse> GrpcBankGateway::Submit(
-    const bank::v1::SubmitInstructionsRequest& request) {
+absl::Status GrpcBankGateway::Submit(
+    const bank::v1::SubmitInstructionsRequest& request,
+    bank::v1::SubmitInstructionsResponse* response) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() +
                    absl::ToChronoMilliseconds(timeout_));
-  bank::v1::SubmitInstructionsResponse resp;
-  grpc::Status s = stub_->SubmitInstructions(&ctx, request, &resp);
-  if (!s.ok()) return FromGrpc(s);
-  return resp;
+  return FromGrpc(stub_->SubmitInstructions(&ctx, request, response));
 }
 
-absl::StatusOr<bank::v1::GetInstructionStatusResponse> GrpcBankGateway::Status(
-    const bank::v1::GetInstructionStatusRequest& request) {
+absl::Status GrpcBankGateway::Status(
+    const bank::v1::GetInstructionStatusRequest& request,
+    bank::v1::GetInstructionStatusResponse* response) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() +
                    absl::ToChronoMilliseconds(timeout_));
-  bank::v1::GetInstructionStatusResponse resp;
-  grpc::Status s = stub_->GetInstructionStatus(&ctx, request, &resp);
-  if (!s.ok()) return FromGrpc(s);
-  return resp;
+  return FromGrpc(stub_->GetInstructionStatus(&ctx, request, response));
 }
 
 absl::Status GrpcBankGateway::Statement(

@@ -30,10 +30,11 @@ class GrpcBankGateway final : public BankGateway {
   static absl::StatusOr<std::unique_ptr<GrpcBankGateway>> Create(
       const GrpcBankGatewayOptions& options);
 
-  absl::StatusOr<bank::v1::SubmitInstructionsResponse> Submit(
-      const bank::v1::SubmitInstructionsRequest& request) override;
-  absl::StatusOr<bank::v1::GetInstructionStatusResponse> Status(
-      const bank::v1::GetInstructionStatusRequest& request) override;
+  absl::Status Submit(const bank::v1::SubmitInstructionsRequest& request,
+                      bank::v1::SubmitInstructionsResponse* response) override;
+  absl::Status Status(
+      const bank::v1::GetInstructionStatusRequest& request,
+      bank::v1::GetInstructionStatusResponse* response) override;
   absl::Status Statement(
       const std::string& batch_reference,
       const std::function<bool(const bank::v1::GetStatementResponse&)>& emit)

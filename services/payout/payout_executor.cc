@@ -1,12 +1,14 @@
 // The execution engine, reconciliation and retry batches of PayoutLogic.
 
 #include <algorithm>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <optional>
 #include <thread>
 #include <unordered_map>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "services/common/errors.h"
 #include "services/common/metrics.h"
@@ -26,21 +28,6 @@ using store::EntitlementRecord;
 using store::ItemRecord;
 namespace in = internal;
 using internal::AV;
-
-bool IsTransient(const absl::Status& s) {
-  switch (s.code()) {
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-    case absl::StatusCode::kResourceExhausted:
-    case absl::StatusCode::kAborted:
-    case absl::StatusCode::kInternal:
-    case absl::StatusCode::kUnknown:
-    case absl::StatusCode::kCancelled:
-      return true;
-    default:
-      return false;
-  }
-}
 
 ssc::v1::ItemReason FromBankReason(bank::v1::RejectReason r) {
   switch (r) {
@@ -184,38 +171,46 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
   }
   const std::string& code = batch->programme_code();
   const std::string& period = batch->period();
-  const std::string upper = storage::PrefixSuccessor(in::ItemPrefix(batch_id));
 
   // Chunks already at the bank (after a restart: maybe sent).
   ASSIGN_OR_RETURN(in::InFlightRanges in_flight,
                    in::InFlightRanges::Load(engine, batch_id));
 
-  // 1. The next chunk of unresolved items.
+  // 1. The next chunk of unresolved items (those without an outcome, VALID
+  // or SENT), copied onto the chunk's arena and read as views.
   std::string last_key;
-  absl::Status inner;
-  RETURN_IF_ERROR(engine->Scan(
-      Table::kPayoutItems, p->cursor, upper,
-      [&](std::string_view key, std::string_view v) {
-        absl::StatusOr<ItemRecord> rec = in::ParseItem(v);
-        if (!rec.ok()) {
-          inner = rec.status();
-          return false;
-        }
-        last_key = std::string(key);
-        if (rec->status() == ssc::v1::ITEM_STATUS_VALID ||
-            rec->status() == ssc::v1::ITEM_STATUS_SENT) {
+  absl::Status bad;
+  google::protobuf::Arena* arena = p->arena.get();
+  const auto keep = [arena](std::string_view bytes) {
+    char* copy =
+        google::protobuf::Arena::CreateArray<char>(arena, bytes.size());
+    std::memcpy(copy, bytes.data(), bytes.size());
+    return std::string_view(copy, bytes.size());
+  };
+  RETURN_IF_ERROR(in::ScanItemBytes(
+      engine, batch_id, p->cursor,
+      [&](std::string_view key, std::string_view item,
+          std::string_view result) {
+        last_key.assign(key.data(), key.size());
+        if (!result.empty()) return true;  // PAID, FAILED or REJECTED
+        in::ItemView v;
+        bad = in::ParseItemView(item, &v);
+        if (!bad.ok()) return false;
+        if (v.status == ssc::v1::ITEM_STATUS_VALID ||
+            v.status == ssc::v1::ITEM_STATUS_SENT) {
           Work w;
-          w.key = std::string(key);
+          w.key = keep(key);
+          bad = in::ParseItemView(keep(item), &w.item);
+          if (!bad.ok()) return false;
+          w.instruction_id = keep(InstructionId(batch_id, w.item.seq));
           // SENT: written per item by earlier versions.
-          w.recovered = rec->status() == ssc::v1::ITEM_STATUS_SENT ||
-                        in_flight.Contains(key);
-          w.rec = std::move(*rec);
-          w.rec.set_instruction_id(InstructionId(batch_id, w.rec.seq()));
-          p->work.push_back(std::move(w));
+          w.recovered =
+              v.status == ssc::v1::ITEM_STATUS_SENT || in_flight.Contains(key);
+          p->work.push_back(w);
         }
         return static_cast<int>(p->work.size()) < self.options_.bank_chunk;
       }));
-  RETURN_IF_ERROR(inner);
+  RETURN_IF_ERROR(bad);
   if (p->work.empty()) {
     p->exhausted = true;
     return absl::OkStatus();
@@ -232,9 +227,10 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
     int64_t sent_n = 0, sent_amt = 0, dup_n = 0, dup_amt = 0;
     std::vector<Work> kept;
     kept.reserve(p->work.size());
-    // Claims of this chunk (the items of a batch have distinct persons;
-    // this keeps it safe if they did not).
-    std::unordered_map<std::string, std::string> claimed;
+    // Claims of this chunk, by entitlement key: the item claiming (the
+    // items of a batch have distinct persons; this keeps it safe if they
+    // did not).
+    absl::flat_hash_map<std::string_view, std::string_view> claimed;
     // The entitlements of the items not in flight, in one batched read.
     std::vector<std::string> ent_keys(p->work.size());
     std::vector<std::string_view> asked;
@@ -242,7 +238,7 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
     for (size_t i = 0; i < p->work.size(); ++i) {
       const Work& w = p->work[i];
       if (w.recovered) continue;
-      ent_keys[i] = in::EntitlementKey(code, period, w.rec.person_key());
+      ent_keys[i] = in::EntitlementKey(code, period, w.item.person_key);
       asked.push_back(ent_keys[i]);
     }
     ASSIGN_OR_RETURN(std::vector<std::optional<std::string>> stored,
@@ -256,24 +252,30 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
       }
       const std::string& ek = ent_keys[i];
       std::optional<std::string> ent = std::move(stored[next_stored++]);
+      std::optional<EntitlementRecord> held;
       if (auto it = claimed.find(ek); it != claimed.end()) {
-        ent = it->second;
-      }
-      if (ent.has_value()) {
-        EntitlementRecord e;
-        if (!e.ParseFromString(*ent))
+        held.emplace();
+        held->set_batch_id(batch_id);
+        held->set_item_id(std::string(it->second));
+      } else if (ent.has_value()) {
+        held.emplace();
+        if (!held->ParseFromString(*ent))
           return absl::DataLossError("entitlement corrupt");
-        if (e.batch_id() != batch_id || e.item_id() != w.rec.item_id()) {
+      }
+      if (held.has_value()) {
+        const EntitlementRecord& e = *held;
+        if (e.batch_id() != batch_id || e.item_id() != w.item.item_id) {
           ASSIGN_OR_RETURN(bool paid, EntitlementPaid(self, e));
-          w.rec.set_status(ssc::v1::ITEM_STATUS_REJECTED);
-          w.rec.set_reason(ssc::v1::ITEM_REASON_DUPLICATE_ENTITLEMENT);
-          w.rec.clear_instruction_id();
-          w.rec.set_reason_detail(
-              absl::StrCat(paid ? "already paid" : "being paid", " in batch ",
-                           e.batch_id(), " item ", e.item_id()));
-          ws.Put(Table::kPayoutItems, w.key, w.rec.SerializeAsString());
+          store::ItemResult r;
+          r.set_status(ssc::v1::ITEM_STATUS_REJECTED);
+          r.set_reason(ssc::v1::ITEM_REASON_DUPLICATE_ENTITLEMENT);
+          r.set_reason_detail(absl::StrCat(paid ? "already paid" : "being paid",
+                                           " in batch ", e.batch_id(), " item ",
+                                           e.item_id()));
+          ws.Put(Table::kPayoutItems, in::ResultKey(batch_id, w.item.item_id),
+                 r.SerializeAsString());
           ++dup_n;
-          dup_amt += w.rec.amount_fen();
+          dup_amt += w.item.amount_fen;
           continue;
         }
         // Claimed by this very item, yet in no in-flight chunk: not
@@ -284,18 +286,17 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
       }
       EntitlementRecord e;
       e.set_batch_id(batch_id);
-      e.set_item_id(w.rec.item_id());
-      std::string claim = e.SerializeAsString();
-      claimed.emplace(ek, claim);
-      ws.Put(Table::kPayouts, ek, std::move(claim));
+      e.set_item_id(std::string(w.item.item_id));
+      claimed.emplace(ek, w.item.item_id);
+      ws.Put(Table::kPayouts, ek, e.SerializeAsString());
       ++sent_n;
-      sent_amt += w.rec.amount_fen();
+      sent_amt += w.item.amount_fen;
       kept.push_back(std::move(w));
     }
     if (sent_n > 0) {
       store::InFlightChunk c;
-      c.set_first_key(kept.front().key);
-      c.set_last_key(kept.back().key);
+      c.set_first_key(std::string(kept.front().key));
+      c.set_last_key(std::string(kept.back().key));
       c.set_items(static_cast<int64_t>(kept.size()));
       p->marker = in::InFlightKey(batch_id, kept.front().key);
       ws.Put(Table::kPayouts, p->marker, c.SerializeAsString());
@@ -320,17 +321,14 @@ absl::StatusOr<bool> PayoutLogic::Impl::EntitlementPaid(
     PayoutLogic& self, const EntitlementRecord& e) {
   // Earlier versions marked the entitlement itself when paid.
   if (e.paid()) return true;
-  ASSIGN_OR_RETURN(
-      std::optional<std::string> bytes,
-      self.ctx_.engine->Get(Table::kPayoutItems,
-                            in::ItemKey(e.batch_id(), e.item_id())));
-  if (!bytes.has_value()) {
+  ASSIGN_OR_RETURN(std::optional<ItemRecord> item,
+                   in::LoadItem(self.ctx_.engine, e.batch_id(), e.item_id()));
+  if (!item.has_value()) {
     return absl::DataLossError(absl::StrCat("the item ", e.batch_id(), "/",
                                             e.item_id(),
                                             " of an entitlement is missing"));
   }
-  ASSIGN_OR_RETURN(ItemRecord item, in::ParseItem(*bytes));
-  return item.status() == ssc::v1::ITEM_STATUS_PAID;
+  return item->status() == ssc::v1::ITEM_STATUS_PAID;
 }
 
 absl::Status PayoutLogic::Impl::CommitResults(PayoutLogic& self,
@@ -379,69 +377,77 @@ absl::Status PayoutLogic::Impl::SendChunk(
       return absl::OkStatus();  // paused: the items
                                 // stay SENT
     }
-    // Final outcomes by instruction id (moved out of the bank's answers).
-    std::unordered_map<std::string, bank::v1::InstructionResult> results;
+    // The bank's messages of this attempt live on one arena: a chunk is
+    // thousands of instructions of several strings each, and allocating
+    // them one by one cost more than the rest of the executor.
+    google::protobuf::Arena arena;
+    // Final outcomes by instruction id (pointing into the bank's answers).
+    absl::flat_hash_map<std::string_view, const bank::v1::InstructionResult*>
+        results;
     results.reserve(work.size());
+    const auto collect = [&](const auto& answers) {
+      for (const bank::v1::InstructionResult& r : answers) {
+        if (r.status() == bank::v1::INSTRUCTION_STATUS_CREDITED ||
+            r.status() == bank::v1::INSTRUCTION_STATUS_REJECTED) {
+          results.insert_or_assign(r.instruction_id(), &r);
+        }
+      }
+    };
     bool failed_call = false;
     // Items SENT by an earlier run may have reached the bank: ask first.
-    bank::v1::GetInstructionStatusRequest status_req;
+    auto* status_req = google::protobuf::Arena::CreateMessage<
+        bank::v1::GetInstructionStatusRequest>(&arena);
     for (const Work& w : work) {
-      if (w.recovered) status_req.add_instruction_ids(w.rec.instruction_id());
+      if (w.recovered) {
+        status_req->add_instruction_ids(w.instruction_id.data(),
+                                        w.instruction_id.size());
+      }
     }
-    if (status_req.instruction_ids_size() > 0) {
-      absl::StatusOr<bank::v1::GetInstructionStatusResponse> st =
-          self.bank_->Status(status_req);
-      if (!st.ok()) {
+    if (status_req->instruction_ids_size() > 0) {
+      auto* st = google::protobuf::Arena::CreateMessage<
+          bank::v1::GetInstructionStatusResponse>(&arena);
+      if (!self.bank_->Status(*status_req, st).ok()) {
         failed_call = true;
       } else {
-        for (auto& r : *st->mutable_results()) {
-          if (r.status() == bank::v1::INSTRUCTION_STATUS_CREDITED ||
-              r.status() == bank::v1::INSTRUCTION_STATUS_REJECTED) {
-            std::string id = r.instruction_id();
-            results.insert_or_assign(std::move(id), std::move(r));
-          }
-        }
+        collect(st->results());
         for (Work& w : work) w.recovered = false;  // unknown: send now
       }
     }
     if (!failed_call) {
-      bank::v1::SubmitInstructionsRequest submit;
-      submit.mutable_instructions()->Reserve(static_cast<int>(work.size()));
+      auto* submit = google::protobuf::Arena::CreateMessage<
+          bank::v1::SubmitInstructionsRequest>(&arena);
+      submit->mutable_instructions()->Reserve(static_cast<int>(work.size()));
       const std::string memo = absl::StrCat(code, " ", period);
       for (const Work& w : work) {
-        if (w.recovered || results.count(w.rec.instruction_id())) continue;
-        bank::v1::Instruction* ins = submit.add_instructions();
-        ins->set_instruction_id(w.rec.instruction_id());
+        if (w.recovered || results.contains(w.instruction_id)) continue;
+        bank::v1::Instruction* ins = submit->add_instructions();
+        ins->set_instruction_id(w.instruction_id.data(),
+                                w.instruction_id.size());
         ins->set_batch_reference(batch_id);
-        ins->set_bank_code(w.rec.bank_code());
-        ASSIGN_OR_RETURN(*ins->mutable_account(),
-                         cipher.Decrypt(w.rec.bank_account(),
-                                        in::ItemAad(batch_id, w.rec.item_id(),
+        ins->set_bank_code(w.item.bank_code.data(), w.item.bank_code.size());
+        ASSIGN_OR_RETURN(std::string account,
+                         cipher.Decrypt(w.item.bank_account,
+                                        in::ItemAad(batch_id, w.item.item_id,
                                                     "bank_account")));
+        ins->set_account(account);
         ASSIGN_OR_RETURN(
-            *ins->mutable_account_name(),
-            cipher.Decrypt(w.rec.name(),
-                           in::ItemAad(batch_id, w.rec.item_id(), "name")));
-        ins->set_amount_fen(w.rec.amount_fen());
+            std::string name,
+            cipher.Decrypt(w.item.name,
+                           in::ItemAad(batch_id, w.item.item_id, "name")));
+        ins->set_account_name(name);
+        ins->set_amount_fen(w.item.amount_fen);
         ins->set_memo(memo);
       }
-      if (submit.instructions_size() > 0) {
-        absl::StatusOr<bank::v1::SubmitInstructionsResponse> sr =
-            self.bank_->Submit(submit);
-        if (!sr.ok()) {
+      if (submit->instructions_size() > 0) {
+        auto* sr = google::protobuf::Arena::CreateMessage<
+            bank::v1::SubmitInstructionsResponse>(&arena);
+        // A failure that is not transient is not expected from a healthy
+        // bank: the items stay SENT and are retried like after a transient
+        // one (the instruction ids keep that safe).
+        if (!self.bank_->Submit(*submit, sr).ok()) {
           failed_call = true;
-          if (!IsTransient(sr.status())) {
-            // Not expected from a healthy bank; keep the items SENT and
-            // retry like a transient failure, the ids keep it safe.
-          }
         } else {
-          for (auto& r : *sr->mutable_results()) {
-            if (r.status() == bank::v1::INSTRUCTION_STATUS_CREDITED ||
-                r.status() == bank::v1::INSTRUCTION_STATUS_REJECTED) {
-              std::string id = r.instruction_id();
-              results.insert_or_assign(std::move(id), std::move(r));
-            }
-          }
+          collect(sr->results());
         }
       }
     }
@@ -453,43 +459,48 @@ absl::Status PayoutLogic::Impl::SendChunk(
     if (!results.empty()) {
       storage::WriteSet ws;
       int64_t paid_n = 0, paid_amt = 0, failed_n = 0, failed_amt = 0;
-      std::map<std::string, std::pair<int64_t, int64_t>> paid_by_region;
+      // Per township (views into the items, or the county code).
+      std::map<std::string_view, std::pair<int64_t, int64_t>> paid_by_region;
       std::vector<Work> rest;
       for (Work& w : work) {
-        auto it = results.find(w.rec.instruction_id());
+        auto it = results.find(w.instruction_id);
         if (it == results.end()) {
           rest.push_back(std::move(w));
           continue;
         }
-        const bank::v1::InstructionResult& r = it->second;
+        const bank::v1::InstructionResult& r = *it->second;
+        store::ItemResult out;
         if (r.status() == bank::v1::INSTRUCTION_STATUS_CREDITED) {
-          w.rec.set_status(ssc::v1::ITEM_STATUS_PAID);
-          w.rec.set_bank_reference(r.bank_reference());
-          w.rec.set_paid_micros(
+          out.set_status(ssc::v1::ITEM_STATUS_PAID);
+          out.set_bank_reference(r.bank_reference());
+          out.set_paid_micros(
               r.has_booked_at()
                   ? absl::ToUnixMicros(in::FromProto(r.booked_at()))
                   : absl::ToUnixMicros(self.ctx_.clock->Now()));
           // Items from before regions were recorded count for the county.
-          auto& region = paid_by_region[w.rec.region_code().empty()
-                                            ? self.cards_->options().county_code
-                                            : w.rec.region_code()];
-          region.first += w.rec.amount_fen();
+          auto& region =
+              paid_by_region[w.item.region_code.empty()
+                                 ? std::string_view(
+                                       self.cards_->options().county_code)
+                                 : w.item.region_code];
+          region.first += w.item.amount_fen;
           ++region.second;
           ++paid_n;
-          paid_amt += w.rec.amount_fen();
+          paid_amt += w.item.amount_fen;
         } else {
-          w.rec.set_status(ssc::v1::ITEM_STATUS_FAILED);
-          w.rec.set_reason(FromBankReason(r.reject_reason()));
-          w.rec.set_reason_detail(
+          out.set_status(ssc::v1::ITEM_STATUS_FAILED);
+          out.set_reason(FromBankReason(r.reject_reason()));
+          out.set_reason_detail(
               r.message().empty()
                   ? std::string(bank::v1::RejectReason_Name(r.reject_reason()))
                   : r.message());
           ws.Delete(Table::kPayouts,
-                    in::EntitlementKey(code, period, w.rec.person_key()));
+                    in::EntitlementKey(code, period, w.item.person_key));
           ++failed_n;
-          failed_amt += w.rec.amount_fen();
+          failed_amt += w.item.amount_fen;
         }
-        ws.Put(Table::kPayoutItems, w.key, w.rec.SerializeAsString());
+        ws.Put(Table::kPayoutItems, in::ResultKey(batch_id, w.item.item_id),
+               out.SerializeAsString());
       }
       // The report's paid amounts and persons per programme and period, in
       // the same write.
@@ -734,16 +745,10 @@ absl::StatusOr<ssc::v1::ReconcileResponse> PayoutLogic::Reconcile(
           m->set_detail(std::move(detail));
         };
         int64_t paid_count = 0, paid_amount = 0;
-        const std::string prefix = in::ItemPrefix(b.batch_id());
-        absl::Status inner;
-        RETURN_IF_ERROR(ctx_.engine->Scan(
-            Table::kPayoutItems, prefix, storage::PrefixSuccessor(prefix),
-            [&](std::string_view, std::string_view v) {
-              absl::StatusOr<ItemRecord> r = in::ParseItem(v);
-              if (!r.ok()) {
-                inner = r.status();
-                return false;
-              }
+        RETURN_IF_ERROR(in::ScanItems(
+            ctx_.engine, b.batch_id(), in::ItemPrefix(b.batch_id()),
+            [&](std::string_view, ItemRecord& rec) {
+              const ItemRecord* r = &rec;
               if (r->instruction_id().empty()) return true;  // never sent
               auto it = bank.find(r->instruction_id());
               const BankEntry* be = it == bank.end() ? nullptr : &it->second;
@@ -751,21 +756,21 @@ absl::StatusOr<ssc::v1::ReconcileResponse> PayoutLogic::Reconcile(
                 ++paid_count;
                 paid_amount += r->amount_fen();
                 if (be == nullptr || !be->credited) {
-                  add(ssc::v1::MISMATCH_KIND_MISSING_AT_BANK, &*r,
+                  add(ssc::v1::MISMATCH_KIND_MISSING_AT_BANK, r,
                       r->instruction_id(), r->amount_fen(), 0,
                       "paid here, no credit at the bank");
                 } else if (be->amount != r->amount_fen()) {
-                  add(ssc::v1::MISMATCH_KIND_AMOUNT_DIFFERS, &*r,
+                  add(ssc::v1::MISMATCH_KIND_AMOUNT_DIFFERS, r,
                       r->instruction_id(), r->amount_fen(), be->amount,
                       "amounts differ");
                 } else if (be->reference != r->bank_reference()) {
-                  add(ssc::v1::MISMATCH_KIND_REFERENCE_DIFFERS, &*r,
+                  add(ssc::v1::MISMATCH_KIND_REFERENCE_DIFFERS, r,
                       r->instruction_id(), r->amount_fen(), be->amount,
                       absl::StrCat("bank reference ", be->reference, " here ",
                                    r->bank_reference()));
                 }
               } else if (be != nullptr && be->credited) {
-                add(ssc::v1::MISMATCH_KIND_UNEXPECTED_CREDIT, &*r,
+                add(ssc::v1::MISMATCH_KIND_UNEXPECTED_CREDIT, r,
                     r->instruction_id(), 0, be->amount,
                     absl::StrCat("credited at the bank, here ",
                                  ssc::v1::ItemStatus_Name(r->status())));
@@ -773,7 +778,6 @@ absl::StatusOr<ssc::v1::ReconcileResponse> PayoutLogic::Reconcile(
               if (it != bank.end()) bank.erase(it);
               return true;
             }));
-        RETURN_IF_ERROR(inner);
         for (const auto& [id, be] : bank) {
           if (be.credited) {
             add(ssc::v1::MISMATCH_KIND_UNKNOWN_INSTRUCTION, nullptr, id, 0,
@@ -859,24 +863,16 @@ absl::StatusOr<ssc::v1::CreateRetryBatchResponse> PayoutLogic::CreateRetryBatch(
         *b.mutable_created_at() = in::ToProto(ctx_.clock->Now());
 
         // Copy FAILED and HELD items, re-validated.
-        const std::string prefix = in::ItemPrefix(src.batch_id());
         std::vector<ItemRecord> sources;
-        absl::Status inner;
-        RETURN_IF_ERROR(ctx_.engine->Scan(
-            Table::kPayoutItems, prefix, storage::PrefixSuccessor(prefix),
-            [&](std::string_view, std::string_view v) {
-              absl::StatusOr<ItemRecord> r = in::ParseItem(v);
-              if (!r.ok()) {
-                inner = r.status();
-                return false;
-              }
-              if (r->status() == ssc::v1::ITEM_STATUS_FAILED ||
-                  r->status() == ssc::v1::ITEM_STATUS_HELD) {
-                sources.push_back(std::move(*r));
+        RETURN_IF_ERROR(in::ScanItems(
+            ctx_.engine, src.batch_id(), in::ItemPrefix(src.batch_id()),
+            [&](std::string_view, ItemRecord& r) {
+              if (r.status() == ssc::v1::ITEM_STATUS_FAILED ||
+                  r.status() == ssc::v1::ITEM_STATUS_HELD) {
+                sources.push_back(std::move(r));
               }
               return true;
             }));
-        RETURN_IF_ERROR(inner);
         std::set<std::string> known;
         for (const ItemRecord& r : sources) known.insert(r.item_id());
         for (int i = 0; i < req.corrections_size(); ++i) {

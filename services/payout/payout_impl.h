@@ -4,6 +4,7 @@
 // payout_executor.cc (execution, reconciliation, retry batches).
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -105,8 +106,10 @@ struct PayoutLogic::Impl {
   // Executor.
   // An item of the chunk being executed.
   struct Work {
-    std::string key;
-    ssc::payout::store::ItemRecord rec;
+    // Views into bytes on the arena of the chunk (PreparedChunk::arena).
+    std::string_view key;
+    internal::ItemView item;
+    std::string_view instruction_id;
     // In a chunk that was at the bank before this run: ask the bank first.
     bool recovered = false;
   };
@@ -114,6 +117,9 @@ struct PayoutLogic::Impl {
   // (PrepareChunk).
   struct PreparedChunk {
     std::string cursor;
+    // Holds the bytes of the chunk's items; outlives the sending of `work`.
+    std::unique_ptr<google::protobuf::Arena> arena =
+        std::make_unique<google::protobuf::Arena>();
     std::vector<Work> work;
     std::string marker;       // kPayouts key of its InFlightChunk, if new
     std::string next_cursor;  // after the chunk's last item

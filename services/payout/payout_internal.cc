@@ -1,7 +1,9 @@
 #include "services/payout/payout_internal.h"
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/util/time_util.h"
+#include "google/protobuf/wire_format_lite.h"
 #include "services/card/id_number.h"
 #include "services/common/errors.h"
 #include "services/payout/payout_logic.h"
@@ -58,6 +60,9 @@ std::string ItemPrefix(std::string_view batch_id) {
 }
 std::string ItemKey(std::string_view batch_id, std::string_view item_id) {
   return KeyBuilder().Str(batch_id).U32(0).Str(item_id).Build();
+}
+std::string ResultKey(std::string_view batch_id, std::string_view item_id) {
+  return KeyBuilder().Str(batch_id).U32(1).Str(item_id).Build();
 }
 std::string BatchPersonKey(std::string_view batch_id,
                            std::string_view person_key) {
@@ -168,6 +173,222 @@ absl::StatusOr<ssc::payout::store::ItemRecord> ParseItem(
     return absl::DataLossError("payout item record is corrupt");
   }
   return r;
+}
+
+void ApplyResult(std::string_view batch_id,
+                 const ssc::payout::store::ItemResult& result,
+                 ssc::payout::store::ItemRecord* rec) {
+  rec->set_status(result.status());
+  rec->set_reason(result.reason());
+  rec->set_reason_detail(result.reason_detail());
+  rec->set_bank_reference(result.bank_reference());
+  rec->set_paid_micros(result.paid_micros());
+  if (result.status() == ssc::v1::ITEM_STATUS_PAID ||
+      result.status() == ssc::v1::ITEM_STATUS_FAILED) {
+    rec->set_instruction_id(PayoutLogic::InstructionId(batch_id, rec->seq()));
+  } else {
+    rec->clear_instruction_id();
+  }
+}
+
+namespace {
+
+absl::Status ApplyResultBytes(std::string_view batch_id, std::string_view bytes,
+                              ssc::payout::store::ItemRecord* rec) {
+  ssc::payout::store::ItemResult r;
+  if (!r.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::DataLossError(absl::StrCat("the outcome of item ",
+                                            AV(batch_id), "/", rec->item_id(),
+                                            " is corrupt"));
+  }
+  ApplyResult(batch_id, r, rec);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<ssc::payout::store::ItemRecord>> LoadItem(
+    storage::Engine* engine, std::string_view batch_id,
+    std::string_view item_id) {
+  ASSIGN_OR_RETURN(
+      std::optional<std::string> bytes,
+      engine->Get(Table::kPayoutItems, ItemKey(batch_id, item_id)));
+  if (!bytes.has_value()) return std::nullopt;
+  ASSIGN_OR_RETURN(ssc::payout::store::ItemRecord rec, ParseItem(*bytes));
+  ASSIGN_OR_RETURN(
+      std::optional<std::string> result,
+      engine->Get(Table::kPayoutItems, ResultKey(batch_id, item_id)));
+  if (result.has_value()) {
+    RETURN_IF_ERROR(ApplyResultBytes(batch_id, *result, &rec));
+  }
+  return std::optional<ssc::payout::store::ItemRecord>(std::move(rec));
+}
+
+absl::Status ParseItemView(std::string_view bytes, ItemView* out) {
+  using google::protobuf::internal::WireFormatLite;
+  using ssc::payout::store::ItemRecord;
+  *out = ItemView();
+  google::protobuf::io::CodedInputStream in(
+      reinterpret_cast<const uint8_t*>(bytes.data()),
+      static_cast<int>(bytes.size()));
+  const auto corrupt = [] {
+    return absl::DataLossError("payout item record is corrupt");
+  };
+  while (true) {
+    const uint32_t tag = in.ReadTag();
+    if (tag == 0) break;
+    const int field = static_cast<int>(WireFormatLite::GetTagFieldNumber(tag));
+    const auto type = WireFormatLite::GetTagWireType(tag);
+    if (type == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      uint32_t size = 0;
+      const void* data = nullptr;
+      int available = 0;
+      if (!in.ReadVarint32(&size)) return corrupt();
+      in.GetDirectBufferPointerInline(&data, &available);
+      if (available < 0 || size > static_cast<uint32_t>(available) ||
+          !in.Skip(static_cast<int>(size))) {
+        return corrupt();
+      }
+      const std::string_view v(static_cast<const char*>(data), size);
+      switch (field) {
+        case ItemRecord::kItemIdFieldNumber:
+          out->item_id = v;
+          break;
+        case ItemRecord::kNameFieldNumber:
+          out->name = v;
+          break;
+        case ItemRecord::kPersonKeyFieldNumber:
+          out->person_key = v;
+          break;
+        case ItemRecord::kBankCodeFieldNumber:
+          out->bank_code = v;
+          break;
+        case ItemRecord::kBankAccountFieldNumber:
+          out->bank_account = v;
+          break;
+        case ItemRecord::kRegionCodeFieldNumber:
+          out->region_code = v;
+          break;
+        default:
+          break;
+      }
+      continue;
+    }
+    if (type == WireFormatLite::WIRETYPE_VARINT) {
+      uint64_t v = 0;
+      if (!in.ReadVarint64(&v)) return corrupt();
+      switch (field) {
+        case ItemRecord::kAmountFenFieldNumber:
+          out->amount_fen = static_cast<int64_t>(v);
+          break;
+        case ItemRecord::kSeqFieldNumber:
+          out->seq = v;
+          break;
+        case ItemRecord::kStatusFieldNumber:
+          out->status = static_cast<ssc::v1::ItemStatus>(static_cast<int>(v));
+          break;
+        default:
+          break;
+      }
+      continue;
+    }
+    if (!WireFormatLite::SkipField(&in, tag)) return corrupt();
+  }
+  if (!in.ConsumedEntireMessage()) return corrupt();
+  return absl::OkStatus();
+}
+
+absl::Status ScanItemBytes(storage::Engine* engine, std::string_view batch_id,
+                           std::string_view lower, const ItemBytesFn& fn) {
+  constexpr size_t kPage = 512;
+  const std::string item_prefix = ItemPrefix(batch_id);
+  const std::string result_prefix = KeyBuilder().Str(batch_id).U32(1).Build();
+  const std::string upper = storage::PrefixSuccessor(item_prefix);
+  std::string from(lower);
+  // A page's keys and values, one buffer reused from page to page.
+  struct Entry {
+    size_t key, key_size, item, item_size, result = 0, result_size = 0;
+  };
+  std::string buf;
+  std::vector<Entry> page;
+  page.reserve(kPage);
+  while (true) {
+    page.clear();
+    buf.clear();
+    RETURN_IF_ERROR(
+        engine->Scan(Table::kPayoutItems, from, upper,
+                     [&](std::string_view key, std::string_view value) {
+                       Entry e{buf.size(), key.size(), buf.size() + key.size(),
+                               value.size()};
+                       buf.append(key.data(), key.size());
+                       buf.append(value.data(), value.size());
+                       page.push_back(e);
+                       return page.size() < kPage;
+                     }));
+    if (page.empty()) return absl::OkStatus();
+    // The outcomes of this page's items: same suffix after the prefix.
+    const auto suffix = [&](const Entry& e) {
+      return std::string_view(buf).substr(e.key + item_prefix.size(),
+                                          e.key_size - item_prefix.size());
+    };
+    const std::string first_result =
+        absl::StrCat(result_prefix, AV(suffix(page.front())));
+    const std::string last_result = storage::PrefixSuccessor(
+        absl::StrCat(result_prefix, AV(suffix(page.back()))));
+    size_t next = 0;
+    RETURN_IF_ERROR(engine->Scan(
+        Table::kPayoutItems, first_result, last_result,
+        [&](std::string_view key, std::string_view value) {
+          const std::string_view s = key.substr(result_prefix.size());
+          while (next < page.size() && suffix(page[next]) < s) ++next;
+          if (next == page.size()) return false;
+          if (suffix(page[next]) == s) {
+            page[next].result = buf.size();
+            page[next].result_size = value.size();
+            buf.append(value.data(), value.size());
+          }
+          return true;
+        }));
+    const std::string_view all(buf);
+    for (const Entry& e : page) {
+      if (!fn(all.substr(e.key, e.key_size), all.substr(e.item, e.item_size),
+              all.substr(e.result, e.result_size))) {
+        return absl::OkStatus();
+      }
+    }
+    if (page.size() < kPage) return absl::OkStatus();
+    from = std::string(all.substr(page.back().key, page.back().key_size));
+    from.push_back('\0');
+  }
+}
+
+absl::Status ScanItems(storage::Engine* engine, std::string_view batch_id,
+                       std::string_view lower, const ItemFn& fn,
+                       google::protobuf::Arena* arena) {
+  std::optional<google::protobuf::Arena> own;
+  if (arena == nullptr) own.emplace();
+  size_t visited = 0;
+  absl::Status bad;
+  RETURN_IF_ERROR(ScanItemBytes(
+      engine, batch_id, lower,
+      [&](std::string_view key, std::string_view item,
+          std::string_view result) {
+        // Without a caller's arena, records go with the page they came in.
+        if (own.has_value() && ++visited % 512 == 0) own->Reset();
+        google::protobuf::Arena* a = arena != nullptr ? arena : &*own;
+        auto* rec = google::protobuf::Arena::CreateMessage<
+            ssc::payout::store::ItemRecord>(a);
+        if (!rec->ParseFromArray(item.data(), static_cast<int>(item.size()))) {
+          bad = absl::DataLossError("payout item record is corrupt");
+          return false;
+        }
+        if (!result.empty()) {
+          bad = ApplyResultBytes(batch_id, result, rec);
+          if (!bad.ok()) return false;
+        }
+        return fn(key, *rec);
+      }));
+  return bad;
 }
 
 absl::StatusOr<InFlightRanges> InFlightRanges::Load(storage::Engine* engine,

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "google/protobuf/arena.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "services/payout/payout_records.pb.h"
 #include "ssc/v1/payout.pb.h"
@@ -36,6 +37,8 @@ std::string EntitlementKey(std::string_view code, std::string_view period,
                            std::string_view person_key);
 std::string ItemPrefix(std::string_view batch_id);
 std::string ItemKey(std::string_view batch_id, std::string_view item_id);
+// An item's outcome (ItemResult): same order as the items, after them.
+std::string ResultKey(std::string_view batch_id, std::string_view item_id);
 std::string BatchPersonKey(std::string_view batch_id,
                            std::string_view person_key);
 // In-flight chunk markers of a batch (InFlightChunk), by first item key.
@@ -78,6 +81,51 @@ absl::StatusOr<std::vector<std::string>> BudgetLocksOf(
     storage::Engine* engine, std::string_view batch_id);
 absl::StatusOr<ssc::payout::store::ItemRecord> ParseItem(
     std::string_view bytes);
+
+// Lays an item's outcome over its uploaded record: status, reason, bank
+// reference, paid time and (for items the bank saw) the instruction id.
+void ApplyResult(std::string_view batch_id,
+                 const ssc::payout::store::ItemResult& result,
+                 ssc::payout::store::ItemRecord* rec);
+// The item (with its outcome laid over it) stored under `item_key`, if any.
+absl::StatusOr<std::optional<ssc::payout::store::ItemRecord>> LoadItem(
+    storage::Engine* engine, std::string_view batch_id,
+    std::string_view item_id);
+
+// The fields of a stored ItemRecord that execution reads, as views into the
+// record's bytes (which the caller keeps alive): parsing copies and
+// allocates nothing, where a parsed ItemRecord allocates every string field.
+struct ItemView {
+  std::string_view item_id, name, person_key, bank_code, bank_account,
+      region_code;
+  int64_t amount_fen = 0;
+  uint64_t seq = 0;
+  ssc::v1::ItemStatus status = ssc::v1::ITEM_STATUS_UNSPECIFIED;
+};
+// DATA_LOSS if `bytes` is not an ItemRecord.
+absl::Status ParseItemView(std::string_view bytes, ItemView* out);
+
+// Visits the items of a batch whose key is >= `lower` in item order, with
+// the bytes of the item's record and of its outcome (ItemResult; empty if
+// none), valid during the call. `fn` returns false to stop. The raw form of
+// ScanItems, for readers that parse only what they need.
+using ItemBytesFn = std::function<bool(
+    std::string_view item_key, std::string_view item, std::string_view result)>;
+absl::Status ScanItemBytes(storage::Engine* engine, std::string_view batch_id,
+                           std::string_view lower, const ItemBytesFn& fn);
+
+// Visits the items of a batch whose key is >= `lower` (an item key, or the
+// batch's ItemPrefix), in item order, each with its outcome laid over it.
+// `fn` returns false to stop. Reads the items and their outcomes in pages,
+// with one range read of each per page. The records live on `arena` when
+// one is given (and then stay valid as long as it does: `fn` may keep
+// pointers to them); otherwise on an arena of the page, gone after `fn`
+// returns. Arenas spare execution a malloc and a free per string field.
+using ItemFn = std::function<bool(std::string_view item_key,
+                                  ssc::payout::store::ItemRecord& rec)>;
+absl::Status ScanItems(storage::Engine* engine, std::string_view batch_id,
+                       std::string_view lower, const ItemFn& fn,
+                       google::protobuf::Arena* arena = nullptr);
 
 // The item key ranges of a batch's chunks at the bank (InFlightChunk), in
 // key order. An item in one of them that is still VALID may have been sent.

@@ -1131,34 +1131,30 @@ absl::StatusOr<ssc::v1::ListBatchItemsResponse> PayoutLogic::ListBatchItems(
   int64_t scanned = 0;
   constexpr int64_t kMaxScan = 200000;
   absl::Status inner;
-  RETURN_IF_ERROR(ctx_.engine->Scan(
-      Table::kPayoutItems, lower, storage::PrefixSuccessor(prefix),
-      [&](std::string_view key, std::string_view value) {
-        if (resp.items_size() >= size || scanned >= kMaxScan) {
-          more = true;
-          return false;
-        }
-        ++scanned;
-        absl::StatusOr<ItemRecord> rec = in::ParseItem(value);
-        if (!rec.ok()) {
-          inner = rec.status();
-          return false;
-        }
-        in::PresentInFlight(in_flight, key, req.batch_id(), &*rec);
-        last_id = rec->item_id();
-        if (req.status() != ssc::v1::ITEM_STATUS_UNSPECIFIED &&
-            rec->status() != req.status()) {
-          return true;
-        }
-        absl::StatusOr<ssc::v1::PayoutItem> item =
-            in::ToPublicItem(*ctx_.cipher, req.batch_id(), *rec);
-        if (!item.ok()) {
-          inner = item.status();
-          return false;
-        }
-        *resp.add_items() = std::move(*item);
-        return true;
-      }));
+  RETURN_IF_ERROR(
+      in::ScanItems(ctx_.engine, req.batch_id(), lower,
+                    [&](std::string_view key, ItemRecord& item_rec) {
+                      if (resp.items_size() >= size || scanned >= kMaxScan) {
+                        more = true;
+                        return false;
+                      }
+                      ++scanned;
+                      ItemRecord* rec = &item_rec;
+                      in::PresentInFlight(in_flight, key, req.batch_id(), rec);
+                      last_id = rec->item_id();
+                      if (req.status() != ssc::v1::ITEM_STATUS_UNSPECIFIED &&
+                          rec->status() != req.status()) {
+                        return true;
+                      }
+                      absl::StatusOr<ssc::v1::PayoutItem> item =
+                          in::ToPublicItem(*ctx_.cipher, req.batch_id(), *rec);
+                      if (!item.ok()) {
+                        inner = item.status();
+                        return false;
+                      }
+                      *resp.add_items() = std::move(*item);
+                      return true;
+                    }));
   RETURN_IF_ERROR(inner);
   if (more) resp.mutable_page()->set_next_page_token(last_id);
   return resp;
@@ -1175,31 +1171,27 @@ absl::Status PayoutLogic::ExportBatchResults(
   ssc::v1::ExportBatchResultsResponse chunk;
   absl::Status inner;
   bool stopped = false;
-  RETURN_IF_ERROR(ctx_.engine->Scan(
-      Table::kPayoutItems, prefix, storage::PrefixSuccessor(prefix),
-      [&](std::string_view key, std::string_view value) {
-        absl::StatusOr<ItemRecord> rec = in::ParseItem(value);
-        if (!rec.ok()) {
-          inner = rec.status();
-          return false;
-        }
-        in::PresentInFlight(in_flight, key, req.batch_id(), &*rec);
-        absl::StatusOr<ssc::v1::PayoutItem> item =
-            in::ToPublicItem(*ctx_.cipher, req.batch_id(), *rec);
-        if (!item.ok()) {
-          inner = item.status();
-          return false;
-        }
-        *chunk.add_items() = std::move(*item);
-        if (chunk.items_size() >= options_.export_chunk) {
-          if (!emit(chunk)) {
-            stopped = true;
-            return false;
-          }
-          chunk.Clear();
-        }
-        return true;
-      }));
+  RETURN_IF_ERROR(
+      in::ScanItems(ctx_.engine, req.batch_id(), prefix,
+                    [&](std::string_view key, ItemRecord& item_rec) {
+                      ItemRecord* rec = &item_rec;
+                      in::PresentInFlight(in_flight, key, req.batch_id(), rec);
+                      absl::StatusOr<ssc::v1::PayoutItem> item =
+                          in::ToPublicItem(*ctx_.cipher, req.batch_id(), *rec);
+                      if (!item.ok()) {
+                        inner = item.status();
+                        return false;
+                      }
+                      *chunk.add_items() = std::move(*item);
+                      if (chunk.items_size() >= options_.export_chunk) {
+                        if (!emit(chunk)) {
+                          stopped = true;
+                          return false;
+                        }
+                        chunk.Clear();
+                      }
+                      return true;
+                    }));
   RETURN_IF_ERROR(inner);
   if (stopped) return absl::CancelledError("the reader went away");
   if (chunk.items_size() > 0 && !emit(chunk)) {

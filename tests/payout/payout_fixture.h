@@ -29,16 +29,23 @@ using namespace ssc::v1;  // NOLINT: request and response types
 class SimGateway : public BankGateway {
  public:
   explicit SimGateway(banksim::BankSim* sim) : sim_(sim) {}
-  absl::StatusOr<bank::v1::SubmitInstructionsResponse> Submit(
-      const bank::v1::SubmitInstructionsRequest& r) override {
+  absl::Status Submit(const bank::v1::SubmitInstructionsRequest& r,
+                      bank::v1::SubmitInstructionsResponse* out) override {
     ++submits;
     submitted_instructions += r.instructions_size();
-    return sim_->Submit(r);
+    absl::StatusOr<bank::v1::SubmitInstructionsResponse> got = sim_->Submit(r);
+    if (!got.ok()) return got.status();
+    *out = *std::move(got);
+    return absl::OkStatus();
   }
-  absl::StatusOr<bank::v1::GetInstructionStatusResponse> Status(
-      const bank::v1::GetInstructionStatusRequest& r) override {
+  absl::Status Status(const bank::v1::GetInstructionStatusRequest& r,
+                      bank::v1::GetInstructionStatusResponse* out) override {
     ++status_calls;
-    return sim_->Status(r);
+    absl::StatusOr<bank::v1::GetInstructionStatusResponse> got =
+        sim_->Status(r);
+    if (!got.ok()) return got.status();
+    *out = *std::move(got);
+    return absl::OkStatus();
   }
   absl::Status Statement(
       const std::string& batch,

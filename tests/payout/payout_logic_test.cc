@@ -4,6 +4,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/escaping.h"
 #include "gtest/gtest.h"
 #include "services/card/card_records.pb.h"
 #include "services/common/errors.h"
@@ -1072,6 +1073,254 @@ TEST_F(PayoutLogicTest, ProgrammeAndBudgetValidation) {
   EXPECT_EQ(SetBudget("NOPE", "2026", 1).code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(common::FieldOf(CreateBatch("EMP-2026", "2026", 0, 1).status()),
             "control_count");
+}
+
+// Execution writes each item's outcome apart (ItemResult, after the batch's
+// items) and leaves the uploaded records as they were: execution appends to
+// a key range of its own instead of rewriting the batch.
+TEST_F(PayoutLogicTest, ExecutionWritesOutcomesApartFromUploadedItems) {
+  banksim::BankSimOptions o;
+  o.closed_accounts = {"6222020000000002"};
+  ReopenSim(o);
+  std::vector<ItemSpec> items;
+  for (int n = 1; n <= 3; ++n) {
+    const std::string name = absl::StrFormat("人员%d", n);
+    items.push_back(
+        {absl::StrFormat("it%02d", n), AddHolder(n, name), name, 100 * n});
+  }
+  auto b = CreateBatch(kProg, kPeriod, 3, 600);
+  ASSERT_TRUE(b.ok());
+  const std::string id = b->batch_id();
+  ASSERT_TRUE(Upload(id, items).ok());
+  SealSubmitApprove(id);
+  std::map<std::string, std::string> uploaded;
+  for (const auto& it : items) {
+    auto bytes = engine_->Get(storage::Table::kPayoutItems,
+                              internal::ItemKey(id, it.item_id));
+    ASSERT_TRUE(bytes.ok() && bytes->has_value());
+    uploaded[it.item_id] = **bytes;
+  }
+  RunToCompletion(id);
+  for (const auto& it : items) {
+    auto bytes = engine_->Get(storage::Table::kPayoutItems,
+                              internal::ItemKey(id, it.item_id));
+    ASSERT_TRUE(bytes.ok() && bytes->has_value());
+    EXPECT_EQ(**bytes, uploaded[it.item_id]) << it.item_id;
+    auto result = engine_->Get(storage::Table::kPayoutItems,
+                               internal::ResultKey(id, it.item_id));
+    ASSERT_TRUE(result.ok() && result->has_value()) << it.item_id;
+    store::ItemResult r;
+    ASSERT_TRUE(r.ParseFromString(**result));
+    EXPECT_EQ(r.status(),
+              it.item_id == "it02" ? ITEM_STATUS_FAILED : ITEM_STATUS_PAID);
+  }
+  auto got = Items(id);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got["it01"].status(), ITEM_STATUS_PAID);
+  EXPECT_FALSE(got["it01"].bank_reference().empty());
+  EXPECT_EQ(got["it01"].instruction_id(), PayoutLogic::InstructionId(id, 1));
+  EXPECT_EQ(got["it02"].status(), ITEM_STATUS_FAILED);
+  EXPECT_EQ(got["it02"].reason(), ITEM_REASON_BANK_ACCOUNT_CLOSED);
+  EXPECT_EQ(got["it02"].instruction_id(), PayoutLogic::InstructionId(id, 2));
+  ListBatchItemsRequest lr;
+  lr.set_batch_id(id);
+  lr.set_status(ITEM_STATUS_PAID);
+  auto paid = payout_->ListBatchItems(maker_, lr);
+  ASSERT_TRUE(paid.ok()) << paid.status();
+  ASSERT_EQ(paid->items_size(), 2);
+  EXPECT_EQ(paid->items(0).item_id(), "it01");
+  EXPECT_EQ(paid->items(1).item_id(), "it03");
+}
+
+// Batches executed by earlier versions kept the outcome in the item record
+// itself (no ItemResult): they read, reconcile, count as paid entitlements
+// and give retry batches as before.
+TEST_F(PayoutLogicTest, OutcomesStoredInItemsByEarlierVersionsStillRead) {
+  banksim::BankSimOptions o;
+  o.closed_accounts = {"6222020000000002"};
+  ReopenSim(o);
+  std::vector<ItemSpec> items;
+  for (int n = 1; n <= 3; ++n) {
+    const std::string name = absl::StrFormat("人员%d", n);
+    items.push_back(
+        {absl::StrFormat("it%02d", n), AddHolder(n, name), name, 100 * n});
+  }
+  auto b = CreateBatch(kProg, kPeriod, 3, 600);
+  ASSERT_TRUE(b.ok());
+  const std::string id = b->batch_id();
+  ASSERT_TRUE(Upload(id, items).ok());
+  SealSubmitApprove(id);
+  RunToCompletion(id);
+  const auto before = Items(id);
+  {
+    // Rewrite the batch the way earlier versions stored it.
+    storage::WriteSet ws;
+    for (const auto& it : items) {
+      const std::string key = internal::ItemKey(id, it.item_id);
+      auto item = internal::LoadItem(engine_.get(), id, it.item_id);
+      ASSERT_TRUE(item.ok() && item->has_value());
+      ws.Put(storage::Table::kPayoutItems, key, (*item)->SerializeAsString());
+      ws.Delete(storage::Table::kPayoutItems,
+                internal::ResultKey(id, it.item_id));
+    }
+    ASSERT_TRUE(engine_->Commit(std::move(ws)).ok());
+    auto result = engine_->Get(storage::Table::kPayoutItems,
+                               internal::ResultKey(id, "it01"));
+    ASSERT_TRUE(result.ok());
+    ASSERT_FALSE(result->has_value());
+  }
+  const auto after = Items(id);
+  ASSERT_EQ(after.size(), before.size());
+  for (const auto& [item_id, it] : before) {
+    EXPECT_EQ(after.at(item_id).SerializeAsString(), it.SerializeAsString())
+        << item_id;
+  }
+  ReconcileRequest rr;
+  rr.set_request_id(Rid());
+  rr.set_batch_id(id);
+  auto rec = payout_->Reconcile(checker_, rr);
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  EXPECT_TRUE(rec->reconciled()) << rec->DebugString();
+  EXPECT_EQ(rec->paid_count(), 2);
+
+  // it01 was paid: a new batch for the same person is a duplicate, and the
+  // reason names the paid item.
+  auto again = CreateBatch(kProg, kPeriod, 1, 100);
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE(Upload(again->batch_id(), {items[0]}).ok());
+  EXPECT_EQ(Items(again->batch_id())["it01"].reason(),
+            ITEM_REASON_DUPLICATE_ENTITLEMENT);
+
+  CreateRetryBatchRequest cr;
+  cr.set_request_id(Rid());
+  cr.set_source_batch_id(id);
+  *cr.mutable_scheduled_at() = internal::ToProto(clock_.Now());
+  auto retry = payout_->CreateRetryBatch(maker_, cr);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->batch().control_count(), 1);  // it02, FAILED
+}
+
+// Items and outcomes are read in pages: every item comes once, in order,
+// with its own outcome, from any starting key, and a stop is honoured.
+TEST_F(PayoutLogicTest, ScanItemsLaysOutcomesOverItemsAcrossPages) {
+  const std::string id = "B-SCAN";
+  constexpr int kItems = 1300;
+  storage::WriteSet ws;
+  for (int n = 0; n < kItems; ++n) {
+    store::ItemRecord rec;
+    rec.set_item_id(absl::StrFormat("i%05d", n));
+    rec.set_seq(static_cast<uint64_t>(n + 1));
+    rec.set_status(ITEM_STATUS_VALID);
+    rec.set_amount_fen(n + 1);
+    ws.Put(storage::Table::kPayoutItems, internal::ItemKey(id, rec.item_id()),
+           rec.SerializeAsString());
+    if (n % 3 == 0) {
+      store::ItemResult r;
+      r.set_status(ITEM_STATUS_PAID);
+      r.set_bank_reference(absl::StrCat("ref", n));
+      ws.Put(storage::Table::kPayoutItems,
+             internal::ResultKey(id, rec.item_id()), r.SerializeAsString());
+    }
+  }
+  ASSERT_TRUE(engine_->Commit(std::move(ws)).ok());
+  for (int start : {0, 1, 511, 512, 1024, 1299}) {
+    const std::string lower =
+        start == 0 ? internal::ItemPrefix(id)
+                   : internal::ItemKey(id, absl::StrFormat("i%05d", start));
+    int next = start;
+    absl::Status s = internal::ScanItems(
+        engine_.get(), id, lower,
+        [&](std::string_view key, store::ItemRecord& rec) {
+          EXPECT_EQ(key, internal::ItemKey(id, rec.item_id()));
+          EXPECT_EQ(rec.item_id(), absl::StrFormat("i%05d", next));
+          if (next % 3 == 0) {
+            EXPECT_EQ(rec.status(), ITEM_STATUS_PAID) << next;
+            EXPECT_EQ(rec.bank_reference(), absl::StrCat("ref", next));
+            EXPECT_EQ(rec.instruction_id(),
+                      PayoutLogic::InstructionId(id, next + 1));
+          } else {
+            EXPECT_EQ(rec.status(), ITEM_STATUS_VALID) << next;
+            EXPECT_TRUE(rec.bank_reference().empty()) << next;
+            EXPECT_TRUE(rec.instruction_id().empty()) << next;
+          }
+          ++next;
+          return true;
+        });
+    ASSERT_TRUE(s.ok()) << s;
+    EXPECT_EQ(next, kItems) << "from " << start;
+  }
+  int seen = 0;
+  ASSERT_TRUE(internal::ScanItems(engine_.get(), id, internal::ItemPrefix(id),
+                                  [&](std::string_view, store::ItemRecord&) {
+                                    return ++seen < 700;
+                                  })
+                  .ok());
+  EXPECT_EQ(seen, 700);
+  // A corrupt outcome is reported, not skipped.
+  storage::WriteSet bad;
+  bad.Put(storage::Table::kPayoutItems, internal::ResultKey(id, "i00600"),
+          "\xff\xff\xff");
+  ASSERT_TRUE(engine_->Commit(std::move(bad)).ok());
+  absl::Status s = internal::ScanItems(
+      engine_.get(), id, internal::ItemPrefix(id),
+      [](std::string_view, store::ItemRecord&) { return true; });
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+}
+
+// Execution reads items as views into the stored bytes: the same values as
+// the parsed record, other and unknown fields skipped, bad bytes refused.
+TEST(ItemViewTest, ReadsWhatTheRecordHolds) {
+  store::ItemRecord rec;
+  rec.set_item_id("it000000042");
+  rec.set_id_number("encrypted id number bytes");
+  rec.set_name(std::string("\0name\xff", 6));
+  rec.set_amount_fen(123456789012);
+  rec.set_note("note");
+  rec.set_status(ITEM_STATUS_HELD);
+  rec.set_reason(ITEM_REASON_CARD_LOST);
+  rec.set_reason_detail("detail");
+  rec.set_seq(1ull << 40);
+  rec.set_person_key(std::string(32, '\x7f'));
+  rec.set_bank_code("102");
+  rec.set_bank_account("encrypted account");
+  rec.set_instruction_id("PB00000001-00000042");
+  rec.set_paid_micros(-5);
+  rec.set_content_hash("hash");
+  rec.set_region_code("510524101");
+  // A field this version does not know (number 99, length-delimited) and a
+  // fixed64 one (number 98).
+  std::string bytes = rec.SerializeAsString();
+  bytes += std::string("\x9a\x06\x03xyz", 6);
+  bytes += std::string("\x91\x06\x01\x02\x03\x04\x05\x06\x07\x08", 10);
+  internal::ItemView v;
+  ASSERT_TRUE(internal::ParseItemView(bytes, &v).ok());
+  EXPECT_EQ(v.item_id, rec.item_id());
+  EXPECT_EQ(v.name, rec.name());
+  EXPECT_EQ(v.person_key, rec.person_key());
+  EXPECT_EQ(v.bank_code, rec.bank_code());
+  EXPECT_EQ(v.bank_account, rec.bank_account());
+  EXPECT_EQ(v.region_code, rec.region_code());
+  EXPECT_EQ(v.amount_fen, rec.amount_fen());
+  EXPECT_EQ(v.seq, rec.seq());
+  EXPECT_EQ(v.status, ITEM_STATUS_HELD);
+  // Views point into the bytes: nothing was copied.
+  EXPECT_GE(v.item_id.data(), bytes.data());
+  EXPECT_LT(v.item_id.data(), bytes.data() + bytes.size());
+
+  store::ItemRecord empty;
+  ASSERT_TRUE(internal::ParseItemView(empty.SerializeAsString(), &v).ok());
+  EXPECT_TRUE(v.item_id.empty());
+  EXPECT_EQ(v.status, ITEM_STATUS_UNSPECIFIED);
+
+  for (const std::string& bad :
+       {std::string("\x0a\x05" "ab", 4),  // length past the end
+        std::string("\x0a", 1),        // length missing
+        std::string("\x20\xff", 2),    // unfinished varint
+        std::string("\x0f", 1)}) {     // wire type 7
+    EXPECT_EQ(internal::ParseItemView(bad, &v).code(),
+              absl::StatusCode::kDataLoss)
+        << absl::CEscape(bad);
+  }
 }
 
 }  // namespace
