@@ -1671,9 +1671,14 @@ CardLogic::FindPayeesByIdNumber(
   // 2. The found persons; their current cards, read in one batch.
   std::vector<size_t> with_card;  // indexes into id_numbers
   std::vector<std::string> app_ids;
+  // One record parsed into again and again: its strings keep their
+  // buffers (a payout validates thousands of payees per call).
+  store::PersonRecord person;
   for (size_t j = 0; j < asked.size(); ++j) {
     if (!persons[j].has_value()) continue;
-    ASSIGN_OR_RETURN(store::PersonRecord person, ParsePerson(*persons[j]));
+    if (!person.ParseFromString(*persons[j])) {
+      return absl::DataLossError("person record cannot be parsed");
+    }
     PayeeView v;
     v.person_key = std::move(person_keys[j]);
     if (!person.name().empty()) {
@@ -1691,17 +1696,21 @@ CardLogic::FindPayeesByIdNumber(
   keys.assign(app_ids.begin(), app_ids.end());
   ASSIGN_OR_RETURN(std::vector<std::optional<std::string>> cards,
                    ctx_.engine->MultiGet(Table::kCards, keys));
+  store::CardRecord rec;  // parsed into again and again, as `person`
   for (size_t j = 0; j < with_card.size(); ++j) {
     const std::string& app_id = app_ids[j];
     if (!cards[j].has_value()) {
       return absl::DataLossError(
           absl::StrCat("card ", Sv(app_id), " of a person is missing"));
     }
-    ASSIGN_OR_RETURN(store::CardRecord stored, ParseCard(app_id, *cards[j]));
-    const store::CardRecord rec = Effective(std::move(stored), now);
+    if (!rec.ParseFromString(*cards[j])) {
+      return absl::DataLossError(
+          absl::StrCat("card record ", Sv(app_id), " cannot be parsed"));
+    }
     PayeeView& v = **out[with_card[j]];
     v.has_card = true;
-    v.card_state = rec.state();
+    // As Effective(): an expired temporary loss has ended.
+    v.card_state = TempLossExpired(rec, now) ? CARD_STATE_ACTIVE : rec.state();
     v.bank_code = rec.bank_code();
     if (!rec.bank_account().empty()) {
       ASSIGN_OR_RETURN(

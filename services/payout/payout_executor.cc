@@ -889,7 +889,7 @@ absl::StatusOr<ssc::v1::CreateRetryBatchResponse> PayoutLogic::CreateRetryBatch(
         }
         int64_t count = 0, amount = 0;
         std::map<int, std::pair<int64_t, int64_t>> by_status;
-        std::unordered_map<std::string, std::string> persons;
+        absl::flat_hash_map<std::string_view, std::string_view> persons;
         // The inputs as uploaded (names corrected), validated again with
         // batched reads.
         std::vector<ssc::v1::PayoutItemInput> inputs(sources.size());
@@ -916,7 +916,7 @@ absl::StatusOr<ssc::v1::CreateRetryBatchResponse> PayoutLogic::CreateRetryBatch(
         std::vector<const ssc::v1::PayoutItemInput*> input_ptrs;
         input_ptrs.reserve(inputs.size());
         for (const auto& input : inputs) input_ptrs.push_back(&input);
-        const std::vector<Impl::Lookup> lookups = Impl::PrefetchAll(
+        std::vector<Impl::Lookup> lookups = Impl::PrefetchAll(
             *this, programme, b, input_ptrs, /*upload=*/false);
         for (size_t i = 0; i < sources.size(); ++i) {
           const ssc::v1::PayoutItemInput& input = inputs[i];
@@ -924,7 +924,7 @@ absl::StatusOr<ssc::v1::CreateRetryBatchResponse> PayoutLogic::CreateRetryBatch(
           rec.set_seq(static_cast<uint64_t>(++count));
           amount += input.amount_fen();
           rec.set_content_hash(Impl::ContentHash(*this, input));
-          RETURN_IF_ERROR(Impl::ValidateItem(*this, programme, b, input,
+          RETURN_IF_ERROR(Impl::ValidateItem(*this, programme, input,
                                              lookups[i], ws, &persons, &rec));
           auto& d = by_status[rec.status()];
           ++d.first;

@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "services/payout/payout_internal.h"
 #include "services/payout/payout_logic.h"
@@ -41,6 +42,9 @@ struct PayoutLogic::Impl {
     std::optional<ssc::payout::store::EntitlementRecord> entitlement;
     bool entitlement_paid = false;  // the item holding it was paid
     std::string enc_id_number, enc_name, enc_account;
+    // The item's key (kPayoutItems) and, with a payee, the key of its
+    // person in the batch (BatchPersonKey): built once per item.
+    std::string item_key, person_index;
     // Read only for uploads (PrefetchAll with `upload`): the content hash,
     // the content hash of an already stored item with this id, and the item
     // already indexed for this person in the batch (as stored before the
@@ -68,10 +72,7 @@ struct PayoutLogic::Impl {
   // The reads of an upload that depend on earlier chunks of the batch (the
   // item id's stored content hash, the person's item in the batch): made
   // under the batch lock, batched, in a few ranges on a few threads.
-  static void ReadUploadState(
-      PayoutLogic& self, const ssc::v1::Batch& batch,
-      const std::vector<const ssc::v1::PayoutItemInput*>& items,
-      std::vector<Lookup>* lookups);
+  static void ReadUploadState(PayoutLogic& self, std::vector<Lookup>* lookups);
   // Smallest range worth a thread of its own.
   static constexpr size_t kMinParallelRange = 256;
   // Runs fn(begin, end) over [0, n) split into up to `threads` ranges of at
@@ -79,7 +80,7 @@ struct PayoutLogic::Impl {
   static void ParallelRanges(size_t n, int threads, size_t min_range,
                              const std::function<void(size_t, size_t)>& fn);
 
-  // Validates one item of `batch` (the ID number, the holder register, the
+  // Validates one item (the ID number, the holder register, the
   // card, amounts, duplicates) from its lookup and fills `rec` (status,
   // reason, person key, encrypted fields, bank account). Adds the batch's
   // person index entry to `ws` and to `persons` (the index entries of the
@@ -87,9 +88,8 @@ struct PayoutLogic::Impl {
   // storage failures only: a bad item is a REJECTED record.
   static absl::Status ValidateItem(
       PayoutLogic& self, const ssc::v1::Programme& programme,
-      const ssc::v1::Batch& batch, const ssc::v1::PayoutItemInput& in,
-      const Lookup& lookup, storage::WriteSet& ws,
-      std::unordered_map<std::string, std::string>* persons,
+      const ssc::v1::PayoutItemInput& in, Lookup& lookup, storage::WriteSet& ws,
+      absl::flat_hash_map<std::string_view, std::string_view>* persons,
       ssc::payout::store::ItemRecord* rec);
   // Keyed hash of an item's uploaded content.
   static std::string ContentHash(PayoutLogic& self,

@@ -579,7 +579,10 @@ storage::EventInput MakeEvent(std::string type, std::string entity_type,
 
 std::string ItemAad(std::string_view batch_id, std::string_view item_id,
                     std::string_view field) {
-  return absl::StrCat(ItemKey(batch_id, item_id), "/", AV(field));
+  return ItemKeyAad(ItemKey(batch_id, item_id), field);
+}
+std::string ItemKeyAad(std::string_view item_key, std::string_view field) {
+  return absl::StrCat(AV(item_key), "/", AV(field));
 }
 
 absl::StatusOr<ssc::v1::PayoutItem> ToPublicItem(

@@ -179,5 +179,7 @@ absl::StatusOr<ssc::v1::PayoutItem> ToPublicItem(
 // aad of an encrypted item field.
 std::string ItemAad(std::string_view batch_id, std::string_view item_id,
                     std::string_view field);
+// The same, from the item's key (ItemKey).
+std::string ItemKeyAad(std::string_view item_key, std::string_view field);
 
 }  // namespace ssc::payout::internal

@@ -5,6 +5,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -180,12 +181,12 @@ void PayoutLogic::Impl::PrefetchRange(
   for (size_t i = begin; i < end; ++i) {
     const ssc::v1::PayoutItemInput& item = *items[i];
     Lookup& l = (*out)[i];
+    l.item_key = in::ItemKey(batch_id, item.item_id());
     absl::StatusOr<std::string> enc = cipher.Encrypt(
-        item.id_number(), in::ItemAad(batch_id, item.item_id(), "id_number"));
+        item.id_number(), in::ItemKeyAad(l.item_key, "id_number"));
     if (!enc.ok()) return fail_all(enc.status());
     l.enc_id_number = *std::move(enc);
-    enc = cipher.Encrypt(item.name(),
-                         in::ItemAad(batch_id, item.item_id(), "name"));
+    enc = cipher.Encrypt(item.name(), in::ItemKeyAad(l.item_key, "name"));
     if (!enc.ok()) return fail_all(enc.status());
     l.enc_name = *std::move(enc);
     if (upload) l.content_hash = ContentHash(self, item);
@@ -211,10 +212,10 @@ void PayoutLogic::Impl::PrefetchRange(
     }
     if (!payee->has_value()) continue;
     l.payee = std::move(**payee);
+    l.person_index = in::BatchPersonKey(batch_id, l.payee->person_key);
     if (l.payee->has_card && !l.payee->bank_account.empty()) {
       absl::StatusOr<std::string> enc = cipher.Encrypt(
-          l.payee->bank_account,
-          in::ItemAad(batch_id, items[i]->item_id(), "bank_account"));
+          l.payee->bank_account, in::ItemKeyAad(l.item_key, "bank_account"));
       if (!enc.ok()) return fail_all(enc.status());
       l.enc_account = *std::move(enc);
     }
@@ -272,13 +273,10 @@ std::vector<PayoutLogic::Impl::Lookup> PayoutLogic::Impl::PrefetchAll(
   return out;
 }
 
-void PayoutLogic::Impl::ReadUploadState(
-    PayoutLogic& self, const ssc::v1::Batch& batch,
-    const std::vector<const ssc::v1::PayoutItemInput*>& items,
-    std::vector<Lookup>* lookups) {
-  const std::string& batch_id = batch.batch_id();
+void PayoutLogic::Impl::ReadUploadState(PayoutLogic& self,
+                                        std::vector<Lookup>* lookups) {
   ParallelRanges(
-      items.size(), self.options_.validation_threads, kMinParallelRange,
+      lookups->size(), self.options_.validation_threads, kMinParallelRange,
       [&](size_t begin, size_t end) {
         auto fail_all = [&](const absl::Status& s) {
           for (size_t i = begin; i < end; ++i) (*lookups)[i].error = s;
@@ -286,20 +284,20 @@ void PayoutLogic::Impl::ReadUploadState(
         // The stored items with these ids and the persons' items in the
         // batch: one batched read each.
         std::vector<size_t> asked, with_payee;
-        std::vector<std::string> item_keys, person_keys;
+        std::vector<std::string_view> keys, person_keys;
+        keys.reserve(end - begin);
+        person_keys.reserve(end - begin);
         for (size_t i = begin; i < end; ++i) {
           Lookup& l = (*lookups)[i];
           if (!l.error.ok()) continue;
           l.upload_read = true;
           asked.push_back(i);
-          item_keys.push_back(in::ItemKey(batch_id, items[i]->item_id()));
+          keys.push_back(l.item_key);
           if (l.payee.has_value()) {
             with_payee.push_back(i);
-            person_keys.push_back(
-                in::BatchPersonKey(batch_id, l.payee->person_key));
+            person_keys.push_back(l.person_index);
           }
         }
-        std::vector<std::string_view> keys(item_keys.begin(), item_keys.end());
         absl::StatusOr<std::vector<std::optional<std::string>>> got =
             self.ctx_.engine->MultiGet(Table::kPayoutItems, keys);
         if (!got.ok()) return fail_all(got.status());
@@ -309,8 +307,7 @@ void PayoutLogic::Impl::ReadUploadState(
           if (!old.ok()) return fail_all(old.status());
           (*lookups)[asked[j]].stored_hash = old->content_hash();
         }
-        keys.assign(person_keys.begin(), person_keys.end());
-        got = self.ctx_.engine->MultiGet(Table::kPayouts, keys);
+        got = self.ctx_.engine->MultiGet(Table::kPayouts, person_keys);
         if (!got.ok()) return fail_all(got.status());
         for (size_t j = 0; j < with_payee.size(); ++j) {
           (*lookups)[with_payee[j]].stored_person_item = std::move((*got)[j]);
@@ -320,17 +317,16 @@ void PayoutLogic::Impl::ReadUploadState(
 
 absl::Status PayoutLogic::Impl::ValidateItem(
     PayoutLogic& self, const ssc::v1::Programme& programme,
-    const ssc::v1::Batch& batch, const ssc::v1::PayoutItemInput& item,
-    const Lookup& lookup, storage::WriteSet& ws,
-    std::unordered_map<std::string, std::string>* persons, ItemRecord* rec) {
+    const ssc::v1::PayoutItemInput& item, Lookup& lookup, storage::WriteSet& ws,
+    absl::flat_hash_map<std::string_view, std::string_view>* persons,
+    ItemRecord* rec) {
   RETURN_IF_ERROR(lookup.error);
   storage::Engine* engine = self.ctx_.engine;
-  const std::string& batch_id = batch.batch_id();
   rec->set_item_id(item.item_id());
   rec->set_amount_fen(item.amount_fen());
   rec->set_note(item.note());
-  rec->set_id_number(lookup.enc_id_number);
-  rec->set_name(lookup.enc_name);
+  rec->set_id_number(std::move(lookup.enc_id_number));
+  rec->set_name(std::move(lookup.enc_name));
   auto reject = [&](ssc::v1::ItemReason reason, std::string detail) {
     rec->set_status(ssc::v1::ITEM_STATUS_REJECTED);
     rec->set_reason(reason);
@@ -350,10 +346,10 @@ absl::Status PayoutLogic::Impl::ValidateItem(
   rec->set_person_key(p.person_key);
 
   // 2. One entitlement per person in a batch.
-  const std::string person_index = in::BatchPersonKey(batch_id, p.person_key);
+  const std::string& person_index = lookup.person_index;
   std::optional<std::string> first_item;
   if (auto it = persons->find(person_index); it != persons->end()) {
-    first_item = it->second;
+    first_item = std::string(it->second);
   } else if (lookup.upload_read) {
     first_item = lookup.stored_person_item;
   } else {
@@ -433,7 +429,7 @@ absl::Status PayoutLogic::Impl::ValidateItem(
   rec->set_status(ssc::v1::ITEM_STATUS_VALID);
   rec->set_region_code(p.region_code);
   rec->set_bank_code(p.bank_code);
-  rec->set_bank_account(lookup.enc_account);
+  rec->set_bank_account(std::move(lookup.enc_account));
   return absl::OkStatus();
 }
 
@@ -731,8 +727,8 @@ absl::StatusOr<ssc::v1::UploadItemsResponse> PayoutLogic::CommitUpload(
       in::ReadTotals(ctx_.engine, batch_id);
   if (!totals.ok()) return fail(totals.status());
   // What earlier chunks wrote, now that they are stored.
-  Impl::ReadUploadState(*this, *batch, p.inputs, &p.lookups);
-  const std::vector<Impl::Lookup>& lookups = p.lookups;
+  Impl::ReadUploadState(*this, &p.lookups);
+  std::vector<Impl::Lookup>& lookups = p.lookups;
 
   storage::WriteSet ws;
   int64_t count = totals->received_count();
@@ -742,20 +738,23 @@ absl::StatusOr<ssc::v1::UploadItemsResponse> PayoutLogic::CommitUpload(
     int64_t n = 0, amount = 0;
   };
   std::map<int, Delta> by_status;
-  // This chunk's writes, for lookups (WriteSet::Pending is a linear search).
-  std::unordered_map<std::string, std::string> chunk_hashes;
-  std::unordered_map<std::string, std::string> chunk_persons;
+  // This chunk's writes, for lookups (WriteSet::Pending is a linear
+  // search): views into the lookups and items, which outlive the loop.
+  absl::flat_hash_map<std::string_view, std::string_view> chunk_hashes;
+  absl::flat_hash_map<std::string_view, std::string_view> chunk_persons;
+  chunk_hashes.reserve(items.size());
+  chunk_persons.reserve(items.size());
   for (int i = 0; i < items.size(); ++i) {
     const ssc::v1::PayoutItemInput& item = items[i];
-    const std::string key = in::ItemKey(batch_id, item.item_id());
-    const Impl::Lookup& lookup = lookups[i];
+    Impl::Lookup& lookup = lookups[i];
     if (!lookup.error.ok()) return fail(lookup.error);
+    const std::string& key = lookup.item_key;
     const std::string& hash = lookup.content_hash;
-    std::optional<std::string> existing_hash;
+    std::optional<std::string_view> existing_hash;
     if (auto it = chunk_hashes.find(key); it != chunk_hashes.end()) {
       existing_hash = it->second;
-    } else {
-      existing_hash = lookup.stored_hash;
+    } else if (lookup.stored_hash.has_value()) {
+      existing_hash = *lookup.stored_hash;
     }
     if (existing_hash.has_value()) {
       if (*existing_hash != hash) {
@@ -789,9 +788,8 @@ absl::StatusOr<ssc::v1::UploadItemsResponse> PayoutLogic::CommitUpload(
     ItemRecord rec;
     rec.set_seq(static_cast<uint64_t>(count));
     rec.set_content_hash(hash);
-    if (absl::Status s =
-            Impl::ValidateItem(*this, *programme, *batch, item, lookups[i], ws,
-                               &chunk_persons, &rec);
+    if (absl::Status s = Impl::ValidateItem(*this, *programme, item, lookup, ws,
+                                            &chunk_persons, &rec);
         !s.ok()) {
       return fail(s);
     }
