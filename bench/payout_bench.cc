@@ -9,8 +9,12 @@
 // reset after the setup) and of the whole process.
 //
 //   payout_bench [--items 1000000] [--chunk 5000] [--pipeline 1] [--dir /tmp/x]
-//                [--keep 1]
+//                [--depth 2] [--keep 1]
 //                [--bank-bin path/to/ssc-banksim] [--setup-cache dir]
+//
+// Upload goes as UploadItems does it: chunks are committed in order while
+// the next `--depth` chunks are validated (PayoutOptions::
+// upload_prepare_ahead). --pipeline 0 sends execution chunks one at a time.
 //
 // --setup-cache keeps a backup of the store after the card setup in `dir`
 // and restores it on later runs with the same --items instead of issuing
@@ -34,7 +38,9 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -349,6 +355,8 @@ int main(int argc, char** argv) {
   int64_t items = 1'000'000;
   int chunk = 5000;
   bool pipeline = true;
+  // Upload chunks validated ahead of the one committing (as UploadItems).
+  int depth = ssc::payout::PayoutOptions().upload_prepare_ahead;
   std::string dir;
   std::string bank_bin;
   std::string setup_cache;
@@ -359,6 +367,8 @@ int main(int argc, char** argv) {
       items = std::atoll(argv[i + 1]);
     else if (a == "--chunk")
       chunk = std::atoi(argv[i + 1]);
+    else if (a == "--depth")
+      depth = std::max(1, std::atoi(argv[i + 1]));
     else if (a == "--pipeline")
       pipeline = std::atoi(argv[i + 1]) != 0;
     else if (a == "--dir")
@@ -547,28 +557,36 @@ int main(int argc, char** argv) {
     return f;
   };
   {
-    auto cur_items = make_chunk(0);
-    auto cur = logic.PrepareUpload(maker, id, "upload", *cur_items);
-    Die(cur.status(), "prepare upload");
-    for (int64_t start = chunk; true; start += chunk) {
-      const bool more = start < items;
+    // Chunks prepared ahead (`depth` of them) while the oldest commits.
+    struct Ahead {
       std::unique_ptr<google::protobuf::RepeatedPtrField<v1::PayoutItemInput>>
-          next_items;
-      absl::StatusOr<std::shared_ptr<payout::PayoutLogic::PreparedUpload>>
-          next = absl::InternalError("none");
-      std::thread preparer;
-      if (more) {
-        preparer = std::thread([&] {
-          next_items = make_chunk(start);
-          next = logic.PrepareUpload(maker, id, "upload", *next_items);
-        });
-      }
-      Die(logic.CommitUpload(**cur).status(), "upload");
-      if (preparer.joinable()) preparer.join();
-      if (!more) break;
-      Die(next.status(), "prepare upload");
-      cur = std::move(next);
-      cur_items = std::move(next_items);
+          items;
+      std::future<
+          absl::StatusOr<std::shared_ptr<payout::PayoutLogic::PreparedUpload>>>
+          prepared;
+    };
+    std::deque<Ahead> ahead;
+    int64_t next_start = 0;
+    auto launch = [&] {
+      Ahead a;
+      a.items = make_chunk(next_start);
+      next_start += chunk;
+      const auto* in = a.items.get();
+      a.prepared = std::async(std::launch::async, [&logic, &maker, &id, in] {
+        return logic.PrepareUpload(maker, id, "upload", *in);
+      });
+      ahead.push_back(std::move(a));
+    };
+    while (next_start < items && static_cast<int>(ahead.size()) < depth) {
+      launch();
+    }
+    while (!ahead.empty()) {
+      Ahead a = std::move(ahead.front());
+      ahead.pop_front();
+      auto prepared = a.prepared.get();
+      Die(prepared.status(), "prepare upload");
+      if (next_start < items) launch();
+      Die(logic.CommitUpload(**prepared).status(), "upload");
     }
   }
   const double upload_s = Since(t);

@@ -84,6 +84,9 @@ struct PayoutOptions {
   int validation_threads = 2;
   // Items per UploadItems message at most.
   int max_upload_chunk = 10000;
+  // UploadItems messages validated (PrepareUpload) ahead of the one being
+  // stored, at least 1: with two, a core never waits for the other side.
+  int upload_prepare_ahead = 2;
   // Backoff after a transient bank failure: initial, doubled up to max.
   absl::Duration initial_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(5);
@@ -105,6 +108,8 @@ class PayoutLogic {
   PayoutLogic(common::StoreContext ctx, const card::CardLogic* cards,
               BankGateway* bank, PayoutOptions options = {});
   ~PayoutLogic();
+
+  const PayoutOptions& options() const { return options_; }
 
   absl::StatusOr<ssc::v1::RegisterProgrammeResponse> RegisterProgramme(
       const common::Caller& caller,

@@ -1,11 +1,15 @@
 #include "services/payout/payout_service.h"
 
+#include <algorithm>
+#include <deque>
 #include <functional>
+#include <future>
 #include <memory>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "services/common/errors.h"
+#include "storage/status_macros.h"
 
 namespace ssc::payout {
 
@@ -65,43 +69,60 @@ grpc::Status PayoutServiceImpl::UploadItems(
           return absl::OkStatus();
         };
         int64_t new_items = 0, repeated = 0;
-        // Message i is stored while message i+1 is read and validated
-        // (PrepareUpload takes no lock): validation overlaps storing.
-        auto msg =
-            std::make_unique<ssc::v1::UploadItemsRequest>(std::move(first));
-        absl::StatusOr<std::shared_ptr<PayoutLogic::PreparedUpload>> cur =
-            logic_->PrepareUpload(caller, batch_id, request_id, msg->items());
-        if (!cur.ok()) return cur.status();
-        while (true) {
-          auto next_msg = std::make_unique<ssc::v1::UploadItemsRequest>();
-          const bool more = reader->Read(next_msg.get());
-          absl::StatusOr<std::shared_ptr<PayoutLogic::PreparedUpload>> next =
-              absl::InternalError("no next message");
-          std::thread preparer;
-          if (more) {
-            if (absl::Status s = same_stream(*next_msg); !s.ok()) {
-              next = s;
-            } else {
-              preparer = std::thread([&] {
-                next = logic_->PrepareUpload(caller, batch_id, request_id,
-                                             next_msg->items());
-              });
-            }
-          }
+        // Messages are stored in order while the next ones are read and
+        // validated (PrepareUpload takes no lock and reads nothing earlier
+        // chunks write; CommitUpload checks those under the batch lock).
+        struct Ahead {
+          std::unique_ptr<ssc::v1::UploadItemsRequest> msg;
+          std::future<
+              absl::StatusOr<std::shared_ptr<PayoutLogic::PreparedUpload>>>
+              prepared;
+        };
+        // Destroyed before what the preparations refer to (declared
+        // above); a future's destructor waits for its preparation.
+        std::deque<Ahead> ahead;
+        auto launch = [&](std::unique_ptr<ssc::v1::UploadItemsRequest> m) {
+          const auto* items = &m->items();
+          Ahead a;
+          a.msg = std::move(m);
+          a.prepared = std::async(std::launch::async, [&, items] {
+            return logic_->PrepareUpload(caller, batch_id, request_id, *items);
+          });
+          ahead.push_back(std::move(a));
+        };
+        // Reads the next message and starts its preparation; false at the
+        // end of the stream or at a message of another stream (`bad`).
+        absl::Status bad;
+        auto read_next = [&] {
+          auto m = std::make_unique<ssc::v1::UploadItemsRequest>();
+          if (!reader->Read(m.get())) return false;
+          bad = same_stream(*m);
+          if (!bad.ok()) return false;
+          launch(std::move(m));
+          return true;
+        };
+        launch(std::make_unique<ssc::v1::UploadItemsRequest>(std::move(first)));
+        const size_t depth = static_cast<size_t>(
+            std::max(1, logic_->options().upload_prepare_ahead));
+        bool more = true;
+        while (more && ahead.size() < depth) more = read_next();
+        while (!ahead.empty()) {
+          absl::StatusOr<std::shared_ptr<PayoutLogic::PreparedUpload>> cur =
+              ahead.front().prepared.get();
+          auto msg = std::move(ahead.front().msg);
+          ahead.pop_front();
+          if (!cur.ok()) return cur.status();
+          if (more) more = read_next();
           absl::StatusOr<ssc::v1::UploadItemsResponse> r =
               logic_->CommitUpload(**cur);
-          if (preparer.joinable()) preparer.join();
           if (!r.ok()) return r.status();
           new_items += r->new_items();
           repeated += r->repeated_items();
           *resp->mutable_totals() = r->totals();
           if (ctx->IsCancelled())
             return absl::CancelledError("upload cancelled");
-          if (!more) break;
-          if (!next.ok()) return next.status();
-          cur = std::move(next);
-          msg = std::move(next_msg);
         }
+        RETURN_IF_ERROR(bad);
         resp->set_new_items(new_items);
         resp->set_repeated_items(repeated);
         return absl::OkStatus();
