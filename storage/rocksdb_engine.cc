@@ -240,18 +240,27 @@ class RocksDbEngine final : public Engine {
   absl::StatusOr<std::vector<std::optional<std::string>>> MultiGet(
       Table t, const std::vector<std::string_view>& keys) override {
     RETURN_IF_ERROR(CheckTable(t));
+    // The keys in bytewise order (every table's order), so that RocksDB
+    // need not sort them itself: its sort compares through the comparator's
+    // virtual calls and cost more than the rest of a batch of point reads.
+    std::vector<uint32_t> order(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i)
+      order[i] = static_cast<uint32_t>(i);
+    std::sort(order.begin(), order.end(),
+              [&keys](uint32_t a, uint32_t b) { return keys[a] < keys[b]; });
     std::vector<rocksdb::Slice> slices;
     slices.reserve(keys.size());
-    for (std::string_view k : keys) slices.emplace_back(k.data(), k.size());
+    for (uint32_t i : order)
+      slices.emplace_back(keys[i].data(), keys[i].size());
     std::vector<rocksdb::PinnableSlice> values(keys.size());
     std::vector<rocksdb::Status> st(keys.size());
     db_->MultiGet(rocksdb::ReadOptions(), cf(t), slices.size(), slices.data(),
-                  values.data(), st.data());
+                  values.data(), st.data(), /*sorted_input=*/true);
     std::vector<std::optional<std::string>> out(keys.size());
-    for (size_t i = 0; i < keys.size(); ++i) {
-      if (st[i].IsNotFound()) continue;
-      RETURN_IF_ERROR(FromRocksDb(st[i]));
-      out[i] = values[i].ToString();
+    for (size_t j = 0; j < keys.size(); ++j) {
+      if (st[j].IsNotFound()) continue;
+      RETURN_IF_ERROR(FromRocksDb(st[j]));
+      out[order[j]] = values[j].ToString();
     }
     return out;
   }

@@ -372,8 +372,13 @@ TEST(EngineTest, MultiGetAnswersInTheOrderAskedWithAbsentKeys) {
   WriteSet more;
   more.Put(Table::kPersons, "k7", "newer");
   more.Delete(Table::kPersons, "k8");
+  // Bytes above 0x7f order after all others (the keys are sorted before
+  // the read: as unsigned bytes, the tables' order).
+  more.Put(Table::kPersons, "k\xff", "high");
+  more.Put(Table::kPersons, "k\x01", "low");
   ASSERT_TRUE(engine->Commit(std::move(more)).ok());
-  std::vector<std::string> keys = {"k299", "missing", "k7", "k8", "k0", "k7"};
+  std::vector<std::string> keys = {"k299", "missing", "k7",    "k8",
+                                   "k0",   "k7",      "k\xff", "k\x01"};
   std::vector<std::string_view> views(keys.begin(), keys.end());
   auto got = engine->MultiGet(Table::kPersons, views);
   ASSERT_TRUE(got.ok()) << got.status();
@@ -384,6 +389,8 @@ TEST(EngineTest, MultiGetAnswersInTheOrderAskedWithAbsentKeys) {
   EXPECT_EQ((*got)[3], std::nullopt);
   EXPECT_EQ((*got)[4], "v0");
   EXPECT_EQ((*got)[5], "newer");
+  EXPECT_EQ((*got)[6], "high");
+  EXPECT_EQ((*got)[7], "low");
   EXPECT_TRUE(engine->MultiGet(Table::kPersons, {})->empty());
   EXPECT_EQ(
       engine->MultiGet(static_cast<Table>(kTableCount), views).status().code(),
