@@ -51,6 +51,9 @@ std::string ActivePrefix() { return KeyBuilder().Str("A").Build(); }
 std::string ActiveKey(std::string_view batch_id) {
   return KeyBuilder().Str("A").Str(batch_id).Build();
 }
+std::string EntitlementPrefix(std::string_view code, std::string_view period) {
+  return KeyBuilder().Str("E").Str(code).Str(period).Build();
+}
 std::string EntitlementKey(std::string_view code, std::string_view period,
                            std::string_view person_key) {
   return KeyBuilder().Str("E").Str(code).Str(period).Raw(person_key).Build();

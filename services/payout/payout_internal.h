@@ -33,6 +33,8 @@ std::string BudgetKey(std::string_view code, std::string_view period);
 std::string BatchKey(std::string_view batch_id);
 std::string ActivePrefix();
 std::string ActiveKey(std::string_view batch_id);
+// The entitlements of a programme and period (keys EntitlementKey).
+std::string EntitlementPrefix(std::string_view code, std::string_view period);
 std::string EntitlementKey(std::string_view code, std::string_view period,
                            std::string_view person_key);
 std::string ItemPrefix(std::string_view batch_id);
