@@ -26,17 +26,17 @@ uint64_t GetFixed64BE(std::string_view in) {
   return v;
 }
 
-KeyBuilder& KeyBuilder::U64(uint64_t v) {
+KeyBuilder& KeyBuilder::U64(uint64_t v) & {
   PutFixed64BE(&key_, v);
   return *this;
 }
 
-KeyBuilder& KeyBuilder::I64(int64_t v) {
+KeyBuilder& KeyBuilder::I64(int64_t v) & {
   PutFixed64BE(&key_, static_cast<uint64_t>(v) ^ (uint64_t{1} << 63));
   return *this;
 }
 
-KeyBuilder& KeyBuilder::U32(uint32_t v) {
+KeyBuilder& KeyBuilder::U32(uint32_t v) & {
   for (int shift = 24; shift >= 0; shift -= 8) {
     key_.push_back(static_cast<char>((v >> shift) & 0xFF));
   }
@@ -44,7 +44,6 @@ KeyBuilder& KeyBuilder::U32(uint32_t v) {
 }
 
 void AppendKeyString(std::string* out, std::string_view s) {
-  out->reserve(out->size() + s.size() + 2);
   // Runs without the escape byte are appended whole (the common case).
   while (!s.empty()) {
     const size_t at = s.find(kEscape);
@@ -60,12 +59,12 @@ void AppendKeyString(std::string* out, std::string_view s) {
   out->push_back(kTerminator);
 }
 
-KeyBuilder& KeyBuilder::Str(std::string_view s) {
+KeyBuilder& KeyBuilder::Str(std::string_view s) & {
   AppendKeyString(&key_, s);
   return *this;
 }
 
-KeyBuilder& KeyBuilder::Raw(std::string_view s) {
+KeyBuilder& KeyBuilder::Raw(std::string_view s) & {
   key_.append(s);
   return *this;
 }

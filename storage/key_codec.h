@@ -14,15 +14,24 @@ namespace ssc::storage {
 
 class KeyBuilder {
  public:
-  KeyBuilder& U64(uint64_t v);
-  KeyBuilder& I64(int64_t v);  // sign bit flipped: negative sorts first
-  KeyBuilder& U32(uint32_t v);
-  KeyBuilder& Str(std::string_view s);
+  // Room for a typical key: one allocation per key built.
+  KeyBuilder() { key_.reserve(64); }
+  KeyBuilder& U64(uint64_t v) &;
+  KeyBuilder& I64(int64_t v) &;  // sign bit flipped: negative sorts first
+  KeyBuilder& U32(uint32_t v) &;
+  KeyBuilder& Str(std::string_view s) &;
   // Raw bytes with no terminator: only as the last component.
-  KeyBuilder& Raw(std::string_view s);
+  KeyBuilder& Raw(std::string_view s) &;
+  // The same on a temporary, which stays one: a chain such as
+  // KeyBuilder().Str(a).U64(b).Build() moves the key out instead of
+  // copying it.
+  KeyBuilder&& U64(uint64_t v) && { return std::move(U64(v)); }
+  KeyBuilder&& I64(int64_t v) && { return std::move(I64(v)); }
+  KeyBuilder&& U32(uint32_t v) && { return std::move(U32(v)); }
+  KeyBuilder&& Str(std::string_view s) && { return std::move(Str(s)); }
+  KeyBuilder&& Raw(std::string_view s) && { return std::move(Raw(s)); }
   const std::string& key() const { return key_; }
   std::string Build() && { return std::move(key_); }
-  // For chained temporaries, e.g. KeyBuilder().Str(a).U64(b).Build().
   std::string Build() const& { return key_; }
 
  private:
