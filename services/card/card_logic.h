@@ -83,6 +83,12 @@ struct CardChange {
   // replacement (a replacement in progress still holds). Summed over the
   // changes of one operation this is exact.
   int holder_delta = 0;
+  // The person record is first written by this write set (imports of
+  // history, services/ops/importer.h, replay only persons the store does
+  // not hold yet): nothing derived from the person (an e-card, ...) can be
+  // stored outside the write set, so observers need read only its pending
+  // writes. False when unknown (live operations): observers read the store.
+  bool person_new = false;
 };
 
 // Gets every card state change inside the same write set, so derived state

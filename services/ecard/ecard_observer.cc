@@ -7,9 +7,19 @@ namespace ssc::ecard {
 
 absl::Status ECardObserver::OnCardChange(storage::WriteSet& ws,
                                          const card::CardChange& change) {
-  absl::StatusOr<std::optional<std::string>> ref =
-      ReadThrough(*engine_, &ws, storage::Table::kECards,
-                  PersonIndexKey(change.person_key));
+  const std::string index_key = PersonIndexKey(change.person_key);
+  absl::StatusOr<std::optional<std::string>> ref;
+  if (change.person_new) {
+    // A person new in this write set has an e-card only if the write set
+    // issues it: its pending writes tell, without a read of the store (an
+    // import replays five or more changes per card).
+    std::optional<std::optional<std::string>> pending =
+        ws.Pending(storage::Table::kECards, index_key);
+    ref = pending.has_value() ? *std::move(pending)
+                              : std::optional<std::string>();
+  } else {
+    ref = ReadThrough(*engine_, &ws, storage::Table::kECards, index_key);
+  }
   if (!ref.ok()) return ref.status();
   if (!ref->has_value()) return absl::OkStatus();  // no e-card
 

@@ -12,6 +12,8 @@
 // The e-card follows one card (its application id); a change of another card
 // is ignored unless that card replaces the followed one, in which case the
 // e-card moves to it. Runs under the person's lock (CardLogic holds it).
+// For a person new in the write set (CardChange::person_new: imports) only
+// the write set's pending writes are looked at, not the store.
 // Thread-safe.
 
 #include "absl/status/status.h"

@@ -12,7 +12,12 @@ std::string ECardKey(std::string_view ecard_id) {
 }
 
 std::string PersonIndexKey(std::string_view person_key) {
-  return KeyBuilder().Str("p").Raw(person_key).key();
+  // One buffer (every card change of an e-card holder builds this key).
+  std::string key;
+  key.reserve(3 + person_key.size());
+  storage::AppendKeyString(&key, "p");
+  key.append(person_key);
+  return key;
 }
 
 std::string BindingKey(std::string_view ecard_id, std::string_view channel) {

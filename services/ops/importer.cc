@@ -112,6 +112,11 @@ class Details {
     out_.reserve(512);
     out_.push_back('{');
   }
+  // Continues `open` (what Open() returned).
+  explicit Details(std::string_view open) {
+    out_.reserve(512);
+    out_.append(open);
+  }
   // `quoted_key` is the key with its quotes and colon: R"("a":)".
   Details& Str(std::string_view quoted_key, std::string_view value) {
     Key(quoted_key);
@@ -127,6 +132,8 @@ class Details {
     out_.push_back('}');
     return std::move(out_);
   }
+  // The object so far, not closed: to continue with Details(open).
+  std::string Open() && { return std::move(out_); }
 
  private:
   void Key(std::string_view quoted_key) {
@@ -522,32 +529,94 @@ std::string ImportedECardId(const storage::PiiCipher& cipher,
 
 }  // namespace
 
+namespace {
+
+// The reads of step 3 (what the store holds of a group), in the order the
+// checks use them; a batch fetches them with one MultiGet per table.
+struct Lookup {
+  Lookup(Table t, std::string k) : table(t), key(std::move(k)) {}
+  Table table;
+  std::string key;
+  std::optional<std::string> value;
+  bool fetched = false;
+};
+
+}  // namespace
+
+// A group validated (steps 1 and 2 of Prepare) and waiting for its reads.
+struct Importer::GroupPlan {
+  std::vector<CardPlan> cards;
+  std::vector<ECardPlan> ecards;
+  uint64_t person_line = 0;
+  card::IdNumberInfo id;
+  std::string person_key;
+  // The person, then per card its application id, card number and
+  // identification code (the last two when given).
+  std::vector<Lookup> lookups;
+};
+
+void Importer::RejectAll(const Group& g, uint64_t line, std::string field,
+                         std::string reason, Prepared* p) {
+  p->outcome = Prepared::Outcome::kRejected;
+  p->rejects.clear();
+  for (const Group::Row& r : g.rows) {
+    if (r.line == line) {
+      p->rejects.push_back({r.line, field, reason});
+    } else {
+      p->rejects.push_back(
+          {r.line, "",
+           absl::StrCat("rejected with the rows of the same person (line ",
+                        line, ")")});
+    }
+  }
+  p->ws = storage::WriteSet();
+}
+
 void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
+  GroupPlan plan;
+  if (Plan(g, now, p, &plan)) Replay(g, &plan, p);
+}
+
+void Importer::Fetch(std::vector<GroupPlan*>& plans) const {
+  // One MultiGet per table; a failed one leaves its keys to Replay, which
+  // reads them one by one (and rejects the group on a failure, as before).
+  for (const Table t : {Table::kPersons, Table::kCards, Table::kIndex}) {
+    std::vector<std::string_view> keys;
+    std::vector<Lookup*> where;
+    for (GroupPlan* plan : plans) {
+      for (Lookup& l : plan->lookups) {
+        if (l.table != t) continue;
+        keys.emplace_back(l.key);
+        where.push_back(&l);
+      }
+    }
+    if (keys.empty()) continue;
+    absl::StatusOr<std::vector<std::optional<std::string>>> values =
+        ctx_.engine->MultiGet(t, keys);
+    if (!values.ok() || values->size() != keys.size()) continue;
+    for (size_t i = 0; i < where.size(); ++i) {
+      where[i]->value = std::move((*values)[i]);
+      where[i]->fetched = true;
+    }
+  }
+}
+
+bool Importer::Plan(const Group& g, absl::Time now, Prepared* p,
+                    GroupPlan* plan) const {
   p->rows = g.rows.size();
   for (const Group::Row& r : g.rows) p->lines.push_back(r.line);
   p->first_line = g.rows.empty() ? 0 : g.rows.front().line;
   p->last_line = g.rows.empty() ? 0 : g.rows.back().line;
   auto reject_all = [&](uint64_t line, Problem problem) {
-    p->outcome = Prepared::Outcome::kRejected;
-    p->rejects.clear();
-    for (const Group::Row& r : g.rows) {
-      if (r.line == line) {
-        p->rejects.push_back({r.line, problem.field, problem.reason});
-      } else {
-        p->rejects.push_back(
-            {r.line, "",
-             absl::StrCat("rejected with the rows of the same person (line ",
-                          line, ")")});
-      }
-    }
-    p->ws = storage::WriteSet();
+    RejectAll(g, line, std::move(problem.field), std::move(problem.reason), p);
+    return false;
   };
 
   // 1. Rows.
-  std::vector<CardPlan> cards;
-  std::vector<ECardPlan> ecards;
+  std::vector<CardPlan>& cards = plan->cards;
+  std::vector<ECardPlan>& ecards = plan->ecards;
   const RegisterRow* person_row = nullptr;
-  uint64_t person_line = 0;
+  uint64_t& person_line = plan->person_line;
   for (const Group::Row& gr : g.rows) {
     const RegisterRow& r = gr.row;
     if (r.kind() == "ecard") {
@@ -693,12 +762,44 @@ void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
     }
   }
 
+  plan->id = *std::move(id);
+  plan->person_key = ctx_.cipher->BlindIndex("id_number", plan->id.normalized);
+  plan->lookups.reserve(1 + 3 * cards.size());
+  plan->lookups.emplace_back(Table::kPersons, plan->person_key);
+  for (const CardPlan& c : cards) {
+    const RegisterRow& r = *c.row;
+    plan->lookups.emplace_back(Table::kCards, r.application_id());
+    if (!r.card_number().empty()) {
+      plan->lookups.emplace_back(Table::kIndex, CardNumberKey(r.card_number()));
+    }
+    if (!r.identification_code().empty()) {
+      plan->lookups.emplace_back(Table::kIndex,
+                                 IdCodeKey(r.identification_code()));
+    }
+  }
+  return true;
+}
+
+void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p) const {
+  auto reject_all = [&](uint64_t line, Problem problem) {
+    RejectAll(g, line, std::move(problem.field), std::move(problem.reason), p);
+  };
+  std::vector<CardPlan>& cards = plan->cards;
+  std::vector<ECardPlan>& ecards = plan->ecards;
+  const uint64_t person_line = plan->person_line;
+  const card::IdNumberInfo* const id = &plan->id;
+  // The reads of step 3, in order: fetched by Fetch, else read now.
+  size_t next_lookup = 0;
+  auto read = [&]() -> absl::StatusOr<std::optional<std::string>> {
+    Lookup& l = plan->lookups[next_lookup++];
+    if (l.fetched) return std::move(l.value);
+    return ctx_.engine->Get(l.table, l.key);
+  };
+
   // 3. What the store already holds.
-  const std::string person_key =
-      ctx_.cipher->BlindIndex("id_number", id->normalized);
+  const std::string& person_key = plan->person_key;
   p->person_key = person_key;
-  absl::StatusOr<std::optional<std::string>> existing =
-      ctx_.engine->Get(Table::kPersons, person_key);
+  absl::StatusOr<std::optional<std::string>> existing = read();
   if (!existing.ok()) {
     return reject_all(person_line, FromStatus(existing.status(), ""));
   }
@@ -722,8 +823,7 @@ void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
   }
   for (const CardPlan& c : cards) {
     const RegisterRow& r = *c.row;
-    absl::StatusOr<std::optional<std::string>> card_exists =
-        ctx_.engine->Get(Table::kCards, r.application_id());
+    absl::StatusOr<std::optional<std::string>> card_exists = read();
     if (!card_exists.ok()) {
       return reject_all(c.line, FromStatus(card_exists.status(), ""));
     }
@@ -731,19 +831,12 @@ void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
       return reject_all(c.line, {"application_id",
                                  "already belongs to another person's card"});
     }
-    for (const auto& [field, key] :
-         {std::pair<const char*, std::string>{"card_number",
-                                              CardNumberKey(r.card_number())},
-          {"identification_code", IdCodeKey(r.identification_code())}}) {
-      if (std::string_view(field) == "card_number" && r.card_number().empty()) {
-        continue;
-      }
-      if (std::string_view(field) == "identification_code" &&
-          r.identification_code().empty()) {
-        continue;
-      }
-      absl::StatusOr<std::optional<std::string>> owner =
-          ctx_.engine->Get(Table::kIndex, key);
+    for (const auto& [field, given] :
+         {std::pair<const char*, bool>{"card_number", !r.card_number().empty()},
+          {"identification_code", !r.identification_code().empty()}}) {
+      if (!given) continue;
+      const std::string& key = plan->lookups[next_lookup].key;
+      absl::StatusOr<std::optional<std::string>> owner = read();
       if (!owner.ok())
         return reject_all(c.line, FromStatus(owner.status(), ""));
       if (owner->has_value()) {
@@ -843,6 +936,11 @@ void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
   // buffers).
   CardChange ch;
   ch.person_key = person_key;
+  // The opening of the card events' details and what it was built from.
+  std::string head, head_card, head_number, head_region, head_issuing,
+      head_name;
+  // Only persons the store does not hold are replayed (step 3).
+  ch.person_new = true;
   // As CardLogic::Txn::Change, minus the card and invalid-list puts (the
   // final record is stored once at the end, with the same result).
   // `has_before`: the step changes an existing card, as it was when
@@ -860,14 +958,29 @@ void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
     const CardRecord* holder_before = has_before ? before : previous_latest;
     const int delta = static_cast<int>(IsHolder(&after)) -
                       static_cast<int>(IsHolder(holder_before));
-    Details payload;
-    payload.Str(R"("application_id":)", after.application_id())
-        .Str(R"("card_number":)", after.card_number())
-        .Str(R"("region_code":)", after.region_code())
-        .Str(R"("issuing_region_code":)", after.issuing_region_code())
-        .Str(R"("holder_id_number":)", masked_id)
-        .Str(R"("holder_name":)", masked_name)
-        .Str(R"("state_before":)", has_before ? card::StateName(from) : "")
+    // The first six members repeat from step to step of a card: quoted
+    // once, and again only when one of them changes.
+    if (head_card != after.application_id() ||
+        head_number != after.card_number() ||
+        head_region != after.region_code() ||
+        head_issuing != after.issuing_region_code() ||
+        head_name != masked_name || head.empty()) {
+      head_card = after.application_id();
+      head_number = after.card_number();
+      head_region = after.region_code();
+      head_issuing = after.issuing_region_code();
+      head_name = masked_name;
+      Details h;
+      h.Str(R"("application_id":)", after.application_id())
+          .Str(R"("card_number":)", after.card_number())
+          .Str(R"("region_code":)", after.region_code())
+          .Str(R"("issuing_region_code":)", after.issuing_region_code())
+          .Str(R"("holder_id_number":)", masked_id)
+          .Str(R"("holder_name":)", masked_name);
+      head = std::move(h).Open();
+    }
+    Details payload(head);
+    payload.Str(R"("state_before":)", has_before ? card::StateName(from) : "")
         .Str(R"("state_after":)", card::StateName(after.state()))
         .Bool(R"("holder_start":)", delta > 0)
         .Bool(R"("holder_stop":)", delta < 0);
@@ -1306,6 +1419,114 @@ std::vector<const google::protobuf::FieldDescriptor*> ResolveColumns(
   return fields;
 }
 
+// Sets a string field of a row through its generated setter (reflection's
+// SetString costs several times as much, for every field of every line);
+// a field not listed here takes the reflection path.
+void SetStringField(RegisterRow* row,
+                    const google::protobuf::FieldDescriptor* f,
+                    std::string_view v) {
+  switch (f->number()) {
+    case RegisterRow::kKindFieldNumber:
+      row->set_kind(v.data(), v.size());
+      return;
+    case RegisterRow::kIdNumberFieldNumber:
+      row->set_id_number(v.data(), v.size());
+      return;
+    case RegisterRow::kNameFieldNumber:
+      row->set_name(v.data(), v.size());
+      return;
+    case RegisterRow::kPhoneFieldNumber:
+      row->set_phone(v.data(), v.size());
+      return;
+    case RegisterRow::kAddressFieldNumber:
+      row->set_address(v.data(), v.size());
+      return;
+    case RegisterRow::kRegionCodeFieldNumber:
+      row->set_region_code(v.data(), v.size());
+      return;
+    case RegisterRow::kApplicationIdFieldNumber:
+      row->set_application_id(v.data(), v.size());
+      return;
+    case RegisterRow::kStateFieldNumber:
+      row->set_state(v.data(), v.size());
+      return;
+    case RegisterRow::kBankCodeFieldNumber:
+      row->set_bank_code(v.data(), v.size());
+      return;
+    case RegisterRow::kBankAccountFieldNumber:
+      row->set_bank_account(v.data(), v.size());
+      return;
+    case RegisterRow::kPhotoRefFieldNumber:
+      row->set_photo_ref(v.data(), v.size());
+      return;
+    case RegisterRow::kCardNumberFieldNumber:
+      row->set_card_number(v.data(), v.size());
+      return;
+    case RegisterRow::kIdentificationCodeFieldNumber:
+      row->set_identification_code(v.data(), v.size());
+      return;
+    case RegisterRow::kSpecVersionFieldNumber:
+      row->set_spec_version(v.data(), v.size());
+      return;
+    case RegisterRow::kValidFromFieldNumber:
+      row->set_valid_from(v.data(), v.size());
+      return;
+    case RegisterRow::kValidUntilFieldNumber:
+      row->set_valid_until(v.data(), v.size());
+      return;
+    case RegisterRow::kBatchReferenceFieldNumber:
+      row->set_batch_reference(v.data(), v.size());
+      return;
+    case RegisterRow::kAppliedAtFieldNumber:
+      row->set_applied_at(v.data(), v.size());
+      return;
+    case RegisterRow::kSentAtFieldNumber:
+      row->set_sent_at(v.data(), v.size());
+      return;
+    case RegisterRow::kProducedAtFieldNumber:
+      row->set_produced_at(v.data(), v.size());
+      return;
+    case RegisterRow::kIssuedAtFieldNumber:
+      row->set_issued_at(v.data(), v.size());
+      return;
+    case RegisterRow::kActivatedAtFieldNumber:
+      row->set_activated_at(v.data(), v.size());
+      return;
+    case RegisterRow::kLostAtFieldNumber:
+      row->set_lost_at(v.data(), v.size());
+      return;
+    case RegisterRow::kClosedAtFieldNumber:
+      row->set_closed_at(v.data(), v.size());
+      return;
+    case RegisterRow::kReplacesFieldNumber:
+      row->set_replaces(v.data(), v.size());
+      return;
+    case RegisterRow::kReplacementReasonFieldNumber:
+      row->set_replacement_reason(v.data(), v.size());
+      return;
+    case RegisterRow::kCancelReasonFieldNumber:
+      row->set_cancel_reason(v.data(), v.size());
+      return;
+    case RegisterRow::kChannelFieldNumber:
+      row->set_channel(v.data(), v.size());
+      return;
+    case RegisterRow::kBoundAtFieldNumber:
+      row->set_bound_at(v.data(), v.size());
+      return;
+    case RegisterRow::kMethodFieldNumber:
+      row->set_method(v.data(), v.size());
+      return;
+    case RegisterRow::kReferenceFieldNumber:
+      row->set_reference(v.data(), v.size());
+      return;
+    case RegisterRow::kVerifiedAtFieldNumber:
+      row->set_verified_at(v.data(), v.size());
+      return;
+    default:
+      RegisterRow::GetReflection()->SetString(row, f, std::string(v));
+  }
+}
+
 absl::StatusOr<RegisterRow> ParseResolved(
     ssc::v1::ImportFormat format, const std::vector<std::string>& columns,
     const std::vector<const google::protobuf::FieldDescriptor*>& descriptors,
@@ -1353,7 +1574,7 @@ absl::StatusOr<RegisterRow> ParseResolved(
         return s;
       }
     } else if (!fields[i].empty()) {
-      refl->SetString(&row, f, std::string(fields[i]));
+      SetStringField(&row, f, fields[i]);
     }
   }
   return row;
@@ -1609,6 +1830,11 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
   // Prepare (in parallel).
   std::vector<Importer::Prepared> prepared(groups.size());
   auto prepare_range = [&](size_t from, size_t to) {
+    // Valid groups are planned first, their reads fetched together, then
+    // replayed.
+    std::vector<Importer::GroupPlan> plans(to - from);
+    std::vector<Importer::GroupPlan*> planned;
+    std::vector<size_t> planned_group;
     for (size_t i = from; i < to; ++i) {
       if (groups[i].parse_error.has_value()) {
         prepared[i].outcome = Importer::Prepared::Outcome::kRejected;
@@ -1624,9 +1850,15 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
         for (const auto& r : groups[i].rows) {
           prepared[i].rejects.push_back({r.line, "id_number", "is required"});
         }
-      } else {
-        imp.Prepare(groups[i], now, &prepared[i]);
+      } else if (imp.Plan(groups[i], now, &prepared[i], &plans[i - from])) {
+        planned.push_back(&plans[i - from]);
+        planned_group.push_back(i);
       }
+    }
+    imp.Fetch(planned);
+    for (size_t k = 0; k < planned.size(); ++k) {
+      const size_t i = planned_group[k];
+      imp.Replay(groups[i], planned[k], &prepared[i]);
     }
   };
   {

@@ -180,9 +180,22 @@ class Importer {
   friend class ImportSession;
   struct Group;
   struct Prepared;
+  struct GroupPlan;
   void Release(const std::string& import_id);
-  // Validates and replays one person's rows into `*p` (no store writes).
+  // Validates and replays one person's rows into `*p` (no store writes):
+  // Plan, then Replay (which reads what Fetch did not).
   void Prepare(const Group& g, absl::Time now, Prepared* p) const;
+  // Validates one person's rows into `*plan` and lists the reads the replay
+  // needs; false (and `*p` rejected) if the rows are invalid.
+  bool Plan(const Group& g, absl::Time now, Prepared* p, GroupPlan* plan) const;
+  // Reads the lookups of many plans at once (one MultiGet per table).
+  void Fetch(std::vector<GroupPlan*>& plans) const;
+  // Checks the reads and replays the planned history into `*p`.
+  void Replay(const Group& g, GroupPlan* plan, Prepared* p) const;
+  // Rejects the whole group: `line` for `field` and `reason`, its other
+  // rows with it.
+  static void RejectAll(const Group& g, uint64_t line, std::string field,
+                        std::string reason, Prepared* p);
 
   common::StoreContext ctx_;
   const card::RegionTable* regions_;

@@ -28,14 +28,26 @@ absl::StatusOr<int64_t> DecodeCounter(std::string_view value) {
   return static_cast<int64_t>(u);
 }
 
-std::string SeriesPrefix(Metric metric, std::string_view region,
-                         Granularity g) {
-  return storage::KeyBuilder()
-      .Str(kMetricPrefix)
-      .Str(MetricName(metric))
-      .Str(region)
-      .U32(static_cast<uint32_t>(g))
-      .Build();
+// The counter keys, built in one buffer each (KeyBuilder grows its key
+// once per component; these keys are built for every holder change):
+// Str(kMetricPrefix) Str(metric) Str(region) U32(granularity) [U32(period)].
+void AppendU32(std::string* out, uint32_t v) {
+  const char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16),
+                     static_cast<char>(v >> 8), static_cast<char>(v)};
+  out->append(b, 4);
+}
+
+std::string SeriesPrefix(Metric metric, std::string_view region, Granularity g,
+                         size_t extra = 0) {
+  const std::string_view name = MetricName(metric);
+  std::string key;
+  key.reserve(kMetricPrefix.size() + name.size() + region.size() + 6 + 4 +
+              extra);
+  storage::AppendKeyString(&key, kMetricPrefix);
+  storage::AppendKeyString(&key, name);
+  storage::AppendKeyString(&key, region);
+  AppendU32(&key, static_cast<uint32_t>(g));
+  return key;
 }
 
 // Sums the deltas of one series with periods in [from, to).
@@ -106,10 +118,9 @@ std::string CountyOf(std::string_view region_code) {
 
 std::string MetricKey(Metric metric, std::string_view region,
                       Granularity granularity, uint32_t period) {
-  return storage::KeyBuilder()
-      .Raw(SeriesPrefix(metric, region, granularity))
-      .U32(period)
-      .Build();
+  std::string key = SeriesPrefix(metric, region, granularity, 4);
+  AppendU32(&key, period);
+  return key;
 }
 
 void AddMetricDelta(storage::WriteSet& ws, Metric metric,
@@ -119,13 +130,26 @@ void AddMetricDelta(storage::WriteSet& ws, Metric metric,
   const uint32_t y = static_cast<uint32_t>(day.year());
   const uint32_t ym = y * 100 + static_cast<uint32_t>(day.month());
   const uint32_t ymd = ym * 100 + static_cast<uint32_t>(day.day());
-  for (const std::string& region : TargetRegions(township)) {
-    ws.AddCounter(storage::Table::kCounters,
-                  MetricKey(metric, region, Granularity::kYear, y), delta);
-    ws.AddCounter(storage::Table::kCounters,
-                  MetricKey(metric, region, Granularity::kMonth, ym), delta);
-    ws.AddCounter(storage::Table::kCounters,
-                  MetricKey(metric, region, Granularity::kDay, ymd), delta);
+  // The township and its county (TargetRegions), without copies.
+  const std::string_view regions[2] = {township, township.substr(0, 6)};
+  const int n = township.size() > 6 ? 2 : 1;
+  for (int r = 0; r < n; ++r) {
+    // The year key is built whole; the month and day keys are copies of it
+    // with their last eight bytes (granularity, period) rewritten.
+    std::string year = SeriesPrefix(metric, regions[r], Granularity::kYear, 4);
+    AppendU32(&year, y);
+    const size_t tail = year.size() - 8;
+    std::string month = year;
+    month.resize(tail);
+    AppendU32(&month, static_cast<uint32_t>(Granularity::kMonth));
+    AppendU32(&month, ym);
+    std::string dayk = year;
+    dayk.resize(tail);
+    AppendU32(&dayk, static_cast<uint32_t>(Granularity::kDay));
+    AppendU32(&dayk, ymd);
+    ws.AddCounter(storage::Table::kCounters, std::move(year), delta);
+    ws.AddCounter(storage::Table::kCounters, std::move(month), delta);
+    ws.AddCounter(storage::Table::kCounters, std::move(dayk), delta);
   }
 }
 

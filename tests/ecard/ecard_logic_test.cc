@@ -746,5 +746,55 @@ TEST_F(ECardLogicTest, PrivateKeyIsStoredEncrypted) {
   EXPECT_FALSE(cipher_->Decrypt(r.private_pkcs8(), SigningKeyAad(2)).ok());
 }
 
+// CardChange::person_new (imports): the observer looks only at the write
+// set's pending writes; otherwise it reads the store. Both update the
+// e-card the same way when the e-card is where they look.
+TEST_F(ECardLogicTest, ObserverOfANewPersonLooksOnlyAtTheWriteSet) {
+  const std::string id = NewId();
+  v1::Card c = Holder(id);
+  const std::string e = IssueIn(app_a_, id);
+  const std::string person = card_->PersonKey(absl::AsciiStrToUpper(id));
+  auto stored = engine_->Get(storage::Table::kCards, c.application_id());
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  card::CardChange ch;
+  ch.kind = card::ChangeKind::kTransition;
+  ch.operation = card::Operation::kReportFormalLoss;
+  ch.event_type = "card.lost";
+  ch.person_key = person;
+  ASSERT_TRUE(ch.after.ParseFromString(**stored));
+  ch.before = ch.after;
+  ch.after.set_state(CARD_STATE_LOST);
+  ch.time = clock_.Now();
+  auto state_in = [&](const storage::WriteSet& ws) {
+    auto v = ws.Pending(storage::Table::kECards, ECardKey(e));
+    store::ECardRecord r;
+    if (!v.has_value() || !v->has_value() || !r.ParseFromString(**v)) {
+      return CARD_STATE_UNSPECIFIED;
+    }
+    return r.card_state();
+  };
+
+  storage::WriteSet live;  // reads the store
+  ASSERT_TRUE(observer_->OnCardChange(live, ch).ok());
+  EXPECT_EQ(state_in(live), CARD_STATE_LOST);
+
+  ch.person_new = true;
+  storage::WriteSet nothing_pending;
+  ASSERT_TRUE(observer_->OnCardChange(nothing_pending, ch).ok());
+  EXPECT_TRUE(nothing_pending.empty()) << "the store is not read";
+
+  storage::WriteSet pending;  // the e-card written earlier in the set
+  for (const std::string& key : {PersonIndexKey(person), ECardKey(e)}) {
+    auto v = engine_->Get(storage::Table::kECards, key);
+    ASSERT_TRUE(v.ok() && v->has_value());
+    pending.Put(storage::Table::kECards, key, **v);
+  }
+  ASSERT_TRUE(observer_->OnCardChange(pending, ch).ok());
+  EXPECT_EQ(state_in(pending), CARD_STATE_LOST);
+  EXPECT_EQ(pending.events().size(), live.events().size());
+  ASSERT_FALSE(pending.events().empty());
+  EXPECT_EQ(pending.events()[0].payload, live.events()[0].payload);
+}
+
 }  // namespace
 }  // namespace ssc::ecard

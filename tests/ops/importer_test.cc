@@ -8,9 +8,11 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "services/card/id_number.h"
+#include "services/common/json.h"
 #include "services/report/counters.h"
 #include "storage/audit.h"
 #include "tests/ops/ops_test_util.h"
@@ -407,6 +409,54 @@ TEST(ExampleRegister, ImportsCleanly) {
     }
     EXPECT_EQ(out.back().totals.accepted, 6u) << name;
   }
+}
+
+// The quoting of event details (services/common/json.h; it scans eight
+// bytes at a time) against a plain per-character reference, for every
+// position of every character class in strings around the word size.
+TEST(EventDetailsJson, QuotingMatchesPerCharacterReference) {
+  auto reference = [](std::string_view s) {
+    std::string out = "\"";
+    for (char c : s) {
+      const unsigned char u = static_cast<unsigned char>(c);
+      if (c == '"') {
+        out += "\\\"";
+      } else if (c == '\\') {
+        out += "\\\\";
+      } else if (c == '\n') {
+        out += "\\n";
+      } else if (c == '\r') {
+        out += "\\r";
+      } else if (c == '\t') {
+        out += "\\t";
+      } else if (u < 0x20) {
+        out += absl::StrFormat("\\u%04x", u);
+      } else {
+        out += c;
+      }
+    }
+    return out + "\"";
+  };
+  const std::vector<std::string> specials = {
+      "\"",   "\\",   std::string(1, '\0'),
+      "\x1f", "\n",   "\t",
+      "\x7f", "\x20", "叙",
+      "\xff", "!",    "]"};
+  int checked = 0;
+  for (size_t len : {0, 1, 7, 8, 9, 15, 16, 17, 30, 61, 62, 63, 64, 80}) {
+    for (size_t pos = 0; pos <= len; ++pos) {
+      for (const std::string& sp : specials) {
+        std::string s(len, 'a');
+        s.insert(pos, sp);
+        std::string got = "prefix";
+        common::AppendJsonQuoted(&got, s);
+        ASSERT_EQ(got, "prefix" + reference(s))
+            << "length " << len << " at " << pos;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 1000);
 }
 
 }  // namespace

@@ -571,5 +571,48 @@ TEST_F(ReportLogicTest, ReadsAndMutationsAreAudited) {
   EXPECT_EQ(engine_->Stats().last_audit_sequence, audits + 2);
 }
 
+// The counter keys are the on-disk layout: built in one buffer each, they
+// must equal the KeyBuilder layout (report, metric, region, granularity,
+// period), for the township and its county.
+TEST(CounterKeys, KeepTheirLayout) {
+  auto layout = [](std::string_view metric, std::string_view region, uint32_t g,
+                   uint32_t period) {
+    return storage::KeyBuilder()
+        .Str("report")
+        .Str(metric)
+        .Str(region)
+        .U32(g)
+        .U32(period)
+        .Build();
+  };
+  EXPECT_EQ(
+      MetricKey(Metric::kECardHolders, kTownA, Granularity::kDay, 20240131),
+      layout("ecard_holders", kTownA, 3, 20240131));
+  storage::WriteSet ws;
+  // 2024-01-31 20:00 UTC is 2024-02-01 in Beijing.
+  AddMetricDelta(ws, Metric::kCardHolders, kTownB,
+                 absl::FromCivil(absl::CivilSecond(2024, 1, 31, 20, 0, 0),
+                                 absl::UTCTimeZone()),
+                 -2);
+  std::vector<std::string> keys;
+  for (const storage::WriteSet::Op& op : ws.ops()) {
+    EXPECT_EQ(op.type, storage::WriteSet::OpType::kAdd);
+    EXPECT_EQ(op.table, storage::Table::kCounters);
+    EXPECT_EQ(op.value, std::string("\xfe\xff\xff\xff\xff\xff\xff\xff", 8));
+    keys.push_back(op.key);
+  }
+  EXPECT_EQ(keys, (std::vector<std::string>{
+                      layout("card_holders", kTownB, 1, 2024),
+                      layout("card_holders", kTownB, 2, 202402),
+                      layout("card_holders", kTownB, 3, 20240201),
+                      layout("card_holders", kCounty, 1, 2024),
+                      layout("card_holders", kCounty, 2, 202402),
+                      layout("card_holders", kCounty, 3, 20240201),
+                  }));
+  storage::WriteSet county_only;
+  AddMetricDelta(county_only, Metric::kCardHolders, kCounty, absl::Now(), 1);
+  EXPECT_EQ(county_only.ops().size(), 3u);
+}
+
 }  // namespace
 }  // namespace ssc::report
