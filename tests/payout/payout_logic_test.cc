@@ -27,6 +27,23 @@ class PayoutLogicTest : public PayoutFixture {
     RegisterProgramme(kProg, 10000);
     ASSERT_TRUE(SetBudget(kProg, kPeriod, 1'000'000).ok());
   }
+
+  // A batch of three holders (it01..it03; the bank has closed it02's
+  // account), uploaded and approved, not executed. Its id ("" on failure).
+  std::string ApprovedBatchOfThree(std::vector<ItemSpec>* items) {
+    banksim::BankSimOptions o;
+    o.closed_accounts = {"6222020000000002"};
+    ReopenSim(o);
+    for (int n = 1; n <= 3; ++n) {
+      const std::string name = absl::StrFormat("人员%d", n);
+      items->push_back(
+          {absl::StrFormat("it%02d", n), AddHolder(n, name), name, 100 * n});
+    }
+    auto b = CreateBatch(kProg, kPeriod, 3, 600);
+    if (!b.ok() || !Upload(b->batch_id(), *items).ok()) return "";
+    SealSubmitApprove(b->batch_id());
+    return b->batch_id();
+  }
 };
 
 TEST_F(PayoutLogicTest, EveryValidationReason) {
@@ -1079,20 +1096,9 @@ TEST_F(PayoutLogicTest, ProgrammeAndBudgetValidation) {
 // items) and leaves the uploaded records as they were: execution appends to
 // a key range of its own instead of rewriting the batch.
 TEST_F(PayoutLogicTest, ExecutionWritesOutcomesApartFromUploadedItems) {
-  banksim::BankSimOptions o;
-  o.closed_accounts = {"6222020000000002"};
-  ReopenSim(o);
   std::vector<ItemSpec> items;
-  for (int n = 1; n <= 3; ++n) {
-    const std::string name = absl::StrFormat("人员%d", n);
-    items.push_back(
-        {absl::StrFormat("it%02d", n), AddHolder(n, name), name, 100 * n});
-  }
-  auto b = CreateBatch(kProg, kPeriod, 3, 600);
-  ASSERT_TRUE(b.ok());
-  const std::string id = b->batch_id();
-  ASSERT_TRUE(Upload(id, items).ok());
-  SealSubmitApprove(id);
+  const std::string id = ApprovedBatchOfThree(&items);
+  ASSERT_FALSE(id.empty());
   std::map<std::string, std::string> uploaded;
   for (const auto& it : items) {
     auto bytes = engine_->Get(storage::Table::kPayoutItems,
@@ -1136,20 +1142,9 @@ TEST_F(PayoutLogicTest, ExecutionWritesOutcomesApartFromUploadedItems) {
 // itself (no ItemResult): they read, reconcile, count as paid entitlements
 // and give retry batches as before.
 TEST_F(PayoutLogicTest, OutcomesStoredInItemsByEarlierVersionsStillRead) {
-  banksim::BankSimOptions o;
-  o.closed_accounts = {"6222020000000002"};
-  ReopenSim(o);
   std::vector<ItemSpec> items;
-  for (int n = 1; n <= 3; ++n) {
-    const std::string name = absl::StrFormat("人员%d", n);
-    items.push_back(
-        {absl::StrFormat("it%02d", n), AddHolder(n, name), name, 100 * n});
-  }
-  auto b = CreateBatch(kProg, kPeriod, 3, 600);
-  ASSERT_TRUE(b.ok());
-  const std::string id = b->batch_id();
-  ASSERT_TRUE(Upload(id, items).ok());
-  SealSubmitApprove(id);
+  const std::string id = ApprovedBatchOfThree(&items);
+  ASSERT_FALSE(id.empty());
   RunToCompletion(id);
   const auto before = Items(id);
   {
@@ -1313,10 +1308,12 @@ TEST(ItemViewTest, ReadsWhatTheRecordHolds) {
   EXPECT_EQ(v.status, ITEM_STATUS_UNSPECIFIED);
 
   for (const std::string& bad :
-       {std::string("\x0a\x05" "ab", 4),  // length past the end
-        std::string("\x0a", 1),        // length missing
-        std::string("\x20\xff", 2),    // unfinished varint
-        std::string("\x0f", 1)}) {     // wire type 7
+       {std::string("\x0a\x05"
+                    "ab",
+                    4),              // length past the end
+        std::string("\x0a", 1),      // length missing
+        std::string("\x20\xff", 2),  // unfinished varint
+        std::string("\x0f", 1)}) {   // wire type 7
     EXPECT_EQ(internal::ParseItemView(bad, &v).code(),
               absl::StatusCode::kDataLoss)
         << absl::CEscape(bad);
