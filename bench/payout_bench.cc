@@ -8,7 +8,8 @@
 // same run (and the ratio), and the peak RSS of the payout phases (VmHWM
 // reset after the setup) and of the whole process.
 //
-//   payout_bench [--items 1000000] [--chunk 5000] [--pipeline 1] [--dir /tmp/x]
+//   payout_bench [--items 1000000] [--chunk 5000] [--bank-chunk 10000]
+//                [--pipeline 1] [--dir /tmp/x]
 //                [--depth 2] [--keep 1]
 //                [--bank-bin path/to/ssc-banksim] [--setup-cache dir]
 //
@@ -353,7 +354,9 @@ uint64_t DirBytes(const std::string& dir) {
 int main(int argc, char** argv) {
   mallopt(M_ARENA_MAX, 2);  // as sscd's main: the server's memory setting
   int64_t items = 1'000'000;
-  int chunk = 5000;
+  int chunk = 5000;  // items per UploadItems message
+  // Instructions per call to the bank, as sscd's payout-bank-chunk.
+  int bank_chunk = ssc::payout::PayoutOptions().bank_chunk;
   bool pipeline = true;
   // Upload chunks validated ahead of the one committing (as UploadItems).
   int depth = ssc::payout::PayoutOptions().upload_prepare_ahead;
@@ -367,6 +370,8 @@ int main(int argc, char** argv) {
       items = std::atoll(argv[i + 1]);
     else if (a == "--chunk")
       chunk = std::atoi(argv[i + 1]);
+    else if (a == "--bank-chunk")
+      bank_chunk = std::atoi(argv[i + 1]);
     else if (a == "--depth")
       depth = std::max(1, std::atoi(argv[i + 1]));
     else if (a == "--pipeline")
@@ -501,7 +506,7 @@ int main(int argc, char** argv) {
   bank_store.Take();
 
   payout::PayoutOptions po;
-  po.bank_chunk = chunk;
+  po.bank_chunk = bank_chunk;
   po.max_upload_chunk = chunk;
   po.pipeline_chunks = pipeline;
   payout::PayoutLogic logic(ctx, &cards, gateway->get(), po);
@@ -677,9 +682,10 @@ int main(int argc, char** argv) {
   }
   const double raw_s = Since(t);
 
-  std::printf(
-      "items: %lld (paid %lld), chunk %d\n", static_cast<long long>(items),
-      static_cast<long long>(done->batch().totals().paid_count()), chunk);
+  std::printf("items: %lld (paid %lld), upload chunk %d, bank chunk %d\n",
+              static_cast<long long>(items),
+              static_cast<long long>(done->batch().totals().paid_count()),
+              chunk, bank_chunk);
   std::printf("upload+validate: %8.2f s  %10.0f items/s  (cpu %.2f s)\n",
               upload_s, items / upload_s, upload_cpu);
   std::printf("seal+approve:    %8.2f s  %10.0f items/s\n", approve_s,
