@@ -202,6 +202,22 @@ std::string Aad(std::string_view record_key, std::string_view field) {
   return absl::StrCat(Sv(record_key), "/", Sv(field));
 }
 
+// The card part of a payee: state (as Effective(): an expired temporary
+// loss has ended), bank and account in clear.
+absl::Status FillPayeeCard(const storage::PiiCipher& cipher,
+                           const store::CardRecord& rec, absl::Time now,
+                           PayeeView* v) {
+  v->has_card = true;
+  v->card_state = TempLossExpired(rec, now) ? CARD_STATE_ACTIVE : rec.state();
+  v->bank_code = rec.bank_code();
+  if (!rec.bank_account().empty()) {
+    ASSIGN_OR_RETURN(v->bank_account,
+                     cipher.Decrypt(rec.bank_account(),
+                                    Aad(rec.application_id(), "bank_account")));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -1630,17 +1646,8 @@ absl::StatusOr<std::optional<PayeeView>> CardLogic::FindPayeeByIdNumber(
     return absl::DataLossError(
         absl::StrCat("card ", Sv(app_id), " of a person is missing"));
   }
-  ASSIGN_OR_RETURN(store::CardRecord stored, ParseCard(app_id, *card_bytes));
-  const store::CardRecord rec = Effective(std::move(stored), now);
-  v.has_card = true;
-  v.card_state = rec.state();
-  v.bank_code = rec.bank_code();
-  if (!rec.bank_account().empty()) {
-    ASSIGN_OR_RETURN(
-        v.bank_account,
-        ctx_.cipher->Decrypt(rec.bank_account(),
-                             Aad(rec.application_id(), "bank_account")));
-  }
+  ASSIGN_OR_RETURN(store::CardRecord rec, ParseCard(app_id, *card_bytes));
+  RETURN_IF_ERROR(FillPayeeCard(*ctx_.cipher, rec, now, &v));
   return v;
 }
 
@@ -1707,17 +1714,8 @@ CardLogic::FindPayeesByIdNumber(
       return absl::DataLossError(
           absl::StrCat("card record ", Sv(app_id), " cannot be parsed"));
     }
-    PayeeView& v = **out[with_card[j]];
-    v.has_card = true;
-    // As Effective(): an expired temporary loss has ended.
-    v.card_state = TempLossExpired(rec, now) ? CARD_STATE_ACTIVE : rec.state();
-    v.bank_code = rec.bank_code();
-    if (!rec.bank_account().empty()) {
-      ASSIGN_OR_RETURN(
-          v.bank_account,
-          ctx_.cipher->Decrypt(rec.bank_account(),
-                               Aad(rec.application_id(), "bank_account")));
-    }
+    RETURN_IF_ERROR(
+        FillPayeeCard(*ctx_.cipher, rec, now, &**out[with_card[j]]));
   }
   return out;
 }
