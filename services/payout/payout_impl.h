@@ -27,6 +27,10 @@ struct PayoutLogic::Impl {
   // Loads the batch or NOT_FOUND.
   static absl::StatusOr<ssc::v1::Batch> MustLoadBatch(
       PayoutLogic& self, std::string_view batch_id);
+  // Loads the batch if it takes items (DRAFT); NOT_FOUND or
+  // FAILED_PRECONDITION naming its state otherwise.
+  static absl::StatusOr<ssc::v1::Batch> LoadDraftBatch(
+      PayoutLogic& self, std::string_view batch_id);
   static absl::StatusOr<ssc::v1::Programme> MustLoadProgramme(
       PayoutLogic& self, std::string_view code);
   // The batch with its totals read from the counters.

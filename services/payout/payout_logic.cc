@@ -93,6 +93,14 @@ absl::StatusOr<ssc::v1::Batch> PayoutLogic::Impl::MustLoadBatch(
   return *std::move(b);
 }
 
+absl::StatusOr<ssc::v1::Batch> PayoutLogic::Impl::LoadDraftBatch(
+    PayoutLogic& self, std::string_view batch_id) {
+  ASSIGN_OR_RETURN(ssc::v1::Batch b, MustLoadBatch(self, batch_id));
+  RETURN_IF_ERROR(
+      BatchInState(b, {ssc::v1::BATCH_STATE_DRAFT}, "uploading items"));
+  return b;
+}
+
 absl::StatusOr<ssc::v1::Programme> PayoutLogic::Impl::MustLoadProgramme(
     PayoutLogic& self, std::string_view code) {
   ASSIGN_OR_RETURN(auto bytes, self.ctx_.engine->Get(Table::kPayouts,
@@ -691,13 +699,8 @@ PayoutLogic::PrepareUpload(
   p->items = &items;
   // Programme and period never change: read without the batch lock (the
   // state is checked again under it).
-  absl::StatusOr<ssc::v1::Batch> batch = Impl::MustLoadBatch(*this, batch_id);
+  absl::StatusOr<ssc::v1::Batch> batch = Impl::LoadDraftBatch(*this, batch_id);
   if (!batch.ok()) return fail(batch.status());
-  if (absl::Status s =
-          BatchInState(*batch, {ssc::v1::BATCH_STATE_DRAFT}, "uploading items");
-      !s.ok()) {
-    return fail(s);
-  }
   p->batch = *std::move(batch);
   absl::StatusOr<ssc::v1::Programme> programme =
       Impl::MustLoadProgramme(*this, p->batch.programme_code());
@@ -731,13 +734,8 @@ absl::StatusOr<ssc::v1::UploadItemsResponse> PayoutLogic::CommitUpload(
   };
   const std::string lock_key = in::BatchLock(batch_id);
   storage::KeyLocks::Guard guard = ctx_.locks->Lock({lock_key});
-  absl::StatusOr<ssc::v1::Batch> batch = Impl::MustLoadBatch(*this, batch_id);
+  absl::StatusOr<ssc::v1::Batch> batch = Impl::LoadDraftBatch(*this, batch_id);
   if (!batch.ok()) return fail(batch.status());
-  if (absl::Status s =
-          BatchInState(*batch, {ssc::v1::BATCH_STATE_DRAFT}, "uploading items");
-      !s.ok()) {
-    return fail(s);
-  }
   const ssc::v1::Programme* programme = &p.programme;
   absl::StatusOr<ssc::v1::BatchTotals> totals =
       in::ReadTotals(ctx_.engine, batch_id);
