@@ -66,7 +66,7 @@ struct ServerConfig {
   // Name in the bank's certificate when it differs from the address's host.
   std::string payout_bank_server_name;
   // Payment instructions per call to the bank.
-  int payout_bank_chunk = 10000;
+  int payout_bank_chunk = 5000;
   // Operations (services/ops). Prometheus text on GET /metrics and the
   // serving state on GET /healthz at this host:port ("": off), e.g.
   // "127.0.0.1:9464". Starts before the store opens.
