@@ -916,14 +916,13 @@ absl::StatusOr<ssc::v1::CreateRetryBatchResponse> PayoutLogic::CreateRetryBatch(
         std::vector<const ssc::v1::PayoutItemInput*> input_ptrs;
         input_ptrs.reserve(inputs.size());
         for (const auto& input : inputs) input_ptrs.push_back(&input);
-        std::vector<Impl::Lookup> lookups = Impl::PrefetchAll(
-            *this, programme, b, input_ptrs, /*upload=*/false);
+        std::vector<Impl::Lookup> lookups =
+            Impl::PrefetchAll(*this, programme, b, input_ptrs);
         for (size_t i = 0; i < sources.size(); ++i) {
           const ssc::v1::PayoutItemInput& input = inputs[i];
           ItemRecord rec;
           rec.set_seq(static_cast<uint64_t>(++count));
           amount += input.amount_fen();
-          rec.set_content_hash(Impl::ContentHash(*this, input));
           RETURN_IF_ERROR(Impl::ValidateItem(*this, programme, input,
                                              lookups[i], ws, &persons, &rec));
           auto& d = by_status[rec.status()];

@@ -49,13 +49,12 @@ struct PayoutLogic::Impl {
     // The item's key (kPayoutItems) and, with a payee, the key of its
     // person in the batch (BatchPersonKey): built once per item.
     std::string item_key, person_index;
-    // Read only for uploads (PrefetchAll with `upload`): the content hash,
-    // the content hash of an already stored item with this id, and the item
+    // Read only for uploads (ReadUploadState): whether an item with this id
+    // is stored already and if so with the same content, and the item
     // already indexed for this person in the batch (as stored before the
     // chunk; the caller holds the batch lock).
     bool upload_read = false;
-    std::string content_hash;
-    std::optional<std::string> stored_hash;
+    std::optional<bool> stored_same;
     std::optional<std::string> stored_person_item;
   };
   // The lookups of items[begin, end) into (*out)[begin, end), with one
@@ -65,18 +64,20 @@ struct PayoutLogic::Impl {
       PayoutLogic& self, const ssc::v1::Programme& programme,
       const ssc::v1::Batch& batch,
       const std::vector<const ssc::v1::PayoutItemInput*>& items, size_t begin,
-      size_t end, bool upload, std::vector<Lookup>* out);
-  // The lookups of every item, in a few ranges on a few threads (with
-  // `upload`, the content hashes too).
+      size_t end, std::vector<Lookup>* out);
+  // The lookups of every item, in a few ranges on a few threads.
   static std::vector<Lookup> PrefetchAll(
       PayoutLogic& self, const ssc::v1::Programme& programme,
       const ssc::v1::Batch& batch,
-      const std::vector<const ssc::v1::PayoutItemInput*>& items, bool upload);
+      const std::vector<const ssc::v1::PayoutItemInput*>& items);
 
   // The reads of an upload that depend on earlier chunks of the batch (the
   // item id's stored content hash, the person's item in the batch): made
   // under the batch lock, batched, in a few ranges on a few threads.
-  static void ReadUploadState(PayoutLogic& self, std::vector<Lookup>* lookups);
+  static void ReadUploadState(
+      PayoutLogic& self,
+      const std::vector<const ssc::v1::PayoutItemInput*>& items,
+      std::vector<Lookup>* lookups);
   // Smallest range worth a thread of its own.
   static constexpr size_t kMinParallelRange = 256;
   // Runs fn(begin, end) over [0, n) split into up to `threads` ranges of at
@@ -95,9 +96,9 @@ struct PayoutLogic::Impl {
       const ssc::v1::PayoutItemInput& in, Lookup& lookup, storage::WriteSet& ws,
       absl::flat_hash_map<std::string_view, std::string_view>* persons,
       ssc::payout::store::ItemRecord* rec);
-  // Keyed hash of an item's uploaded content.
-  static std::string ContentHash(PayoutLogic& self,
-                                 const ssc::v1::PayoutItemInput& in);
+  // Whether two uploads of one item id carry the same content.
+  static bool SameContent(const ssc::v1::PayoutItemInput& a,
+                          const ssc::v1::PayoutItemInput& b);
   // Structural checks of an uploaded item (INVALID_ARGUMENT naming
   // `field_prefix`.field).
   static absl::Status CheckItemInput(std::string_view field_prefix,

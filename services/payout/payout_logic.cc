@@ -120,16 +120,11 @@ absl::Status PayoutLogic::Impl::FillTotals(PayoutLogic& self,
   return absl::OkStatus();
 }
 
-std::string PayoutLogic::Impl::ContentHash(
-    PayoutLogic& self, const ssc::v1::PayoutItemInput& item) {
-  std::string canonical;
-  for (std::string_view part :
-       {std::string_view(item.item_id()), std::string_view(item.id_number()),
-        std::string_view(item.name()), std::string_view(item.note())}) {
-    absl::StrAppend(&canonical, part.size(), ":", AV(part), ";");
-  }
-  absl::StrAppend(&canonical, item.amount_fen());
-  return self.ctx_.cipher->BlindIndex("payout.item.content", canonical);
+bool PayoutLogic::Impl::SameContent(const ssc::v1::PayoutItemInput& a,
+                                    const ssc::v1::PayoutItemInput& b) {
+  return a.item_id() == b.item_id() && a.id_number() == b.id_number() &&
+         a.name() == b.name() && a.note() == b.note() &&
+         a.amount_fen() == b.amount_fen();
 }
 
 absl::Status PayoutLogic::Impl::CheckItemInput(
@@ -175,7 +170,7 @@ void PayoutLogic::Impl::PrefetchRange(
     PayoutLogic& self, const ssc::v1::Programme& programme,
     const ssc::v1::Batch& batch,
     const std::vector<const ssc::v1::PayoutItemInput*>& items, size_t begin,
-    size_t end, bool upload, std::vector<Lookup>* out) {
+    size_t end, std::vector<Lookup>* out) {
   const storage::PiiCipher& cipher = *self.ctx_.cipher;
   const std::string& batch_id = batch.batch_id();
   // A storage failure fails every item of the range.
@@ -197,7 +192,6 @@ void PayoutLogic::Impl::PrefetchRange(
     enc = cipher.Encrypt(item.name(), in::ItemKeyAad(l.item_key, "name"));
     if (!enc.ok()) return fail_all(enc.status());
     l.enc_name = *std::move(enc);
-    if (upload) l.content_hash = ContentHash(self, item);
     ids.push_back(item.id_number());
   }
   absl::StatusOr<std::vector<absl::StatusOr<std::optional<card::PayeeView>>>>
@@ -287,18 +281,19 @@ void PayoutLogic::Impl::ParallelRanges(
 std::vector<PayoutLogic::Impl::Lookup> PayoutLogic::Impl::PrefetchAll(
     PayoutLogic& self, const ssc::v1::Programme& programme,
     const ssc::v1::Batch& batch,
-    const std::vector<const ssc::v1::PayoutItemInput*>& items, bool upload) {
+    const std::vector<const ssc::v1::PayoutItemInput*>& items) {
   std::vector<Lookup> out(items.size());
   ParallelRanges(items.size(), self.options_.validation_threads,
                  kMinParallelRange, [&](size_t b, size_t e) {
-                   PrefetchRange(self, programme, batch, items, b, e, upload,
-                                 &out);
+                   PrefetchRange(self, programme, batch, items, b, e, &out);
                  });
   return out;
 }
 
-void PayoutLogic::Impl::ReadUploadState(PayoutLogic& self,
-                                        std::vector<Lookup>* lookups) {
+void PayoutLogic::Impl::ReadUploadState(
+    PayoutLogic& self,
+    const std::vector<const ssc::v1::PayoutItemInput*>& items,
+    std::vector<Lookup>* lookups) {
   ParallelRanges(
       lookups->size(), self.options_.validation_threads, kMinParallelRange,
       [&](size_t begin, size_t end) {
@@ -325,11 +320,26 @@ void PayoutLogic::Impl::ReadUploadState(PayoutLogic& self,
         absl::StatusOr<std::vector<std::optional<std::string>>> got =
             self.ctx_.engine->MultiGet(Table::kPayoutItems, keys);
         if (!got.ok()) return fail_all(got.status());
+        // A stored item with this id (a re-sent item, rare): its content
+        // as uploaded, decrypted, against this upload's.
         for (size_t j = 0; j < asked.size(); ++j) {
           if (!(*got)[j].has_value()) continue;
+          Lookup& l = (*lookups)[asked[j]];
           absl::StatusOr<ItemRecord> old = in::ParseItem(*(*got)[j]);
           if (!old.ok()) return fail_all(old.status());
-          (*lookups)[asked[j]].stored_hash = old->content_hash();
+          ssc::v1::PayoutItemInput stored;
+          stored.set_item_id(old->item_id());
+          absl::StatusOr<std::string> clear = self.ctx_.cipher->Decrypt(
+              old->id_number(), in::ItemKeyAad(l.item_key, "id_number"));
+          if (!clear.ok()) return fail_all(clear.status());
+          stored.set_id_number(*std::move(clear));
+          clear = self.ctx_.cipher->Decrypt(old->name(),
+                                            in::ItemKeyAad(l.item_key, "name"));
+          if (!clear.ok()) return fail_all(clear.status());
+          stored.set_name(*std::move(clear));
+          stored.set_note(old->note());
+          stored.set_amount_fen(old->amount_fen());
+          l.stored_same = SameContent(stored, *items[asked[j]]);
         }
         got = self.ctx_.engine->MultiGet(Table::kPayouts, person_keys);
         if (!got.ok()) return fail_all(got.status());
@@ -710,8 +720,7 @@ PayoutLogic::PrepareUpload(
   // are taken in order in CommitUpload, which sees the earlier items.
   p->inputs.reserve(items.size());
   for (const auto& item : items) p->inputs.push_back(&item);
-  p->lookups = Impl::PrefetchAll(*this, p->programme, p->batch, p->inputs,
-                                 /*upload=*/true);
+  p->lookups = Impl::PrefetchAll(*this, p->programme, p->batch, p->inputs);
   for (const Impl::Lookup& l : p->lookups) {
     if (!l.error.ok()) return fail(l.error);
   }
@@ -741,7 +750,7 @@ absl::StatusOr<ssc::v1::UploadItemsResponse> PayoutLogic::CommitUpload(
       in::ReadTotals(ctx_.engine, batch_id);
   if (!totals.ok()) return fail(totals.status());
   // What earlier chunks wrote, now that they are stored.
-  Impl::ReadUploadState(*this, &p.lookups);
+  Impl::ReadUploadState(*this, p.inputs, &p.lookups);
   std::vector<Impl::Lookup>& lookups = p.lookups;
 
   storage::WriteSet ws;
@@ -754,24 +763,25 @@ absl::StatusOr<ssc::v1::UploadItemsResponse> PayoutLogic::CommitUpload(
   std::map<int, Delta> by_status;
   // This chunk's writes, for lookups (WriteSet::Pending is a linear
   // search): views into the lookups and items, which outlive the loop.
-  absl::flat_hash_map<std::string_view, std::string_view> chunk_hashes;
+  // Item key -> the input of this chunk that stored it.
+  absl::flat_hash_map<std::string_view, const ssc::v1::PayoutItemInput*>
+      chunk_items;
   absl::flat_hash_map<std::string_view, std::string_view> chunk_persons;
-  chunk_hashes.reserve(items.size());
+  chunk_items.reserve(items.size());
   chunk_persons.reserve(items.size());
   for (int i = 0; i < items.size(); ++i) {
     const ssc::v1::PayoutItemInput& item = items[i];
     Impl::Lookup& lookup = lookups[i];
     if (!lookup.error.ok()) return fail(lookup.error);
     const std::string& key = lookup.item_key;
-    const std::string& hash = lookup.content_hash;
-    std::optional<std::string_view> existing_hash;
-    if (auto it = chunk_hashes.find(key); it != chunk_hashes.end()) {
-      existing_hash = it->second;
-    } else if (lookup.stored_hash.has_value()) {
-      existing_hash = *lookup.stored_hash;
+    std::optional<bool> same;  // set if the item id is known already
+    if (auto it = chunk_items.find(key); it != chunk_items.end()) {
+      same = Impl::SameContent(*it->second, item);
+    } else {
+      same = lookup.stored_same;
     }
-    if (existing_hash.has_value()) {
-      if (*existing_hash != hash) {
+    if (same.has_value()) {
+      if (!*same) {
         return fail(
             InvalidField(absl::StrCat("items[", i, "].item_id"),
                          absl::StrCat("item ", item.item_id(),
@@ -801,7 +811,6 @@ absl::StatusOr<ssc::v1::UploadItemsResponse> PayoutLogic::CommitUpload(
     }
     ItemRecord rec;
     rec.set_seq(static_cast<uint64_t>(count));
-    rec.set_content_hash(hash);
     if (absl::Status s = Impl::ValidateItem(*this, *programme, item, lookup, ws,
                                             &chunk_persons, &rec);
         !s.ok()) {
@@ -811,7 +820,7 @@ absl::StatusOr<ssc::v1::UploadItemsResponse> PayoutLogic::CommitUpload(
     ++d.n;
     d.amount += rec.amount_fen();
     ws.Put(Table::kPayoutItems, key, rec.SerializeAsString());
-    chunk_hashes.emplace(key, hash);
+    chunk_items.emplace(key, &item);
     ++new_items;
   }
   if (new_items > 0) {

@@ -1320,5 +1320,66 @@ TEST(ItemViewTest, ReadsWhatTheRecordHolds) {
   }
 }
 
+// A re-sent item id is compared field by field with what is stored (and,
+// within one chunk, with the earlier copy): the same content is a no-op,
+// any field changed is refused and nothing of the chunk is written.
+TEST_F(PayoutLogicTest, ResentItemIsComparedFieldByField) {
+  const std::string a = AddHolder(1, "王小明");
+  const std::string c = AddHolder(2, "李四");
+  const std::string d = AddHolder(3, "张三");
+  auto b = CreateBatch(kProg, kPeriod, 3, 1000);
+  ASSERT_TRUE(b.ok());
+  const std::string id = b->batch_id();
+  PayoutItemInput x1 = Item({"x1", a, "王小明", 100});
+  x1.set_note("十一月");
+  auto upload = [&](std::vector<PayoutItemInput> items) {
+    google::protobuf::RepeatedPtrField<PayoutItemInput> f;
+    for (auto& i : items) *f.Add() = std::move(i);
+    return payout_->UploadChunk(maker_, id, Rid(), f);
+  };
+  ASSERT_TRUE(upload({x1}).ok());
+  auto same = upload({x1});
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_EQ(same->repeated_items(), 1);
+  std::vector<std::function<void(PayoutItemInput&)>> changes = {
+      [&](PayoutItemInput& i) { i.set_id_number(d); },
+      [](PayoutItemInput& i) { i.set_name("王晓明"); },
+      [](PayoutItemInput& i) { i.set_note("十二月"); },
+      [](PayoutItemInput& i) { i.set_amount_fen(101); },
+  };
+  for (size_t k = 0; k < changes.size(); ++k) {
+    SCOPED_TRACE(absl::StrCat("change ", k));
+    PayoutItemInput changed = x1;
+    changes[k](changed);
+    // Against the stored item.
+    auto r = upload({Item({"x2", c, "李四", 200}), changed});
+    EXPECT_EQ(common::FieldOf(r.status()), "items[1].item_id") << r.status();
+    // Against an earlier copy in the same chunk.
+    PayoutItemInput x3 = Item({"x3", c, "李四", 300});
+    PayoutItemInput x3_changed = x3;
+    changes[k](x3_changed);
+    r = upload({x3, x3_changed});
+    EXPECT_EQ(common::FieldOf(r.status()), "items[1].item_id") << r.status();
+    EXPECT_EQ(Get(id).totals().received_count(), 1);
+  }
+  // An item stored by an earlier version, with a content hash, compares
+  // the same way.
+  {
+    const std::string key = internal::ItemKey(id, "x1");
+    auto bytes = engine_->Get(storage::Table::kPayoutItems, key);
+    ASSERT_TRUE(bytes.ok() && bytes->has_value());
+    store::ItemRecord rec;
+    ASSERT_TRUE(rec.ParseFromString(**bytes));
+    rec.set_content_hash(std::string(32, '\x5a'));
+    storage::WriteSet ws;
+    ws.Put(storage::Table::kPayoutItems, key, rec.SerializeAsString());
+    ASSERT_TRUE(engine_->Commit(std::move(ws)).ok());
+  }
+  EXPECT_EQ(upload({x1})->repeated_items(), 1);
+  PayoutItemInput renamed = x1;
+  renamed.set_name("王晓明");
+  EXPECT_EQ(common::FieldOf(upload({renamed}).status()), "items[0].item_id");
+}
+
 }  // namespace
 }  // namespace ssc::payout::testing
