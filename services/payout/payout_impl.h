@@ -71,9 +71,10 @@ struct PayoutLogic::Impl {
       const ssc::v1::Batch& batch,
       const std::vector<const ssc::v1::PayoutItemInput*>& items);
 
-  // The reads of an upload that depend on earlier chunks of the batch (the
-  // item id's stored content hash, the person's item in the batch): made
-  // under the batch lock, batched, in a few ranges on a few threads.
+  // The reads of an upload that depend on earlier chunks of the batch (an
+  // item stored with the same id, compared with `items`; the person's item
+  // in the batch): made under the batch lock, batched, in a few ranges on a
+  // few threads.
   static void ReadUploadState(
       PayoutLogic& self,
       const std::vector<const ssc::v1::PayoutItemInput*>& items,
