@@ -50,6 +50,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bench/synthetic_ids.h"
 #include "services/banksim/bank_sim.h"
@@ -88,18 +89,21 @@ long PeakRssMb() {
   getrusage(RUSAGE_SELF, &u);
   return u.ru_maxrss / 1024;
 }
-// Current resident set (VmRSS) in MB, 0 if unknown.
-long CurrentRssMb() {
-  FILE* f = std::fopen("/proc/self/status", "r");
+// A "Name: N kB" field of a /proc/<pid>/status file in MB, 0 if unknown.
+long StatusFieldMb(const std::string& path, const char* field) {
+  FILE* f = std::fopen(path.c_str(), "r");
   if (f == nullptr) return 0;
+  const std::string format = absl::StrCat(field, ": %ld kB");
   char line[256];
   long kb = 0;
   while (std::fgets(line, sizeof(line), f) != nullptr) {
-    if (std::sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
+    if (std::sscanf(line, format.c_str(), &kb) == 1) break;
   }
   std::fclose(f);
   return kb / 1024;
 }
+// Current resident set (VmRSS) in MB, 0 if unknown.
+long CurrentRssMb() { return StatusFieldMb("/proc/self/status", "VmRSS"); }
 
 // Samples VmRSS every 50 ms while alive and keeps the maximum: the peak of
 // the payout phases alone (the card setup's high-water mark cannot be reset).
@@ -128,15 +132,7 @@ class RssSampler {
 
 // Peak resident set (VmHWM) in MB, 0 if unknown. Reset by ResetPeakRss.
 long PeakRssSinceResetMb() {
-  FILE* f = std::fopen("/proc/self/status", "r");
-  if (f == nullptr) return 0;
-  char line[256];
-  long kb = 0;
-  while (std::fgets(line, sizeof(line), f) != nullptr) {
-    if (std::sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
-  }
-  std::fclose(f);
-  return kb / 1024;
+  return StatusFieldMb("/proc/self/status", "VmHWM");
 }
 // Resets VmHWM to the current RSS (Linux >= 4.0); false if not possible.
 bool ResetPeakRss() {
@@ -298,15 +294,7 @@ class BankProcess {
   }
   bool running() const { return pid_ > 0; }
   long PeakRssMb() const {
-    FILE* f = std::fopen(absl::StrFormat("/proc/%d/status", pid_).c_str(), "r");
-    if (f == nullptr) return 0;
-    char line[256];
-    long kb = 0;
-    while (std::fgets(line, sizeof(line), f) != nullptr) {
-      if (std::sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
-    }
-    std::fclose(f);
-    return kb / 1024;
+    return StatusFieldMb(absl::StrFormat("/proc/%d/status", pid_), "VmHWM");
   }
 
  private:
