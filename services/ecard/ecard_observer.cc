@@ -1,5 +1,7 @@
 #include "services/ecard/ecard_observer.h"
 
+#include <algorithm>
+
 #include "services/ecard/ecard_store.h"
 #include "services/report/counters.h"
 
@@ -7,6 +9,18 @@ namespace ssc::ecard {
 
 absl::Status ECardObserver::OnCardChange(storage::WriteSet& ws,
                                          const card::CardChange& change) {
+  if (change.person_new) {
+    // Without any e-card write in the set there is no e-card to follow:
+    // decided before building the index key (most imported persons have
+    // no e-card, and each of their card steps comes here).
+    const std::vector<storage::WriteSet::Op>& ops = ws.ops();
+    if (std::none_of(ops.begin(), ops.end(),
+                     [](const storage::WriteSet::Op& op) {
+                       return op.table == storage::Table::kECards;
+                     })) {
+      return absl::OkStatus();
+    }
+  }
   const std::string index_key = PersonIndexKey(change.person_key);
   absl::StatusOr<std::optional<std::string>> ref;
   if (change.person_new) {
