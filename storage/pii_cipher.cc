@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -550,9 +551,17 @@ std::string MaskIdNumber(std::string_view id) {
 }
 
 std::string MaskName(std::string_view name) {
-  std::vector<std::string_view> chars = Utf8Chars(name);
-  if (chars.empty()) return "";
-  return std::string(chars[0]).append(chars.size() - 1, '*');
+  // As Utf8Chars, counting the characters instead of listing them (a name
+  // is masked for every event of a person).
+  if (name.empty()) return "";
+  const size_t first =
+      std::min(Utf8Len(static_cast<unsigned char>(name[0])), name.size());
+  size_t count = 1;
+  for (size_t i = first; i < name.size(); ++count) {
+    i +=
+        std::min(Utf8Len(static_cast<unsigned char>(name[i])), name.size() - i);
+  }
+  return std::string(name.substr(0, first)).append(count - 1, '*');
 }
 
 std::string MaskPhone(std::string_view phone) {

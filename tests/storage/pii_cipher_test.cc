@@ -314,5 +314,21 @@ TEST(MaskTest, Vectors) {
   EXPECT_EQ(MaskAccount("12"), "****");
 }
 
+// MaskName keeps the first UTF-8 character and stars each further one; a
+// malformed sequence counts as it did when the characters were listed
+// (a byte that starts none is one character, a cut-off sequence is one).
+TEST(MaskTest, NameCountsMalformedUtf8AsBefore) {
+  EXPECT_EQ(MaskName("a"), "a");
+  EXPECT_EQ(MaskName("ab"), "a*");
+  EXPECT_EQ(MaskName("a\xff"
+                     "b"),
+            "a**");
+  EXPECT_EQ(MaskName("\xe5\xbc"), "\xe5\xbc");
+  EXPECT_EQ(MaskName("张\xe4"), "张*");
+  EXPECT_EQ(MaskName("\xf0\x9f\x98\x80x"), "\xf0\x9f\x98\x80*");
+  EXPECT_EQ(MaskName("\x80\x80\x80"), "\x80**");
+  EXPECT_EQ(MaskName("x\xf0\x9f"), "x*");
+}
+
 }  // namespace
 }  // namespace ssc::storage
