@@ -6,6 +6,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -207,8 +208,12 @@ absl::StatusOr<Enum> ParseEnum(std::string_view field, std::string_view text,
                                std::string_view prefix,
                                bool (*parse)(const std::string&, Enum*)) {
   Enum v{};
-  if (text.empty() || !parse(absl::StrCat(Sv(prefix), Sv(text)), &v) ||
-      static_cast<int>(v) == 0) {
+  // The full value name is built in a buffer this thread keeps (several
+  // enums per row).
+  thread_local std::string name;
+  name.assign(prefix);
+  name.append(text);
+  if (text.empty() || !parse(name, &v) || static_cast<int>(v) == 0) {
     return common::InvalidField(
         field, absl::StrCat("\"", Sv(text), "\" is not a known value"));
   }
@@ -240,9 +245,14 @@ absl::Status ValidateApplicationId(std::string_view field,
 struct Importer::Group {
   struct Row {
     uint64_t line = 0;
-    RegisterRow row;
+    // Owned by the batch's parse arenas (or, for a line that does not
+    // parse, the empty default row).
+    const RegisterRow* row = nullptr;
   };
-  std::string id_key;  // normalized id number as written (grouping only)
+  // The id number as written in the first row (grouping only: rows whose
+  // id numbers are equal ignoring ASCII case form one group); it views that
+  // row.
+  std::string_view id_key;
   std::vector<Row> rows;
   // A line that does not parse (a group of its own, rejected).
   std::optional<Problem> parse_error;
@@ -572,9 +582,29 @@ void Importer::RejectAll(const Group& g, uint64_t line, std::string field,
   p->ws = storage::WriteSet();
 }
 
+// Replay's working objects, kept by a preparing thread from group to group
+// (Replay resets what it uses): the records' strings keep their buffers, so
+// a group costs no allocation for them (about forty per row otherwise, and
+// as many frees). Used by one thread at a time.
+struct Importer::ReplayScratch {
+  // The group's cards; only the first cards.size() are in use.
+  std::vector<CardRecord> records;
+  PersonRecord prec;
+  // The card as it was before the step (see transit in Replay).
+  CardRecord before_buf;
+  // One change reused for every step.
+  CardChange ch;
+  card::PersonView view;
+  // The opening of the card events' details and what it was built from.
+  std::string head, head_card, head_number, head_region, head_issuing,
+      head_name;
+  std::string current_name, masked_name, phone, address;
+};
+
 void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
   GroupPlan plan;
-  if (Plan(g, now, p, &plan)) Replay(g, &plan, p);
+  ReplayScratch scratch;
+  if (Plan(g, now, p, &plan)) Replay(g, &plan, p, &scratch);
 }
 
 void Importer::Fetch(std::vector<GroupPlan*>& plans) const {
@@ -618,7 +648,7 @@ bool Importer::Plan(const Group& g, absl::Time now, Prepared* p,
   const RegisterRow* person_row = nullptr;
   uint64_t& person_line = plan->person_line;
   for (const Group::Row& gr : g.rows) {
-    const RegisterRow& r = gr.row;
+    const RegisterRow& r = *gr.row;
     if (r.kind() == "ecard") {
       absl::StatusOr<ECardPlan> e = PlanECard(r, gr.line);
       if (!e.ok()) return reject_all(gr.line, FromStatus(e.status(), ""));
@@ -737,9 +767,8 @@ bool Importer::Plan(const Group& g, absl::Time now, Prepared* p,
         return reject_all(c.line, {"application_id", "is listed twice"});
       }
     }
-    if (r.id_number().size() != person_row->id_number().size() ||
-        absl::AsciiStrToUpper(r.id_number()) !=
-            absl::AsciiStrToUpper(person_row->id_number())) {
+    // Equal ignoring ASCII case (as their upper-case forms, without them).
+    if (!absl::EqualsIgnoreCase(r.id_number(), person_row->id_number())) {
       return reject_all(c.line, {"id_number", "differs within the group"});
     }
   }
@@ -749,11 +778,17 @@ bool Importer::Plan(const Group& g, absl::Time now, Prepared* p,
                        "REPLACED, but the replacement card's row does not "
                        "follow"});
   }
-  std::set<std::string> numbers;
+  // A person has a few cards: a list searched in order finds the first
+  // repeat as a set would, without a node and a copy per number.
+  absl::InlinedVector<std::string_view, 8> numbers;
   for (const CardPlan& c : cards) {
     for (const std::string* v :
          {&c.row->card_number(), &c.row->identification_code()}) {
-      if (!v->empty() && !numbers.insert(*v).second) {
+      if (v->empty()) continue;
+      const bool repeated =
+          std::find(numbers.begin(), numbers.end(), *v) != numbers.end();
+      numbers.push_back(*v);
+      if (repeated) {
         return reject_all(
             c.line,
             {v == &c.row->card_number() ? "card_number" : "identification_code",
@@ -780,7 +815,8 @@ bool Importer::Plan(const Group& g, absl::Time now, Prepared* p,
   return true;
 }
 
-void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p) const {
+void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p,
+                      ReplayScratch* scratch) const {
   auto reject_all = [&](uint64_t line, Problem problem) {
     RejectAll(g, line, std::move(problem.field), std::move(problem.reason), p);
   };
@@ -835,7 +871,7 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p) const {
          {std::pair<const char*, bool>{"card_number", !r.card_number().empty()},
           {"identification_code", !r.identification_code().empty()}}) {
       if (!given) continue;
-      const std::string& key = plan->lookups[next_lookup].key;
+      std::string& key = plan->lookups[next_lookup].key;
       absl::StatusOr<std::optional<std::string>> owner = read();
       if (!owner.ok())
         return reject_all(c.line, FromStatus(owner.status(), ""));
@@ -843,7 +879,8 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p) const {
         return reject_all(
             c.line, {field, absl::StrCat("already belongs to card ", **owner)});
       }
-      p->claims.push_back(key);
+      // Read: the lookup's key is not needed again.
+      p->claims.push_back(std::move(key));
     }
     p->claims.push_back(absl::StrCat("app/", r.application_id()));
     uint64_t n = 0;
@@ -859,16 +896,25 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p) const {
   ws.Reserve(12 * cards.size() + 4 * ecards.size(),
              7 * cards.size() + 2 * ecards.size() + 1);
   const storage::PiiCipher& cipher = *ctx_.cipher;
-  card::PersonView view;
+  // Everything taken from the scratch is reset here to what a fresh object
+  // holds (strings and records keep only their buffers).
+  card::PersonView& view = scratch->view;
   view.key = person_key;
   view.id_number = id->normalized;
   view.gender = id->gender;
   view.birth_date = id->birth_date_text;
-  PersonRecord prec;
+  view.region_code.clear();
+  view.application_ids.clear();
+  view.current_application_id.clear();
+  PersonRecord& prec = scratch->prec;
+  prec.Clear();
   // Encrypted once with the final values (the person record is stored once,
   // at the end; observers read only its plain fields).
   const RegisterRow& last_row = *cards.back().row;
-  std::string phone, address;
+  std::string& phone = scratch->phone;
+  std::string& address = scratch->address;
+  phone.clear();
+  address.clear();
   for (const CardPlan& c : cards) {
     if (!c.row->phone().empty()) phone = c.row->phone();
     if (!c.row->address().empty()) address = c.row->address();
@@ -895,9 +941,12 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p) const {
   prec.set_birth_date(view.birth_date);
   prec.set_created_micros(Micros(*cards.front().applied));
 
-  std::vector<CardRecord> records(cards.size());
+  std::vector<CardRecord>& records = scratch->records;
+  if (records.size() < cards.size()) records.resize(cards.size());
+  for (size_t i = 0; i < cards.size(); ++i) records[i].Clear();
   std::optional<GroupError> failure;
-  std::string current_name;
+  std::string& current_name = scratch->current_name;
+  current_name.clear();
   int64_t person_updated = 0;
   bool has_ecard = false;
   ecard::store::ECardRecord erec;
@@ -915,7 +964,8 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p) const {
   // Computed once per group: every event of the person carries them.
   const std::string person_hex = absl::BytesToHexString(person_key);
   const std::string masked_id = storage::MaskIdNumber(view.id_number);
-  std::string masked_name;
+  std::string& masked_name = scratch->masked_name;
+  masked_name.clear();
   auto person_event = [&](std::string_view type) {
     storage::EventInput e;
     e.type = std::string(type);
@@ -931,14 +981,20 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p) const {
   // The card as it was before the step, kept by transit(): one record
   // whose buffers are reused by every step (a copy per step was a large
   // share of the preparation), lent to the observers like the others.
-  CardRecord before_buf;
+  CardRecord& before_buf = scratch->before_buf;
   // One change reused for every step of the group (its strings keep their
-  // buffers).
-  CardChange ch;
+  // buffers; every step sets what it reports).
+  CardChange& ch = scratch->ch;
   ch.person_key = person_key;
-  // The opening of the card events' details and what it was built from.
-  std::string head, head_card, head_number, head_region, head_issuing,
-      head_name;
+  // The opening of the card events' details and what it was built from
+  // (empty: built at the group's first change).
+  std::string& head = scratch->head;
+  std::string& head_card = scratch->head_card;
+  std::string& head_number = scratch->head_number;
+  std::string& head_region = scratch->head_region;
+  std::string& head_issuing = scratch->head_issuing;
+  std::string& head_name = scratch->head_name;
+  head.clear();
   // Only persons the store does not hold are replayed (step 3).
   ch.person_new = true;
   // As CardLogic::Txn::Change, minus the card and invalid-list puts (the
@@ -1001,7 +1057,14 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p) const {
     // back) rather than copied: five changes per row, three records each.
     ch.person.Swap(&prec);
     ch.after.Swap(&after);
-    if (has_before) ch.before.emplace().Swap(&before_buf);
+    // `before` stays engaged (an empty record between steps) from one step
+    // with a card before to the next: most steps have one.
+    if (has_before) {
+      if (!ch.before.has_value()) ch.before.emplace();
+      ch.before->Swap(&before_buf);
+    } else {
+      ch.before.reset();
+    }
     for (card::CardObserver* o : observers_) {
       absl::Status s = o->OnCardChange(ws, ch);
       if (!s.ok()) {
@@ -1011,10 +1074,7 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p) const {
     }
     ch.person.Swap(&prec);
     ch.after.Swap(&after);
-    if (has_before) {
-      ch.before->Swap(&before_buf);
-      ch.before.reset();
-    }
+    if (has_before) ch.before->Swap(&before_buf);
   };
   const auto no_extra = [](Details&) {};
   // Moves `c` on by `op`, keeping its state before in before_buf; false
@@ -1527,11 +1587,12 @@ void SetStringField(RegisterRow* row,
   }
 }
 
-absl::StatusOr<RegisterRow> ParseResolved(
+// Parses `text` into `*row_out` (empty; possibly on an arena).
+absl::Status ParseResolved(
     ssc::v1::ImportFormat format, const std::vector<std::string>& columns,
     const std::vector<const google::protobuf::FieldDescriptor*>& descriptors,
-    std::string_view text) {
-  RegisterRow row;
+    std::string_view text, RegisterRow* row_out) {
+  RegisterRow& row = *row_out;
   if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
   if (format == ssc::v1::IMPORT_FORMAT_JSON_LINES) {
     google::protobuf::util::JsonParseOptions opts;
@@ -1542,7 +1603,7 @@ absl::StatusOr<RegisterRow> ParseResolved(
       return absl::InvalidArgumentError(
           absl::StrCat("not a register row in JSON: ", s.ToString()));
     }
-    return row;
+    return absl::OkStatus();
   }
   // Fields as views into `text` (a line without quotes, the usual case)
   // or into the unquoted copies SplitCsv makes.
@@ -1577,7 +1638,7 @@ absl::StatusOr<RegisterRow> ParseResolved(
       SetStringField(&row, f, fields[i]);
     }
   }
-  return row;
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -1585,7 +1646,10 @@ absl::StatusOr<RegisterRow> ParseResolved(
 absl::StatusOr<RegisterRow> Importer::ParseLine(
     ssc::v1::ImportFormat format, const std::vector<std::string>& columns,
     std::string_view text) {
-  return ParseResolved(format, columns, ResolveColumns(columns), text);
+  RegisterRow row;
+  RETURN_IF_ERROR(
+      ParseResolved(format, columns, ResolveColumns(columns), text, &row));
+  return row;
 }
 
 // ---------------------------------------------------------------------------
@@ -1777,45 +1841,58 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
   const absl::Time phase_start = absl::Now();
   const size_t n = pending_.size();
 
-  // Parse (in parallel) and group consecutive rows of one person.
-  std::vector<absl::StatusOr<RegisterRow>> parsed(n);
+  // Parse (in parallel) and group consecutive rows of one person. The rows
+  // live on one arena per parsing thread, for the whole batch: a row's
+  // fields cost no allocation of their own (about twenty per row).
+  const int threads = imp.options_.threads;
+  std::vector<std::unique_ptr<google::protobuf::Arena>> arenas;
+  for (int t = 0; t < threads; ++t) {
+    google::protobuf::ArenaOptions ao;
+    ao.start_block_size = 64 << 10;
+    ao.max_block_size = 1 << 20;
+    arenas.push_back(std::make_unique<google::protobuf::Arena>(ao));
+  }
+  std::vector<RegisterRow*> parsed(n);
+  std::vector<absl::Status> parse_errors(n);
   const std::vector<const google::protobuf::FieldDescriptor*> descriptors =
       ResolveColumns(csv_columns_);
-  auto parse_range = [&](size_t from, size_t to) {
+  auto parse_range = [&](google::protobuf::Arena* arena, size_t from,
+                         size_t to) {
     for (size_t i = from; i < to; ++i) {
-      parsed[i] =
-          ParseResolved(format_, csv_columns_, descriptors, pending_[i].text);
+      parsed[i] = google::protobuf::Arena::CreateMessage<RegisterRow>(arena);
+      parse_errors[i] = ParseResolved(format_, csv_columns_, descriptors,
+                                      pending_[i].text, parsed[i]);
     }
   };
-  const int threads = imp.options_.threads;
   {
     std::vector<std::thread> pool;
     const size_t per = (n + threads - 1) / threads;
     for (int t = 1; t < threads; ++t) {
       const size_t from = std::min(n, per * t), to = std::min(n, per * (t + 1));
-      if (from < to) pool.emplace_back(parse_range, from, to);
+      if (from < to) pool.emplace_back(parse_range, arenas[t].get(), from, to);
     }
-    parse_range(0, std::min(n, per));
+    parse_range(arenas[0].get(), 0, std::min(n, per));
     for (std::thread& th : pool) th.join();
   }
   const absl::Time parsed_at = absl::Now();
   std::vector<Importer::Group> groups;
   for (size_t i = 0; i < n; ++i) {
-    if (!parsed[i].ok()) {
+    if (!parse_errors[i].ok()) {
       Importer::Group g;
-      g.rows.push_back({pending_[i].number, RegisterRow()});
-      g.parse_error = FromStatus(parsed[i].status(), "");
+      g.rows.push_back({pending_[i].number, &RegisterRow::default_instance()});
+      g.parse_error = FromStatus(parse_errors[i], "");
       groups.push_back(std::move(g));
       continue;
     }
-    std::string id_key = absl::AsciiStrToUpper(parsed[i]->id_number());
+    const std::string_view id_key = parsed[i]->id_number();
     if (groups.empty() || groups.back().parse_error.has_value() ||
-        groups.back().id_key != id_key || id_key.empty()) {
+        id_key.empty() ||
+        !absl::EqualsIgnoreCase(Sv(groups.back().id_key), Sv(id_key))) {
       Importer::Group g;
-      g.id_key = std::move(id_key);
+      g.id_key = id_key;
       groups.push_back(std::move(g));
     }
-    groups.back().rows.push_back({pending_[i].number, *std::move(parsed[i])});
+    groups.back().rows.push_back({pending_[i].number, parsed[i]});
   }
   // The last person may continue in the next lines.
   std::vector<Line> carry;
@@ -1833,6 +1910,7 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
     // Valid groups are planned first, their reads fetched together, then
     // replayed.
     std::vector<Importer::GroupPlan> plans(to - from);
+    Importer::ReplayScratch scratch;
     std::vector<Importer::GroupPlan*> planned;
     std::vector<size_t> planned_group;
     for (size_t i = from; i < to; ++i) {
@@ -1858,7 +1936,7 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
     imp.Fetch(planned);
     for (size_t k = 0; k < planned.size(); ++k) {
       const size_t i = planned_group[k];
-      imp.Replay(groups[i], planned[k], &prepared[i]);
+      imp.Replay(groups[i], planned[k], &prepared[i], &scratch);
     }
   };
   {

@@ -181,6 +181,7 @@ class Importer {
   struct Group;
   struct Prepared;
   struct GroupPlan;
+  struct ReplayScratch;
   void Release(const std::string& import_id);
   // Validates and replays one person's rows into `*p` (no store writes):
   // Plan, then Replay (which reads what Fetch did not).
@@ -190,8 +191,10 @@ class Importer {
   bool Plan(const Group& g, absl::Time now, Prepared* p, GroupPlan* plan) const;
   // Reads the lookups of many plans at once (one MultiGet per table).
   void Fetch(std::vector<GroupPlan*>& plans) const;
-  // Checks the reads and replays the planned history into `*p`.
-  void Replay(const Group& g, GroupPlan* plan, Prepared* p) const;
+  // Checks the reads and replays the planned history into `*p`, with the
+  // working objects in `*scratch` (one per preparing thread).
+  void Replay(const Group& g, GroupPlan* plan, Prepared* p,
+              ReplayScratch* scratch) const;
   // Rejects the whole group: `line` for `field` and `reason`, its other
   // rows with it.
   static void RejectAll(const Group& g, uint64_t line, std::string field,

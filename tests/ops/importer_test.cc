@@ -223,6 +223,106 @@ TEST_F(ImporterTest, ImportEqualsReplayThroughTheCardLogic) {
   EXPECT_TRUE(chain->ok) << chain->problem;
 }
 
+// A preparing thread reuses its records and buffers from person to person
+// (and a batch's rows live on its parse arenas): every person in one batch
+// on one thread, in file order and with the persons in reverse order, stores
+// what the live operations stored, whatever person came before.
+TEST_F(ImporterTest, OneBatchOnOneThreadEqualsTheLiveHistory) {
+  ReplayLive();
+  // The lines of each person (consecutive, as the file requires).
+  std::vector<std::vector<std::string>> persons;
+  std::string last_id;
+  for (const Row& r : rows_) {
+    const std::string& id = r.f.at("id_number");
+    if (persons.empty() || id != last_id) persons.emplace_back();
+    persons.back().push_back(r.Json());
+    last_id = id;
+  }
+  ASSERT_GT(persons.size(), 2u);
+  for (const bool reversed : {false, true}) {
+    SCOPED_TRACE(reversed ? "persons reversed" : "file order");
+    std::vector<std::string> lines;
+    for (size_t i = 0; i < persons.size(); ++i) {
+      const auto& p = persons[reversed ? persons.size() - 1 - i : i];
+      lines.insert(lines.end(), p.begin(), p.end());
+    }
+    TempDir dir;
+    storage::ManualClock clock(import_clock_.Now());
+    TestStore store(dir.path() + "/db", &clock);
+    ImportOptions o;
+    o.batch_rows = 100000;
+    o.threads = 1;
+    Importer importer(store.ctx, &store.regions, "510524",
+                      store.cards->observers(), o);
+    auto session = importer.Begin(kAdmin, "one", IMPORT_FORMAT_JSON_LINES, "");
+    ASSERT_TRUE(session.ok()) << session.status();
+    std::vector<BatchResult> out;
+    for (size_t i = 0; i < lines.size(); ++i) {
+      ASSERT_TRUE((*session)->Add(i + 1, lines[i], &out).ok());
+    }
+    ASSERT_TRUE((*session)->Finish(&out).ok());
+    EXPECT_EQ(out.back().totals.accepted, rows_.size());
+    EXPECT_EQ(out.back().totals.rejected, 0u);
+
+    EXPECT_EQ(AllEvents(*live_.engine), AllEvents(*store.engine));
+    live_clock_.Set(clock.Now());
+    for (const std::string& id : ids_) {
+      GetPersonRequest req;
+      req.set_id_number(id);
+      auto a = live_.cards->GetPerson(kAdmin, req);
+      auto b = store.cards->GetPerson(kAdmin, req);
+      ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
+      EXPECT_EQ(a->DebugString(), b->DebugString()) << id;
+    }
+    for (absl::CivilDay d(2019, 1, 1); d <= absl::CivilDay(2025, 1, 1);
+         d += 30) {
+      for (report::Metric m : report::kAllMetrics) {
+        auto x = report::MetricAsOf(*live_.engine, m, "510524", d);
+        auto y = report::MetricAsOf(*store.engine, m, "510524", d);
+        ASSERT_TRUE(x.ok() && y.ok());
+        EXPECT_EQ(*x, *y) << d;
+      }
+    }
+  }
+}
+
+// Rows whose id numbers differ only in the case of the check letter are one
+// person's rows (one group), as when grouping compared upper-case copies.
+TEST_F(ImporterTest, GroupingIgnoresTheCaseOfTheIdNumber) {
+  std::string id;
+  for (int seq = 1; seq < 1000 && id.empty(); ++seq) {
+    const std::string c = MakeId("510524", "19800101", seq);
+    if (c.back() == 'X') id = c;
+  }
+  ASSERT_FALSE(id.empty());
+  std::string lower = id;
+  lower.back() = 'x';
+  auto row = [](const std::string& id_number, const char* app,
+                const char* state, const char* extra) {
+    return absl::StrCat(
+        R"({"id_number":")", id_number,
+        R"(","name":"张三","region_code":"510524100","application_id":")", app,
+        R"(","state":")", state, R"(","bank_code":"ABC",)", extra, "}");
+  };
+  // A cancelled card, then a new one: valid only as one person's rows.
+  const std::vector<std::string> lines = {
+      row(id, "A510524900000001", "CANCELLED",
+          R"("applied_at":"2020-01-01","closed_at":"2020-02-01",)"
+          R"("cancel_reason":"MOVED_OUT")"),
+      row(lower, "A510524900000002", "APPLIED", R"("applied_at":"2020-03-01")"),
+  };
+  std::vector<BatchResult> out = Import(lines, "case", 100);
+  for (const auto& b : out) {
+    for (const auto& r : b.rejects) ADD_FAILURE() << r.field << r.reason;
+  }
+  EXPECT_EQ(out.back().totals.accepted, 2u);
+  GetPersonRequest req;
+  req.set_id_number(id);
+  auto p = imported_.cards->GetPerson(kAdmin, req);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->cards_size(), 2);
+}
+
 TEST_F(ImporterTest, ReRunChangesNothingAndResumesAfterTheCheckpoint) {
   ReplayLive();
   std::vector<std::string> lines = Lines();
