@@ -582,6 +582,53 @@ void Importer::RejectAll(const Group& g, uint64_t line, std::string field,
   p->ws = storage::WriteSet();
 }
 
+void Importer::SyncCardRecord(const CardRecord& from, CardRecord* to) {
+  // Replay keeps the card as it was before each step in one record; from
+  // one step to the next a card changes in a few fields, and comparing a
+  // string costs a fraction of rewriting it (CopyFrom rewrote every string
+  // of the card at every step). Imported records have no unknown fields.
+  if (from.application_id() != to->application_id())
+    to->set_application_id(from.application_id());
+  if (from.person_key() != to->person_key())
+    to->set_person_key(from.person_key());
+  if (from.card_number() != to->card_number())
+    to->set_card_number(from.card_number());
+  if (from.identification_code() != to->identification_code())
+    to->set_identification_code(from.identification_code());
+  if (from.spec_version() != to->spec_version())
+    to->set_spec_version(from.spec_version());
+  to->set_state(from.state());
+  if (from.region_code() != to->region_code())
+    to->set_region_code(from.region_code());
+  if (from.issuing_region_code() != to->issuing_region_code())
+    to->set_issuing_region_code(from.issuing_region_code());
+  if (from.bank_code() != to->bank_code()) to->set_bank_code(from.bank_code());
+  if (from.bank_account() != to->bank_account())
+    to->set_bank_account(from.bank_account());
+  if (from.valid_from() != to->valid_from())
+    to->set_valid_from(from.valid_from());
+  if (from.valid_until() != to->valid_until())
+    to->set_valid_until(from.valid_until());
+  to->set_applied_micros(from.applied_micros());
+  to->set_sent_to_production_micros(from.sent_to_production_micros());
+  to->set_produced_micros(from.produced_micros());
+  to->set_issued_micros(from.issued_micros());
+  to->set_activated_micros(from.activated_micros());
+  to->set_lost_micros(from.lost_micros());
+  to->set_temp_loss_expires_micros(from.temp_loss_expires_micros());
+  to->set_closed_micros(from.closed_micros());
+  if (from.replaced_by() != to->replaced_by())
+    to->set_replaced_by(from.replaced_by());
+  if (from.replaces() != to->replaces()) to->set_replaces(from.replaces());
+  to->set_replacement_reason(from.replacement_reason());
+  to->set_cancel_reason(from.cancel_reason());
+  to->set_instant_issuance(from.instant_issuance());
+  if (from.batch_reference() != to->batch_reference())
+    to->set_batch_reference(from.batch_reference());
+  if (from.photo_ref() != to->photo_ref()) to->set_photo_ref(from.photo_ref());
+  to->set_updated_micros(from.updated_micros());
+}
+
 // Replay's working objects, kept by a preparing thread from group to group
 // (Replay resets what it uses): the records' strings keep their buffers, so
 // a group costs no allocation for them (about forty per row otherwise, and
@@ -589,10 +636,10 @@ void Importer::RejectAll(const Group& g, uint64_t line, std::string field,
 struct Importer::ReplayScratch {
   // The group's cards; only the first cards.size() are in use.
   std::vector<CardRecord> records;
-  PersonRecord prec;
   // The card as it was before the step (see transit in Replay).
   CardRecord before_buf;
-  // One change reused for every step.
+  // One change reused for every step; its `person` is the person record
+  // under construction.
   CardChange ch;
   card::PersonView view;
   // The opening of the card events' details and what it was built from.
@@ -906,7 +953,9 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p,
   view.region_code.clear();
   view.application_ids.clear();
   view.current_application_id.clear();
-  PersonRecord& prec = scratch->prec;
+  // The person record is built in the change the observers get (they read
+  // it as it stands at each step): no swapping in and out per step.
+  PersonRecord& prec = scratch->ch.person;
   prec.Clear();
   // Encrypted once with the final values (the person record is stored once,
   // at the end; observers read only its plain fields).
@@ -1053,9 +1102,8 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p,
     ch.event_type.assign(type.data(), type.size());
     ch.time = t;
     ch.holder_delta = delta;
-    // The person and the cards are lent to the observers (swapped in and
-    // back) rather than copied: five changes per row, three records each.
-    ch.person.Swap(&prec);
+    // The cards are lent to the observers (swapped in and back) rather
+    // than copied: five changes per row, two records each.
     ch.after.Swap(&after);
     // `before` stays engaged (an empty record between steps) from one step
     // with a card before to the next: most steps have one.
@@ -1072,7 +1120,6 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p,
         break;
       }
     }
-    ch.person.Swap(&prec);
     ch.after.Swap(&after);
     if (has_before) ch.before->Swap(&before_buf);
   };
@@ -1086,7 +1133,7 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p,
       failure = GroupError{line, {"state", std::string(to.status().message())}};
       return false;
     }
-    before_buf = c;
+    SyncCardRecord(c, &before_buf);
     c.set_state(*to);
     return true;
   };

@@ -175,6 +175,10 @@ class Importer {
   // Splits one CSV line (RFC 4180 quoting, no line breaks inside fields).
   static absl::StatusOr<std::vector<std::string>> SplitCsv(
       std::string_view line);
+  // Makes `*to` equal to `from`, as CopyFrom does, writing only the fields
+  // that differ (exposed for tests: it lists every field of CardRecord).
+  static void SyncCardRecord(const card::store::CardRecord& from,
+                             card::store::CardRecord* to);
 
  private:
   friend class ImportSession;

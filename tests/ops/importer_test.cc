@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
+#include "services/card/card_records.pb.h"
 #include "services/card/id_number.h"
 #include "services/common/json.h"
 #include "services/report/counters.h"
@@ -464,6 +465,50 @@ TEST_F(ImporterTest, CsvRowsAndECardBindings) {
   auto bad =
       importer.Begin(kAdmin, "csv2", IMPORT_FORMAT_CSV, "id_number,colour");
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Replay keeps the card before each step with SyncCardRecord: it must copy
+// every field of CardRecord (a field added to the record and not to it
+// fails here), both ways: into a record that has none and over one that
+// has other values, and back to empty.
+TEST(SyncCardRecord, CopiesEveryField) {
+  using card::store::CardRecord;
+  using google::protobuf::FieldDescriptor;
+  auto fill = [](CardRecord* r, int salt) {
+    const google::protobuf::Descriptor* d = CardRecord::descriptor();
+    const google::protobuf::Reflection* refl = CardRecord::GetReflection();
+    for (int i = 0; i < d->field_count(); ++i) {
+      const FieldDescriptor* f = d->field(i);
+      ASSERT_FALSE(f->is_repeated()) << f->name();
+      const int v = salt + i + 1;
+      switch (f->cpp_type()) {
+        case FieldDescriptor::CPPTYPE_STRING:
+          refl->SetString(r, f, absl::StrCat(f->name(), "-", v));
+          break;
+        case FieldDescriptor::CPPTYPE_INT64:
+          refl->SetInt64(r, f, v);
+          break;
+        case FieldDescriptor::CPPTYPE_ENUM:
+          refl->SetEnumValue(r, f, 1 + salt % 2);
+          break;
+        case FieldDescriptor::CPPTYPE_BOOL:
+          refl->SetBool(r, f, salt % 2 == 0);
+          break;
+        default:
+          FAIL() << "field type of " << f->name() << " not covered here";
+      }
+    }
+  };
+  CardRecord full, other, empty, to;
+  fill(&full, 0);
+  fill(&other, 1);
+  Importer::SyncCardRecord(full, &to);
+  EXPECT_EQ(to.DebugString(), full.DebugString());
+  Importer::SyncCardRecord(other, &to);
+  EXPECT_EQ(to.DebugString(), other.DebugString());
+  Importer::SyncCardRecord(empty, &to);
+  EXPECT_EQ(to.DebugString(), empty.DebugString());
+  EXPECT_EQ(to.SerializeAsString(), "");
 }
 
 TEST(CsvSplit, QuotesAndEmptyFields) {
