@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "services/common/errors.h"
 #include "services/report/counters.h"
+#include "services/report/report_dates.h"
 #include "storage/key_codec.h"
 #include "tests/report/report_test_util.h"
 
@@ -612,6 +613,29 @@ TEST(CounterKeys, KeepTheirLayout) {
   storage::WriteSet county_only;
   AddMetricDelta(county_only, Metric::kCardHolders, kCounty, absl::Now(), 1);
   EXPECT_EQ(county_only.ops().size(), 3u);
+}
+
+// BeijingDay computes the day without the zone; it must agree with the
+// zone around midnight, before 1970 and for infinite times.
+TEST(BeijingDayTest, AgreesWithTheZone) {
+  const absl::TimeZone tz = BeijingTimeZone();
+  for (int64_t s = -3'000'000'000; s <= 5'000'000'000; s += 3'599) {
+    for (int64_t edge : {int64_t{0}, int64_t{-1}, int64_t{1}}) {
+      const absl::Time t = absl::FromUnixSeconds(s + edge) +
+                           absl::Milliseconds(s % 2 == 0 ? 0 : 999);
+      ASSERT_EQ(BeijingDay(t), absl::ToCivilDay(t, tz)) << t;
+    }
+  }
+  for (absl::CivilDay d(1949, 1, 1); d <= absl::CivilDay(2100, 12, 31);
+       d += 1) {
+    const absl::Time midnight = absl::FromCivil(d, tz);
+    ASSERT_EQ(BeijingDay(midnight), d);
+    ASSERT_EQ(BeijingDay(midnight - absl::Nanoseconds(1)), d - 1);
+  }
+  EXPECT_EQ(BeijingDay(absl::InfiniteFuture()),
+            absl::ToCivilDay(absl::InfiniteFuture(), tz));
+  EXPECT_EQ(BeijingDay(absl::InfinitePast()),
+            absl::ToCivilDay(absl::InfinitePast(), tz));
 }
 
 }  // namespace
