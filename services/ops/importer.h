@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "services/card/card_logic.h"
 #include "services/card/regions.h"
@@ -175,6 +176,10 @@ class Importer {
   // Splits one CSV line (RFC 4180 quoting, no line breaks inside fields).
   static absl::StatusOr<std::vector<std::string>> SplitCsv(
       std::string_view line);
+  // The instant a date-only field (YYYY-MM-DD) stands for: its midnight in
+  // Beijing time, as absl::FromCivil with card::BeijingTime() (exposed for
+  // tests).
+  static absl::Time DayStart(absl::CivilDay day);
   // Makes `*to` equal to `from`, as CopyFrom does, writing only the fields
   // that differ (exposed for tests: it lists every field of CardRecord).
   static void SyncCardRecord(const card::store::CardRecord& from,

@@ -511,6 +511,16 @@ TEST(SyncCardRecord, CopiesEveryField) {
   EXPECT_EQ(to.SerializeAsString(), "");
 }
 
+// Date-only fields stand for midnight in Beijing time; DayStart computes it
+// without the zone and must agree with the zone over the dates allowed.
+TEST(DayStart, EqualsMidnightInBeijingTime) {
+  for (absl::CivilDay d(1940, 1, 1); d <= absl::CivilDay(2110, 12, 31); ++d) {
+    ASSERT_EQ(Importer::DayStart(d),
+              absl::FromCivil(absl::CivilSecond(d), card::BeijingTime()))
+        << d;
+  }
+}
+
 TEST(CsvSplit, QuotesAndEmptyFields) {
   auto f = Importer::SplitCsv(R"(a,"b,c",,"d""e")");
   ASSERT_TRUE(f.ok());
