@@ -1,5 +1,7 @@
 #include "services/report/counters.h"
 
+#include <array>
+#include <iterator>
 #include <map>
 #include <tuple>
 
@@ -37,14 +39,33 @@ void AppendU32(std::string* out, uint32_t v) {
   out->append(b, 4);
 }
 
+// Str(kMetricPrefix) Str(metric name): the same for every key of a metric,
+// encoded once per metric.
+std::string_view MetricHead(Metric metric) {
+  static const auto* const kHeads = [] {
+    auto* heads = new std::array<std::string, std::size(kAllMetrics)>;
+    for (size_t i = 0; i < heads->size(); ++i) {
+      storage::AppendKeyString(&(*heads)[i], kMetricPrefix);
+      storage::AppendKeyString(&(*heads)[i], MetricName(kAllMetrics[i]));
+    }
+    return heads;
+  }();
+  for (size_t i = 0; i < kHeads->size(); ++i) {
+    if (kAllMetrics[i] == metric) return (*kHeads)[i];
+  }
+  thread_local std::string other;  // not a listed metric
+  other.clear();
+  storage::AppendKeyString(&other, kMetricPrefix);
+  storage::AppendKeyString(&other, MetricName(metric));
+  return other;
+}
+
 std::string SeriesPrefix(Metric metric, std::string_view region, Granularity g,
                          size_t extra = 0) {
-  const std::string_view name = MetricName(metric);
+  const std::string_view head = MetricHead(metric);
   std::string key;
-  key.reserve(kMetricPrefix.size() + name.size() + region.size() + 6 + 4 +
-              extra);
-  storage::AppendKeyString(&key, kMetricPrefix);
-  storage::AppendKeyString(&key, name);
+  key.reserve(head.size() + region.size() + 3 + 4 + extra);
+  key.append(head);
   storage::AppendKeyString(&key, region);
   AppendU32(&key, static_cast<uint32_t>(g));
   return key;

@@ -638,5 +638,49 @@ TEST(BeijingDayTest, AgreesWithTheZone) {
             absl::ToCivilDay(absl::InfinitePast(), tz));
 }
 
+// The counter keys are stored bytes: each component as KeyBuilder encodes
+// it, whichever way AddMetricDelta and MetricKey build them.
+TEST(MetricKeyTest, KeysAreTheFrozenLayout) {
+  for (Metric m : kAllMetrics) {
+    // The last one holds the escape byte.
+    for (const std::string& r :
+         {std::string("510524"), std::string("510524100"),
+          std::string("a\0b", 3)}) {
+      EXPECT_EQ(MetricKey(m, r, Granularity::kMonth, 202401),
+                storage::KeyBuilder()
+                    .Str("report")
+                    .Str(MetricName(m))
+                    .Str(r)
+                    .U32(2)
+                    .U32(202401)
+                    .Build());
+    }
+  }
+  storage::WriteSet ws;
+  // 2024-01-31 20:00 UTC is 2024-02-01 in Beijing.
+  AddMetricDelta(ws, Metric::kECardHolders, "510524100",
+                 absl::FromCivil(absl::CivilSecond(2024, 1, 31, 20, 0, 0),
+                                 absl::UTCTimeZone()),
+                 -1);
+  std::vector<std::string> want;
+  for (const char* region : {"510524100", "510524"}) {
+    for (auto [g, period] : {std::pair{1u, 2024u}, std::pair{2u, 202402u},
+                             std::pair{3u, 20240201u}}) {
+      want.push_back(storage::KeyBuilder()
+                         .Str("report")
+                         .Str("ecard_holders")
+                         .Str(region)
+                         .U32(g)
+                         .U32(period)
+                         .Build());
+    }
+  }
+  ASSERT_EQ(ws.ops().size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(ws.ops()[i].key, want[i]) << i;
+    EXPECT_EQ(ws.ops()[i].value, std::string(8, '\xff')) << i;
+  }
+}
+
 }  // namespace
 }  // namespace ssc::report
