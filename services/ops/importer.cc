@@ -1,6 +1,7 @@
 #include "services/ops/importer.h"
 
 #include <algorithm>
+#include <array>
 #include <future>
 #include <map>
 #include <thread>
@@ -69,8 +70,15 @@ std::string EncodeInvalid(int64_t since_micros, CardState state,
   storage::PutFixed64BE(&v, static_cast<uint64_t>(expires_micros));
   return v;
 }
-std::string Aad(std::string_view record_key, std::string_view field) {
-  return absl::StrCat(Sv(record_key), "/", Sv(field));
+// The associated data of a record's encrypted field, "<record key>/<field>"
+// as card_logic.cc has it, built in `*out` (a buffer kept from field to
+// field).
+std::string_view AadInto(std::string* out, std::string_view record_key,
+                         std::string_view field) {
+  out->assign(record_key);
+  out->push_back('/');
+  out->append(field);
+  return *out;
 }
 
 // --- The import's own records in kMeta.
@@ -124,6 +132,12 @@ class Details {
     common::AppendJsonQuoted(&out_, value);
     return *this;
   }
+  // `json` is the value already in JSON (QuotedStateName).
+  Details& Raw(std::string_view quoted_key, std::string_view json) {
+    Key(quoted_key);
+    out_.append(json);
+    return *this;
+  }
   Details& Bool(std::string_view quoted_key, bool value) {
     Key(quoted_key);
     out_ += value ? "true" : "false";
@@ -143,6 +157,25 @@ class Details {
   }
   std::string out_;
 };
+
+// card::StateName(s) as a JSON string (AppendJsonQuoted), quoted once per
+// state: the details of every card event carry two of them.
+std::string_view QuotedStateName(CardState s) {
+  static const auto* const kQuoted = [] {
+    auto* quoted = new std::array<std::string, ssc::v1::CardState_ARRAYSIZE>;
+    for (int i = 0; i < ssc::v1::CardState_ARRAYSIZE; ++i) {
+      common::AppendJsonQuoted(&(*quoted)[i],
+                               card::StateName(static_cast<CardState>(i)));
+    }
+    return quoted;
+  }();
+  const int i = static_cast<int>(s);
+  if (i >= 0 && i < ssc::v1::CardState_ARRAYSIZE) return (*kQuoted)[i];
+  thread_local std::string other;  // not a value of the enum
+  other.clear();
+  common::AppendJsonQuoted(&other, card::StateName(s));
+  return other;
+}
 
 std::string FormatTime(int64_t micros) {
   return absl::FormatTime(absl::RFC3339_sec, absl::FromUnixMicros(micros),
@@ -653,6 +686,11 @@ struct Importer::ReplayScratch {
   std::string head, head_card, head_number, head_region, head_issuing,
       head_name;
   std::string current_name, masked_name, phone, address;
+  // The associated data of the field being encrypted.
+  std::string aad;
+  // The person's application ids: the first `application_count` are this
+  // group's (the strings keep their buffers).
+  std::vector<std::string> application_ids;
 };
 
 void Importer::Prepare(const Group& g, absl::Time now, Prepared* p) const {
@@ -958,7 +996,8 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p,
   view.gender = id->gender;
   view.birth_date = id->birth_date_text;
   view.region_code.clear();
-  view.application_ids.clear();
+  std::vector<std::string>& application_ids = scratch->application_ids;
+  size_t application_count = 0;
   view.current_application_id.clear();
   // The person record is built in the change the observers get (they read
   // it as it stands at each step): no swapping in and out per step.
@@ -978,7 +1017,7 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p,
   auto enc = [&](std::string_view field,
                  const std::string& value) -> absl::StatusOr<std::string> {
     if (value.empty()) return std::string();
-    return cipher.Encrypt(value, Aad(person_key, field));
+    return cipher.Encrypt(value, AadInto(&scratch->aad, person_key, field));
   };
   {
     absl::StatusOr<std::string> a = enc("id_number", view.id_number);
@@ -1013,8 +1052,8 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p,
     prec.set_updated_micros(person_updated);
     prec.set_region_code(view.region_code);
     prec.clear_application_ids();
-    for (const std::string& a : view.application_ids)
-      prec.add_application_ids(a);
+    for (size_t i = 0; i < application_count; ++i)
+      prec.add_application_ids(application_ids[i]);
     prec.set_current_application_id(view.current_application_id);
   };
   // Computed once per group: every event of the person carries them.
@@ -1092,8 +1131,10 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p,
       head = std::move(h).Open();
     }
     Details payload(head);
-    payload.Str(R"("state_before":)", has_before ? card::StateName(from) : "")
-        .Str(R"("state_after":)", card::StateName(after.state()))
+    payload
+        .Raw(R"("state_before":)",
+             has_before ? QuotedStateName(from) : std::string_view(R"("")"))
+        .Raw(R"("state_after":)", QuotedStateName(after.state()))
         .Bool(R"("holder_start":)", delta > 0)
         .Bool(R"("holder_stop":)", delta < 0);
     extra(payload);
@@ -1146,8 +1187,8 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p,
   };
   auto set_account = [&](CardRecord& c, const std::string& account,
                          uint64_t line) {
-    absl::StatusOr<std::string> e =
-        cipher.Encrypt(account, Aad(c.application_id(), "bank_account"));
+    absl::StatusOr<std::string> e = cipher.Encrypt(
+        account, AadInto(&scratch->aad, c.application_id(), "bank_account"));
     if (!e.ok()) {
       failure = GroupError{line, FromStatus(e.status(), "bank_account")};
       return;
@@ -1302,7 +1343,10 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p,
       c.set_issued_micros(Micros(applied));
       c.set_state(ssc::v1::CARD_STATE_ISSUED);
     }
-    view.application_ids.push_back(r.application_id());
+    if (application_count == application_ids.size()) {
+      application_ids.emplace_back();
+    }
+    application_ids[application_count++] = r.application_id();
     view.current_application_id = r.application_id();
     put_person_at(applied);
     if (replacement) {
