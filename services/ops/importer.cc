@@ -14,7 +14,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 #include "google/protobuf/util/json_util.h"
 #include "services/card/card_records.pb.h"
 #include "services/card/id_number.h"
@@ -1705,12 +1704,21 @@ absl::Status ParseResolved(
   }
   // Fields as views into `text` (a line without quotes, the usual case)
   // or into the unquoted copies SplitCsv makes.
+  // The list is kept by the thread from line to line (its views are used
+  // only within this call).
   std::vector<std::string> unquoted;
-  std::vector<std::string_view> fields;
-  fields.reserve(columns.size());
+  thread_local std::vector<std::string_view> fields;
+  fields.clear();
   if (text.find('"') == std::string_view::npos) {
-    for (absl::string_view f : absl::StrSplit(Sv(text), ',')) {
-      fields.emplace_back(f.data(), f.size());
+    // As absl::StrSplit(text, ','): n commas make n + 1 fields.
+    for (size_t i = 0;;) {
+      const size_t comma = text.find(',', i);
+      if (comma == std::string_view::npos) {
+        fields.push_back(text.substr(i));
+        break;
+      }
+      fields.push_back(text.substr(i, comma - i));
+      i = comma + 1;
     }
   } else {
     ASSIGN_OR_RETURN(unquoted, Importer::SplitCsv(text));

@@ -521,6 +521,32 @@ TEST(DayStart, EqualsMidnightInBeijingTime) {
   }
 }
 
+// Unquoted CSV lines are split at every comma: n commas, n + 1 fields.
+TEST(CsvSplit, UnquotedLinesSplitAtEveryComma) {
+  const std::vector<std::string> columns = {"id_number", "name", "phone"};
+  auto parse = [&](std::string_view line) {
+    return Importer::ParseLine(IMPORT_FORMAT_CSV, columns, line);
+  };
+  auto r = parse("X,,Y");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->id_number(), "X");
+  EXPECT_EQ(r->name(), "");
+  EXPECT_EQ(r->phone(), "Y");
+  r = parse("X,N,\r");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->name(), "N");
+  EXPECT_EQ(r->phone(), "");
+  r = parse(",,");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->ByteSizeLong(), 0u);
+  for (std::string_view bad : {"", "X,N", "X,N,P,Q", ",,,"}) {
+    r = parse(bad);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_TRUE(absl::StrContains(parse("X,N").status().message(),
+                                "has 2 fields, the header 3"));
+}
+
 TEST(CsvSplit, QuotesAndEmptyFields) {
   auto f = Importer::SplitCsv(R"(a,"b,c",,"d""e")");
   ASSERT_TRUE(f.ok());
