@@ -2134,7 +2134,9 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
         for (uint64_t line : p.lines)
           p.rejects.push_back({line, "id_number", clash});
       } else {
-        for (const std::string& c : p.claims) claimed.insert(c);
+        // Moved: the group's claims are not read again (the commit takes
+        // only its write set).
+        for (std::string& c : p.claims) claimed.insert(std::move(c));
         for (const auto& [region, max] : p.max_application) {
           new_marks[region] = std::max(new_marks[region], max);
         }
