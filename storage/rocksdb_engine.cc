@@ -716,27 +716,100 @@ void RocksDbEngine::RunCommitter() {
   }
 }
 
+// Sorts idx[0, n) so that their keys, key_of(idx[i]), are in bytewise
+// order; equal keys keep their order in idx. The keys agree on their first
+// `depth` bytes. Most-significant-byte radix sort: the bytes the keys of a
+// group share (a key kind, a region code, one entity's id) are skipped in
+// one pass, then the group is split by its next byte (a stable scatter
+// through `tmp`, of n entries) and each part sorted from the byte after.
+// A comparison sort instead compared the shared bytes again with memcmp
+// in each of its n log n comparisons. Small groups are insertion-sorted.
+template <typename KeyOf>
+void RadixSortByKey(uint32_t* idx, uint32_t* tmp, size_t n, size_t depth,
+                    const KeyOf& key_of) {
+  constexpr size_t kInsertionSortMax = 16;
+  if (n <= kInsertionSortMax) {
+    for (size_t i = 1; i < n; ++i) {
+      const uint32_t v = idx[i];
+      const std::string_view kv = key_of(v).substr(depth);
+      size_t j = i;
+      for (; j > 0 && kv < key_of(idx[j - 1]).substr(depth); --j) {
+        idx[j] = idx[j - 1];
+      }
+      idx[j] = v;
+    }
+    return;
+  }
+  // Every key of the group is at least `depth` bytes long (it was split on
+  // the byte before): the bytes all of them share start there.
+  const std::string_view first = key_of(idx[0]);
+  size_t common = first.size();
+  for (size_t i = 1; i < n && common > depth; ++i) {
+    const std::string_view k = key_of(idx[i]);
+    const size_t m = std::min(common, k.size());
+    size_t p = depth;
+    while (p + 8 <= m && std::memcmp(k.data() + p, first.data() + p, 8) == 0) {
+      p += 8;
+    }
+    while (p < m && k[p] == first[p]) ++p;
+    common = p;
+  }
+  depth = common;
+  // Bucket 0: keys that end at `depth` (equal to the shared part, so to
+  // each other; they sort first); bucket 1 + b: keys whose next byte is b.
+  auto bucket = [depth](std::string_view k) -> size_t {
+    return k.size() > depth ? 1 + static_cast<uint8_t>(k[depth]) : 0;
+  };
+  uint32_t start[258] = {};
+  for (size_t i = 0; i < n; ++i) ++start[bucket(key_of(idx[i])) + 1];
+  if (start[1] == n) return;  // all keys equal: already in order
+  for (size_t b = 1; b < 258; ++b) start[b] += start[b - 1];
+  uint32_t next[257];
+  std::memcpy(next, start, sizeof(next));
+  for (size_t i = 0; i < n; ++i) tmp[next[bucket(key_of(idx[i]))]++] = idx[i];
+  std::memcpy(idx, tmp, n * sizeof(uint32_t));
+  for (size_t b = 1; b < 257; ++b) {
+    const size_t count = start[b + 1] - start[b];
+    if (count > 1) {
+      RadixSortByKey(idx + start[b], tmp + start[b], count, depth + 1, key_of);
+    }
+  }
+}
+
 // Orders entries by (table, key), keeping the order of writes to one key:
-// by table first (a stable counting pass), then each table's run by key,
-// skipping runs already in order (events and audit records are generated
-// in key order).
+// by table first (a stable counting pass over indices), then each table's
+// run by key, skipping runs already in order (events and audit records are
+// generated in key order); the entries are moved once, at the end.
 void SortEntries(std::vector<Entry>& entries) {
   std::vector<size_t> start(kTableCount + 1, 0);
   for (const auto& e : entries) ++start[static_cast<size_t>(e.table) + 1];
   for (int t = 0; t < kTableCount; ++t) start[t + 1] += start[t];
-  std::vector<Entry> by_table(entries.size());
-  std::vector<size_t> next(start.begin(), start.end() - 1);
-  for (const auto& e : entries)
-    by_table[next[static_cast<size_t>(e.table)]++] = e;
-  auto key_less = [](const Entry& a, const Entry& b) { return a.key < b.key; };
-  for (int t = 0; t < kTableCount; ++t) {
-    auto first = by_table.begin() + start[t],
-         last = by_table.begin() + start[t + 1];
-    if (!std::is_sorted(first, last, key_less)) {
-      std::stable_sort(first, last, key_less);
+  std::vector<uint32_t> order(entries.size());
+  {
+    std::vector<size_t> next(start.begin(), start.end() - 1);
+    for (size_t i = 0; i < entries.size(); ++i) {
+      order[next[static_cast<size_t>(entries[i].table)]++] =
+          static_cast<uint32_t>(i);
     }
   }
-  entries = std::move(by_table);
+  auto key_of = [&entries](uint32_t i) { return entries[i].key; };
+  std::vector<uint32_t> tmp;
+  for (int t = 0; t < kTableCount; ++t) {
+    uint32_t* first = order.data() + start[t];
+    const size_t n = start[t + 1] - start[t];
+    bool sorted = true;
+    for (size_t i = 1; i < n && sorted; ++i) {
+      sorted = !(entries[first[i]].key < entries[first[i - 1]].key);
+    }
+    if (!sorted) {
+      tmp.resize(n);
+      RadixSortByKey(first, tmp.data(), n, 0, key_of);
+    }
+  }
+  std::vector<Entry> out;
+  out.reserve(entries.size());
+  for (uint32_t i : order) out.push_back(entries[i]);
+  entries = std::move(out);
 }
 
 void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
