@@ -195,6 +195,66 @@ struct Entry {
   std::string_view value;
 };
 
+// Sorts idx[0, n) so that their keys, key_of(idx[i]), are in bytewise
+// order; equal keys keep their order in idx. The keys agree on their first
+// `depth` bytes. Most-significant-byte radix sort: the bytes the keys of a
+// group share (a key kind, a region code, one entity's id) are skipped in
+// one pass, then the group is split by its next byte (a stable scatter
+// through `tmp`, of n entries) and each part sorted from the byte after.
+// A comparison sort instead compared the shared bytes again with memcmp
+// in each of its n log n comparisons. Small groups are insertion-sorted.
+template <typename KeyOf>
+void RadixSortByKey(uint32_t* idx, uint32_t* tmp, size_t n, size_t depth,
+                    const KeyOf& key_of) {
+  constexpr size_t kInsertionSortMax = 16;
+  if (n <= kInsertionSortMax) {
+    for (size_t i = 1; i < n; ++i) {
+      const uint32_t v = idx[i];
+      const std::string_view kv = key_of(v).substr(depth);
+      size_t j = i;
+      for (; j > 0 && kv < key_of(idx[j - 1]).substr(depth); --j) {
+        idx[j] = idx[j - 1];
+      }
+      idx[j] = v;
+    }
+    return;
+  }
+  // Every key of the group is at least `depth` bytes long (it was split on
+  // the byte before): the bytes all of them share start there.
+  const std::string_view first = key_of(idx[0]);
+  size_t common = first.size();
+  for (size_t i = 1; i < n && common > depth; ++i) {
+    const std::string_view k = key_of(idx[i]);
+    const size_t m = std::min(common, k.size());
+    size_t p = depth;
+    while (p + 8 <= m && std::memcmp(k.data() + p, first.data() + p, 8) == 0) {
+      p += 8;
+    }
+    while (p < m && k[p] == first[p]) ++p;
+    common = p;
+  }
+  depth = common;
+  // Bucket 0: keys that end at `depth` (equal to the shared part, so to
+  // each other; they sort first); bucket 1 + b: keys whose next byte is b.
+  auto bucket = [depth](std::string_view k) -> size_t {
+    return k.size() > depth ? 1 + static_cast<uint8_t>(k[depth]) : 0;
+  };
+  uint32_t start[258] = {};
+  for (size_t i = 0; i < n; ++i) ++start[bucket(key_of(idx[i])) + 1];
+  if (start[1] == n) return;  // all keys equal: already in order
+  for (size_t b = 1; b < 258; ++b) start[b] += start[b - 1];
+  uint32_t next[257];
+  std::memcpy(next, start, sizeof(next));
+  for (size_t i = 0; i < n; ++i) tmp[next[bucket(key_of(idx[i]))]++] = idx[i];
+  std::memcpy(idx, tmp, n * sizeof(uint32_t));
+  for (size_t b = 1; b < 257; ++b) {
+    const size_t count = start[b + 1] - start[b];
+    if (count > 1) {
+      RadixSortByKey(idx + start[b], tmp + start[b], count, depth + 1, key_of);
+    }
+  }
+}
+
 // Engine over one RocksDB database with a column family per Table.
 // Thread-safe. Writes funnel through one committer thread (group commit);
 // reads go straight to RocksDB.
@@ -243,11 +303,14 @@ class RocksDbEngine final : public Engine {
     // The keys in bytewise order (every table's order), so that RocksDB
     // need not sort them itself: its sort compares through the comparator's
     // virtual calls and cost more than the rest of a batch of point reads.
-    std::vector<uint32_t> order(keys.size());
+    // A radix sort: the keys of an import's batch share long prefixes
+    // (index kinds, region codes) that a comparison sort memcmp's again in
+    // every comparison.
+    std::vector<uint32_t> order(keys.size()), tmp(keys.size());
     for (size_t i = 0; i < keys.size(); ++i)
       order[i] = static_cast<uint32_t>(i);
-    std::sort(order.begin(), order.end(),
-              [&keys](uint32_t a, uint32_t b) { return keys[a] < keys[b]; });
+    RadixSortByKey(order.data(), tmp.data(), order.size(), 0,
+                   [&keys](uint32_t i) { return keys[i]; });
     std::vector<rocksdb::Slice> slices;
     slices.reserve(keys.size());
     for (uint32_t i : order)
@@ -713,66 +776,6 @@ void RocksDbEngine::RunCommitter() {
     }
     WriteGroup(group);
     group.clear();
-  }
-}
-
-// Sorts idx[0, n) so that their keys, key_of(idx[i]), are in bytewise
-// order; equal keys keep their order in idx. The keys agree on their first
-// `depth` bytes. Most-significant-byte radix sort: the bytes the keys of a
-// group share (a key kind, a region code, one entity's id) are skipped in
-// one pass, then the group is split by its next byte (a stable scatter
-// through `tmp`, of n entries) and each part sorted from the byte after.
-// A comparison sort instead compared the shared bytes again with memcmp
-// in each of its n log n comparisons. Small groups are insertion-sorted.
-template <typename KeyOf>
-void RadixSortByKey(uint32_t* idx, uint32_t* tmp, size_t n, size_t depth,
-                    const KeyOf& key_of) {
-  constexpr size_t kInsertionSortMax = 16;
-  if (n <= kInsertionSortMax) {
-    for (size_t i = 1; i < n; ++i) {
-      const uint32_t v = idx[i];
-      const std::string_view kv = key_of(v).substr(depth);
-      size_t j = i;
-      for (; j > 0 && kv < key_of(idx[j - 1]).substr(depth); --j) {
-        idx[j] = idx[j - 1];
-      }
-      idx[j] = v;
-    }
-    return;
-  }
-  // Every key of the group is at least `depth` bytes long (it was split on
-  // the byte before): the bytes all of them share start there.
-  const std::string_view first = key_of(idx[0]);
-  size_t common = first.size();
-  for (size_t i = 1; i < n && common > depth; ++i) {
-    const std::string_view k = key_of(idx[i]);
-    const size_t m = std::min(common, k.size());
-    size_t p = depth;
-    while (p + 8 <= m && std::memcmp(k.data() + p, first.data() + p, 8) == 0) {
-      p += 8;
-    }
-    while (p < m && k[p] == first[p]) ++p;
-    common = p;
-  }
-  depth = common;
-  // Bucket 0: keys that end at `depth` (equal to the shared part, so to
-  // each other; they sort first); bucket 1 + b: keys whose next byte is b.
-  auto bucket = [depth](std::string_view k) -> size_t {
-    return k.size() > depth ? 1 + static_cast<uint8_t>(k[depth]) : 0;
-  };
-  uint32_t start[258] = {};
-  for (size_t i = 0; i < n; ++i) ++start[bucket(key_of(idx[i])) + 1];
-  if (start[1] == n) return;  // all keys equal: already in order
-  for (size_t b = 1; b < 258; ++b) start[b] += start[b - 1];
-  uint32_t next[257];
-  std::memcpy(next, start, sizeof(next));
-  for (size_t i = 0; i < n; ++i) tmp[next[bucket(key_of(idx[i]))]++] = idx[i];
-  std::memcpy(idx, tmp, n * sizeof(uint32_t));
-  for (size_t b = 1; b < 257; ++b) {
-    const size_t count = start[b + 1] - start[b];
-    if (count > 1) {
-      RadixSortByKey(idx + start[b], tmp + start[b], count, depth + 1, key_of);
-    }
   }
 }
 
