@@ -119,43 +119,75 @@ absl::StatusOr<StoredEvent> ParseEvent(std::string_view value) {
   return e;
 }
 
-// Appends `v` as a protobuf varint.
-void PutVarint(std::string* out, uint64_t v) {
-  while (v >= 0x80) {
-    out->push_back(static_cast<char>((v & 0x7F) | 0x80));
-    v >>= 7;
-  }
-  out->push_back(static_cast<char>(v));
+size_t VarintSize(uint64_t v) {
+  size_t n = 1;
+  for (; v >= 0x80; v >>= 7) ++n;
+  return n;
 }
 
-void PutBytesField(std::string* out, uint8_t tag, std::string_view v) {
-  if (v.empty()) return;  // proto3: default values are not written
-  out->push_back(static_cast<char>(tag));
-  PutVarint(out, v.size());
-  out->append(v);
+// Writes `v` as a protobuf varint; returns the end.
+char* WriteVarint(char* out, uint64_t v) {
+  for (; v >= 0x80; v >>= 7) *out++ = static_cast<char>((v & 0x7F) | 0x80);
+  *out++ = static_cast<char>(v);
+  return out;
+}
+
+size_t BytesFieldSize(std::string_view v) {
+  // proto3: default values are not written
+  return v.empty() ? 0 : 1 + VarintSize(v.size()) + v.size();
+}
+
+char* WriteBytesField(char* out, uint8_t tag, std::string_view v) {
+  if (v.empty()) return out;
+  *out++ = static_cast<char>(tag);
+  out = WriteVarint(out, v.size());
+  std::memcpy(out, v.data(), v.size());
+  return out + v.size();
+}
+
+// The size of the record EncodeEventRecord writes.
+size_t EventRecordSize(uint64_t sequence, int64_t time_unix_nanos,
+                       const EventInput& e) {
+  size_t n = BytesFieldSize(e.type) + BytesFieldSize(e.entity_type) +
+             BytesFieldSize(e.entity_id) + BytesFieldSize(e.payload);
+  if (sequence != 0) n += 1 + VarintSize(sequence);
+  if (time_unix_nanos != 0) {
+    n += 1 + VarintSize(static_cast<uint64_t>(time_unix_nanos));
+  }
+  return n;
+}
+
+// Writes the record (EventRecordSize bytes) to `out`: fields in number
+// order, defaults omitted. Sized first and written through a pointer, so
+// that the store can write it straight into its arena (appending byte by
+// byte to a string cost more than the rest of building an event's
+// entries).
+void WriteEventRecord(char* out, uint64_t sequence, int64_t time_unix_nanos,
+                      const EventInput& e) {
+  if (sequence != 0) {
+    *out++ = 0x08;  // field 1, varint
+    out = WriteVarint(out, sequence);
+  }
+  if (time_unix_nanos != 0) {
+    *out++ = 0x10;  // field 2, varint (int64: two's complement)
+    out = WriteVarint(out, static_cast<uint64_t>(time_unix_nanos));
+  }
+  out = WriteBytesField(out, 0x1A, e.type);         // field 3
+  out = WriteBytesField(out, 0x22, e.entity_type);  // field 4
+  out = WriteBytesField(out, 0x2A, e.entity_id);    // field 5
+  WriteBytesField(out, 0x32, e.payload);            // field 6
 }
 
 }  // namespace
 
 // The bytes StoredEventRecord::SerializeAsString() gives for the record
 // (fields in number order, defaults omitted), written without building the
-// message: no copy of the payload into it and no allocation.
+// message: no copy of the payload into it.
 void EncodeEventRecord(uint64_t sequence, int64_t time_unix_nanos,
                        const EventInput& e, std::string* out) {
-  out->reserve(out->size() + e.type.size() + e.entity_type.size() +
-               e.entity_id.size() + e.payload.size() + 40);
-  if (sequence != 0) {
-    out->push_back(0x08);  // field 1, varint
-    PutVarint(out, sequence);
-  }
-  if (time_unix_nanos != 0) {
-    out->push_back(0x10);  // field 2, varint (int64: two's complement)
-    PutVarint(out, static_cast<uint64_t>(time_unix_nanos));
-  }
-  PutBytesField(out, 0x1A, e.type);         // field 3
-  PutBytesField(out, 0x22, e.entity_type);  // field 4
-  PutBytesField(out, 0x2A, e.entity_id);    // field 5
-  PutBytesField(out, 0x32, e.payload);      // field 6
+  const size_t at = out->size();
+  out->resize(at + EventRecordSize(sequence, time_unix_nanos, e));
+  WriteEventRecord(out->data() + at, sequence, time_unix_nanos, e);
 }
 
 namespace {
@@ -167,16 +199,22 @@ class ByteArena {
  public:
   std::string_view Copy(std::string_view v) {
     if (v.empty()) return std::string_view();
-    if (chunks_.empty() || used_ + v.size() > size_) {
-      size_ = std::max(kChunk, v.size());
+    char* p = Alloc(v.size());
+    std::memcpy(p, v.data(), v.size());
+    return std::string_view(p, v.size());
+  }
+
+  // Room for n > 0 bytes, for the caller to write.
+  char* Alloc(size_t n) {
+    if (chunks_.empty() || used_ + n > size_) {
+      size_ = std::max(kChunk, n);
       // Not value-initialized: every byte is written before it is read.
       chunks_.push_back(std::unique_ptr<char[]>(new char[size_]));
       used_ = 0;
     }
     char* p = chunks_.back().get() + used_;
-    std::memcpy(p, v.data(), v.size());
-    used_ += v.size();
-    return std::string_view(p, v.size());
+    used_ += n;
+    return p;
   }
 
  private:
@@ -845,11 +883,19 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
   }
   // Generated keys and values live in one arena for the group (a bulk
   // import generates hundreds of thousands: one allocation each was a
-  // large share of the commit's time). Each is built in `scratch` (which
-  // keeps its buffer) and copied into the arena.
+  // large share of the commit's time). Events' keys and records are sized
+  // first and written in place; the few others are copied in.
   ByteArena arena;
-  std::string scratch;
   auto own = [&arena](std::string_view v) { return arena.Copy(v); };
+  // An entity_events key: (entity type, entity id, event key).
+  auto entity_key = [&arena](std::string_view type, std::string_view id,
+                             std::string_view event_key) {
+    const size_t n = KeyStringSize(type) + KeyStringSize(id) + 8;
+    char* p = arena.Alloc(n);
+    char* end = WriteKeyString(WriteKeyString(p, type), id);
+    std::memcpy(end, event_key.data(), 8);
+    return std::string_view(p, n);
+  };
   for (size_t i = 0; i < group.size(); ++i) {
     const WriteSet& ws = group[i]->ws;
     CommitResult& r = results[i];
@@ -860,28 +906,25 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
     for (const EventInput& e : ws.events()) {
       ++ev;
       if (r.first_event_sequence == 0) r.first_event_sequence = ev;
-      scratch.clear();
-      PutFixed64BE(&scratch, ev);
-      const std::string_view event_key = own(scratch);
-      scratch.clear();
-      EncodeEventRecord(
-          ev, e.time.has_value() ? absl::ToUnixNanos(*e.time) : now_nanos, e,
-          &scratch);
-      entries.push_back(
-          {Table::kEvents, WriteSet::OpType::kPut, event_key, own(scratch)});
-      scratch.clear();
-      AppendKeyString(&scratch, e.entity_type);
-      AppendKeyString(&scratch, e.entity_id);
-      scratch.append(event_key);
+      // Keys and record are written straight into the arena.
+      char* k = arena.Alloc(8);
+      const uint64_t ev_be = __builtin_bswap64(ev);
+      std::memcpy(k, &ev_be, 8);
+      const std::string_view event_key(k, 8);
+      const int64_t time =
+          e.time.has_value() ? absl::ToUnixNanos(*e.time) : now_nanos;
+      const size_t record_size = EventRecordSize(ev, time, e);
+      char* record = arena.Alloc(record_size);
+      WriteEventRecord(record, ev, time, e);
+      entries.push_back({Table::kEvents, WriteSet::OpType::kPut, event_key,
+                         std::string_view(record, record_size)});
       entries.push_back({Table::kEntityEvents, WriteSet::OpType::kPut,
-                         own(scratch), std::string_view()});
+                         entity_key(e.entity_type, e.entity_id, event_key),
+                         std::string_view()});
       for (const auto& [type, id] : e.also_index) {
-        scratch.clear();
-        AppendKeyString(&scratch, type);
-        AppendKeyString(&scratch, id);
-        scratch.append(event_key);
         entries.push_back({Table::kEntityEvents, WriteSet::OpType::kPut,
-                           own(scratch), std::string_view()});
+                           entity_key(type, id, event_key),
+                           std::string_view()});
       }
     }
     for (const AuditInput& a : ws.audits()) {
