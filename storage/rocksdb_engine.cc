@@ -244,7 +244,7 @@ struct Entry {
 template <typename KeyOf>
 void RadixSortByKey(uint32_t* idx, uint32_t* tmp, size_t n, size_t depth,
                     const KeyOf& key_of) {
-  constexpr size_t kInsertionSortMax = 16;
+  constexpr size_t kInsertionSortMax = 32;
   if (n <= kInsertionSortMax) {
     for (size_t i = 1; i < n; ++i) {
       const uint32_t v = idx[i];
