@@ -244,7 +244,7 @@ struct Entry {
 template <typename KeyOf>
 void RadixSortByKey(uint32_t* idx, uint32_t* tmp, size_t n, size_t depth,
                     const KeyOf& key_of) {
-  constexpr size_t kInsertionSortMax = 32;
+  constexpr size_t kInsertionSortMax = 16;
   if (n <= kInsertionSortMax) {
     for (size_t i = 1; i < n; ++i) {
       const uint32_t v = idx[i];
@@ -277,18 +277,29 @@ void RadixSortByKey(uint32_t* idx, uint32_t* tmp, size_t n, size_t depth,
   auto bucket = [depth](std::string_view k) -> size_t {
     return k.size() > depth ? 1 + static_cast<uint8_t>(k[depth]) : 0;
   };
-  uint32_t start[258] = {};
-  for (size_t i = 0; i < n; ++i) ++start[bucket(key_of(idx[i])) + 1];
-  if (start[1] == n) return;  // all keys equal: already in order
-  for (size_t b = 1; b < 258; ++b) start[b] += start[b - 1];
+  // Counts per bucket, and the range of buckets used (keys of one kind use
+  // a few: digits, hex): the passes over buckets below stay within it.
+  uint32_t count[257] = {};
+  size_t lo = 256, hi = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const size_t b = bucket(key_of(idx[i]));
+    ++count[b];
+    lo = std::min(lo, b);
+    hi = std::max(hi, b);
+  }
+  if (count[0] == n) return;  // all keys equal: already in order
   uint32_t next[257];
-  std::memcpy(next, start, sizeof(next));
+  for (size_t b = lo, at = 0; b <= hi; ++b) {
+    next[b] = static_cast<uint32_t>(at);
+    at += count[b];
+  }
   for (size_t i = 0; i < n; ++i) tmp[next[bucket(key_of(idx[i]))]++] = idx[i];
   std::memcpy(idx, tmp, n * sizeof(uint32_t));
-  for (size_t b = 1; b < 257; ++b) {
-    const size_t count = start[b + 1] - start[b];
-    if (count > 1) {
-      RadixSortByKey(idx + start[b], tmp + start[b], count, depth + 1, key_of);
+  // next[b] is now the end of bucket b.
+  for (size_t b = std::max<size_t>(lo, 1); b <= hi; ++b) {
+    if (count[b] > 1) {
+      const size_t begin = next[b] - count[b];
+      RadixSortByKey(idx + begin, tmp + begin, count[b], depth + 1, key_of);
     }
   }
 }
