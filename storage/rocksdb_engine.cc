@@ -245,62 +245,80 @@ template <typename KeyOf>
 void RadixSortByKey(uint32_t* idx, uint32_t* tmp, size_t n, size_t depth,
                     const KeyOf& key_of) {
   constexpr size_t kInsertionSortMax = 16;
-  if (n <= kInsertionSortMax) {
-    for (size_t i = 1; i < n; ++i) {
-      const uint32_t v = idx[i];
-      const std::string_view kv = key_of(v).substr(depth);
-      size_t j = i;
-      for (; j > 0 && kv < key_of(idx[j - 1]).substr(depth); --j) {
-        idx[j] = idx[j - 1];
+  // The largest part of a split is sorted by this loop, the others by
+  // recursive calls: each has at most half the keys, so the stack stays
+  // O(log n) deep whatever the keys (some with a long tail each, say).
+  for (;;) {
+    if (n <= kInsertionSortMax) {
+      for (size_t i = 1; i < n; ++i) {
+        const uint32_t v = idx[i];
+        const std::string_view kv = key_of(v).substr(depth);
+        size_t j = i;
+        for (; j > 0 && kv < key_of(idx[j - 1]).substr(depth); --j) {
+          idx[j] = idx[j - 1];
+        }
+        idx[j] = v;
       }
-      idx[j] = v;
+      return;
     }
-    return;
-  }
-  // Every key of the group is at least `depth` bytes long (it was split on
-  // the byte before): the bytes all of them share start there.
-  const std::string_view first = key_of(idx[0]);
-  size_t common = first.size();
-  for (size_t i = 1; i < n && common > depth; ++i) {
-    const std::string_view k = key_of(idx[i]);
-    const size_t m = std::min(common, k.size());
-    size_t p = depth;
-    while (p + 8 <= m && std::memcmp(k.data() + p, first.data() + p, 8) == 0) {
-      p += 8;
+    // Every key of the group is at least `depth` bytes long (it was split
+    // on the byte before): the bytes all of them share start there.
+    const std::string_view first = key_of(idx[0]);
+    size_t common = first.size();
+    for (size_t i = 1; i < n && common > depth; ++i) {
+      const std::string_view k = key_of(idx[i]);
+      const size_t m = std::min(common, k.size());
+      size_t p = depth;
+      while (p + 8 <= m &&
+             std::memcmp(k.data() + p, first.data() + p, 8) == 0) {
+        p += 8;
+      }
+      while (p < m && k[p] == first[p]) ++p;
+      common = p;
     }
-    while (p < m && k[p] == first[p]) ++p;
-    common = p;
-  }
-  depth = common;
-  // Bucket 0: keys that end at `depth` (equal to the shared part, so to
-  // each other; they sort first); bucket 1 + b: keys whose next byte is b.
-  auto bucket = [depth](std::string_view k) -> size_t {
-    return k.size() > depth ? 1 + static_cast<uint8_t>(k[depth]) : 0;
-  };
-  // Counts per bucket, and the range of buckets used (keys of one kind use
-  // a few: digits, hex): the passes over buckets below stay within it.
-  uint32_t count[257] = {};
-  size_t lo = 256, hi = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const size_t b = bucket(key_of(idx[i]));
-    ++count[b];
-    lo = std::min(lo, b);
-    hi = std::max(hi, b);
-  }
-  if (count[0] == n) return;  // all keys equal: already in order
-  uint32_t next[257];
-  for (size_t b = lo, at = 0; b <= hi; ++b) {
-    next[b] = static_cast<uint32_t>(at);
-    at += count[b];
-  }
-  for (size_t i = 0; i < n; ++i) tmp[next[bucket(key_of(idx[i]))]++] = idx[i];
-  std::memcpy(idx, tmp, n * sizeof(uint32_t));
-  // next[b] is now the end of bucket b.
-  for (size_t b = std::max<size_t>(lo, 1); b <= hi; ++b) {
-    if (count[b] > 1) {
-      const size_t begin = next[b] - count[b];
-      RadixSortByKey(idx + begin, tmp + begin, count[b], depth + 1, key_of);
+    depth = common;
+    // Bucket 0: keys that end at `depth` (equal to the shared part, so to
+    // each other; they sort first); bucket 1 + b: keys whose next byte is b.
+    auto bucket = [depth](std::string_view k) -> size_t {
+      return k.size() > depth ? 1 + static_cast<uint8_t>(k[depth]) : 0;
+    };
+    // Counts per bucket, and the range of buckets used (keys of one kind
+    // use a few: digits, hex): the passes over buckets below stay in it.
+    uint32_t count[257] = {};
+    size_t lo = 256, hi = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const size_t b = bucket(key_of(idx[i]));
+      ++count[b];
+      lo = std::min(lo, b);
+      hi = std::max(hi, b);
     }
+    if (count[0] == n) return;  // all keys equal: already in order
+    uint32_t next[257];
+    for (size_t b = lo, at = 0; b <= hi; ++b) {
+      next[b] = static_cast<uint32_t>(at);
+      at += count[b];
+    }
+    for (size_t i = 0; i < n; ++i) {
+      tmp[next[bucket(key_of(idx[i]))]++] = idx[i];
+    }
+    std::memcpy(idx, tmp, n * sizeof(uint32_t));
+    // next[b] is now the end of bucket b.
+    size_t largest = 0;
+    for (size_t b = std::max<size_t>(lo, 1); b <= hi; ++b) {
+      if (count[b] > count[largest]) largest = b;
+    }
+    for (size_t b = std::max<size_t>(lo, 1); b <= hi; ++b) {
+      if (count[b] > 1 && b != largest) {
+        const size_t begin = next[b] - count[b];
+        RadixSortByKey(idx + begin, tmp + begin, count[b], depth + 1, key_of);
+      }
+    }
+    if (largest == 0 || count[largest] < 2) return;
+    const size_t begin = next[largest] - count[largest];
+    idx += begin;
+    tmp += begin;
+    n = count[largest];
+    depth += 1;
   }
 }
 

@@ -330,6 +330,36 @@ TEST(BulkLoadTest, KeysOfAnyBytesAndLengthSortAsTheStoreDoes) {
   }
 }
 
+// Keys that split one at a time (each a run of 'x' one longer than the
+// last, then 'y'): the sort must neither misorder them nor recurse once
+// per byte of their length.
+TEST(BulkLoadTest, KeysThatSplitOneByteAtATimeSortInOrder) {
+  TempDir dir;
+  ManualClock clock;
+  auto engine = OpenOrDie(dir.path(), &clock, BulkAlways());
+  ASSERT_NE(engine, nullptr);
+  constexpr int kKeys = 3000;
+  std::vector<std::string> keys;
+  for (int i = 0; i < kKeys; ++i) keys.push_back(std::string(i, 'x') + "y");
+  WriteSet ws;
+  for (int i = 0; i < kKeys; i += 2) ws.Put(Table::kIndex, keys[i], "even");
+  for (int i = 1; i < kKeys; i += 2) ws.Put(Table::kIndex, keys[i], "odd");
+  ws.set_bulk_load(true);
+  ASSERT_TRUE(engine->Commit(std::move(ws)).ok());
+  std::map<std::string, std::string> stored = Dump(*engine, Table::kIndex);
+  ASSERT_EQ(stored.size(), static_cast<size_t>(kKeys));
+  for (int i = 0; i < kKeys; ++i) {
+    EXPECT_EQ(stored[keys[i]], i % 2 == 0 ? "even" : "odd");
+  }
+  std::vector<std::string_view> views(keys.begin(), keys.end());
+  auto got = engine->MultiGet(Table::kIndex, views);
+  ASSERT_TRUE(got.ok()) << got.status();
+  for (int i = 0; i < kKeys; ++i) {
+    EXPECT_EQ((*got)[i],
+              std::optional<std::string>(i % 2 == 0 ? "even" : "odd"));
+  }
+}
+
 TEST(BulkLoadTest, SmallSetsAndUnmarkedSetsGoThroughTheLog) {
   TempDir dir;
   ManualClock clock;
