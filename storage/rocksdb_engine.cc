@@ -1024,6 +1024,20 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
   }
 }
 
+// Whether `a` and `b` are the same key. Neighbours in key order mostly
+// differ in their last bytes (sequences, ids, hashes): those are compared
+// inline first, and memcmp is called only for keys that may be equal.
+bool SameKey(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  if (a.size() >= 8) {
+    uint64_t x, y;
+    std::memcpy(&x, a.data() + a.size() - 8, 8);
+    std::memcpy(&y, b.data() + b.size() - 8, 8);
+    if (x != y) return false;
+  }
+  return a == b;
+}
+
 // Writes the entries of one table, [first, end) (sorted by key; writes to
 // one key in order), as the table file `path`. The writes to one key are
 // folded into one entry first, since a table file holds each key once: the
@@ -1045,7 +1059,7 @@ absl::Status RocksDbEngine::WriteTableFile(Table table, const Entry* first,
   const Entry* i = first;
   while (s.ok() && i < end) {
     const Entry* j = i + 1;
-    while (j < end && j->key == i->key) ++j;
+    while (j < end && SameKey(j->key, i->key)) ++j;
     const Entry* last = i;
     if (j - i > 1) {
       // The last put or delete of the key, and the deltas after it.
