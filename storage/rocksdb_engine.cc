@@ -937,8 +937,9 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
       if (r.first_event_sequence == 0) r.first_event_sequence = ev;
       // Keys and record are written straight into the arena.
       char* k = arena.Alloc(8);
-      const uint64_t ev_be = __builtin_bswap64(ev);
-      std::memcpy(k, &ev_be, 8);
+      for (int b = 0; b < 8; ++b) {
+        k[b] = static_cast<char>(ev >> (8 * (7 - b)));  // big-endian
+      }
       const std::string_view event_key(k, 8);
       const int64_t time =
           e.time.has_value() ? absl::ToUnixNanos(*e.time) : now_nanos;
