@@ -1,5 +1,7 @@
 #include "storage/key_codec.h"
 
+#include <cstring>
+
 namespace ssc::storage {
 namespace {
 
@@ -57,6 +59,37 @@ void AppendKeyString(std::string* out, std::string_view s) {
   }
   out->push_back(kEscape);
   out->push_back(kTerminator);
+}
+
+size_t KeyStringSize(std::string_view s) {
+  size_t n = s.size() + 2;  // each escape byte gets one more, and the end
+  const char* p = s.data();
+  const char* const end = p + s.size();
+  while (p != end) {
+    p = static_cast<const char*>(std::memchr(p, kEscape, end - p));
+    if (p == nullptr) break;
+    ++n;
+    ++p;
+  }
+  return n;
+}
+
+char* WriteKeyString(char* out, std::string_view s) {
+  while (!s.empty()) {
+    const size_t at = s.find(kEscape);
+    if (at == std::string_view::npos) {
+      std::memcpy(out, s.data(), s.size());
+      out += s.size();
+      break;
+    }
+    std::memcpy(out, s.data(), at + 1);
+    out += at + 1;
+    *out++ = kEscapedZero;
+    s.remove_prefix(at + 1);
+  }
+  *out++ = kEscape;
+  *out++ = kTerminator;
+  return out;
 }
 
 KeyBuilder& KeyBuilder::Str(std::string_view s) & {

@@ -61,6 +61,11 @@ void PutFixed64BE(std::string* out, uint64_t v);
 // Appends `s` as KeyBuilder::Str does (escaped, terminated): for building
 // keys in a reused buffer.
 void AppendKeyString(std::string* out, std::string_view s);
+// The same bytes written to `out`, which has room for KeyStringSize(s) of
+// them; returns the end of what was written. For keys built in place (the
+// store writes its generated keys straight into its arena).
+size_t KeyStringSize(std::string_view s);
+char* WriteKeyString(char* out, std::string_view s);
 uint64_t GetFixed64BE(std::string_view in);  // requires in.size() >= 8
 
 }  // namespace ssc::storage

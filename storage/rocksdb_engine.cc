@@ -119,43 +119,75 @@ absl::StatusOr<StoredEvent> ParseEvent(std::string_view value) {
   return e;
 }
 
-// Appends `v` as a protobuf varint.
-void PutVarint(std::string* out, uint64_t v) {
-  while (v >= 0x80) {
-    out->push_back(static_cast<char>((v & 0x7F) | 0x80));
-    v >>= 7;
-  }
-  out->push_back(static_cast<char>(v));
+size_t VarintSize(uint64_t v) {
+  size_t n = 1;
+  for (; v >= 0x80; v >>= 7) ++n;
+  return n;
 }
 
-void PutBytesField(std::string* out, uint8_t tag, std::string_view v) {
-  if (v.empty()) return;  // proto3: default values are not written
-  out->push_back(static_cast<char>(tag));
-  PutVarint(out, v.size());
-  out->append(v);
+// Writes `v` as a protobuf varint; returns the end.
+char* WriteVarint(char* out, uint64_t v) {
+  for (; v >= 0x80; v >>= 7) *out++ = static_cast<char>((v & 0x7F) | 0x80);
+  *out++ = static_cast<char>(v);
+  return out;
+}
+
+size_t BytesFieldSize(std::string_view v) {
+  // proto3: default values are not written
+  return v.empty() ? 0 : 1 + VarintSize(v.size()) + v.size();
+}
+
+char* WriteBytesField(char* out, uint8_t tag, std::string_view v) {
+  if (v.empty()) return out;
+  *out++ = static_cast<char>(tag);
+  out = WriteVarint(out, v.size());
+  std::memcpy(out, v.data(), v.size());
+  return out + v.size();
+}
+
+// The size of the record EncodeEventRecord writes.
+size_t EventRecordSize(uint64_t sequence, int64_t time_unix_nanos,
+                       const EventInput& e) {
+  size_t n = BytesFieldSize(e.type) + BytesFieldSize(e.entity_type) +
+             BytesFieldSize(e.entity_id) + BytesFieldSize(e.payload);
+  if (sequence != 0) n += 1 + VarintSize(sequence);
+  if (time_unix_nanos != 0) {
+    n += 1 + VarintSize(static_cast<uint64_t>(time_unix_nanos));
+  }
+  return n;
+}
+
+// Writes the record (EventRecordSize bytes) to `out`: fields in number
+// order, defaults omitted. Sized first and written through a pointer, so
+// that the store can write it straight into its arena (appending byte by
+// byte to a string cost more than the rest of building an event's
+// entries).
+void WriteEventRecord(char* out, uint64_t sequence, int64_t time_unix_nanos,
+                      const EventInput& e) {
+  if (sequence != 0) {
+    *out++ = 0x08;  // field 1, varint
+    out = WriteVarint(out, sequence);
+  }
+  if (time_unix_nanos != 0) {
+    *out++ = 0x10;  // field 2, varint (int64: two's complement)
+    out = WriteVarint(out, static_cast<uint64_t>(time_unix_nanos));
+  }
+  out = WriteBytesField(out, 0x1A, e.type);         // field 3
+  out = WriteBytesField(out, 0x22, e.entity_type);  // field 4
+  out = WriteBytesField(out, 0x2A, e.entity_id);    // field 5
+  WriteBytesField(out, 0x32, e.payload);            // field 6
 }
 
 }  // namespace
 
 // The bytes StoredEventRecord::SerializeAsString() gives for the record
 // (fields in number order, defaults omitted), written without building the
-// message: no copy of the payload into it and no allocation.
+// message: no copy of the payload into it.
 void EncodeEventRecord(uint64_t sequence, int64_t time_unix_nanos,
                        const EventInput& e, std::string* out) {
-  out->reserve(out->size() + e.type.size() + e.entity_type.size() +
-               e.entity_id.size() + e.payload.size() + 40);
-  if (sequence != 0) {
-    out->push_back(0x08);  // field 1, varint
-    PutVarint(out, sequence);
-  }
-  if (time_unix_nanos != 0) {
-    out->push_back(0x10);  // field 2, varint (int64: two's complement)
-    PutVarint(out, static_cast<uint64_t>(time_unix_nanos));
-  }
-  PutBytesField(out, 0x1A, e.type);         // field 3
-  PutBytesField(out, 0x22, e.entity_type);  // field 4
-  PutBytesField(out, 0x2A, e.entity_id);    // field 5
-  PutBytesField(out, 0x32, e.payload);      // field 6
+  const size_t at = out->size();
+  out->resize(at + EventRecordSize(sequence, time_unix_nanos, e));
+  WriteEventRecord(out->data() + at, sequence, time_unix_nanos, e);
 }
 
 namespace {
@@ -167,16 +199,22 @@ class ByteArena {
  public:
   std::string_view Copy(std::string_view v) {
     if (v.empty()) return std::string_view();
-    if (chunks_.empty() || used_ + v.size() > size_) {
-      size_ = std::max(kChunk, v.size());
+    char* p = Alloc(v.size());
+    std::memcpy(p, v.data(), v.size());
+    return std::string_view(p, v.size());
+  }
+
+  // Room for n > 0 bytes, for the caller to write.
+  char* Alloc(size_t n) {
+    if (chunks_.empty() || used_ + n > size_) {
+      size_ = std::max(kChunk, n);
       // Not value-initialized: every byte is written before it is read.
       chunks_.push_back(std::unique_ptr<char[]>(new char[size_]));
       used_ = 0;
     }
     char* p = chunks_.back().get() + used_;
-    std::memcpy(p, v.data(), v.size());
-    used_ += v.size();
-    return std::string_view(p, v.size());
+    used_ += n;
+    return p;
   }
 
  private:
@@ -194,6 +232,95 @@ struct Entry {
   std::string_view key;
   std::string_view value;
 };
+
+// Sorts idx[0, n) so that their keys, key_of(idx[i]), are in bytewise
+// order; equal keys keep their order in idx. The keys agree on their first
+// `depth` bytes. Most-significant-byte radix sort: the bytes the keys of a
+// group share (a key kind, a region code, one entity's id) are skipped in
+// one pass, then the group is split by its next byte (a stable scatter
+// through `tmp`, of n entries) and each part sorted from the byte after.
+// A comparison sort instead compared the shared bytes again with memcmp
+// in each of its n log n comparisons. Small groups are insertion-sorted.
+template <typename KeyOf>
+void RadixSortByKey(uint32_t* idx, uint32_t* tmp, size_t n, size_t depth,
+                    const KeyOf& key_of) {
+  constexpr size_t kInsertionSortMax = 16;
+  // The largest part of a split is sorted by this loop, the others by
+  // recursive calls: each has at most half the keys, so the stack stays
+  // O(log n) deep whatever the keys (some with a long tail each, say).
+  for (;;) {
+    if (n <= kInsertionSortMax) {
+      for (size_t i = 1; i < n; ++i) {
+        const uint32_t v = idx[i];
+        const std::string_view kv = key_of(v).substr(depth);
+        size_t j = i;
+        for (; j > 0 && kv < key_of(idx[j - 1]).substr(depth); --j) {
+          idx[j] = idx[j - 1];
+        }
+        idx[j] = v;
+      }
+      return;
+    }
+    // Every key of the group is at least `depth` bytes long (it was split
+    // on the byte before): the bytes all of them share start there.
+    const std::string_view first = key_of(idx[0]);
+    size_t common = first.size();
+    for (size_t i = 1; i < n && common > depth; ++i) {
+      const std::string_view k = key_of(idx[i]);
+      const size_t m = std::min(common, k.size());
+      size_t p = depth;
+      while (p + 8 <= m &&
+             std::memcmp(k.data() + p, first.data() + p, 8) == 0) {
+        p += 8;
+      }
+      while (p < m && k[p] == first[p]) ++p;
+      common = p;
+    }
+    depth = common;
+    // Bucket 0: keys that end at `depth` (equal to the shared part, so to
+    // each other; they sort first); bucket 1 + b: keys whose next byte is b.
+    auto bucket = [depth](std::string_view k) -> size_t {
+      return k.size() > depth ? 1 + static_cast<uint8_t>(k[depth]) : 0;
+    };
+    // Counts per bucket, and the range of buckets used (keys of one kind
+    // use a few: digits, hex): the passes over buckets below stay in it.
+    uint32_t count[257] = {};
+    size_t lo = 256, hi = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const size_t b = bucket(key_of(idx[i]));
+      ++count[b];
+      lo = std::min(lo, b);
+      hi = std::max(hi, b);
+    }
+    if (count[0] == n) return;  // all keys equal: already in order
+    uint32_t next[257];
+    for (size_t b = lo, at = 0; b <= hi; ++b) {
+      next[b] = static_cast<uint32_t>(at);
+      at += count[b];
+    }
+    for (size_t i = 0; i < n; ++i) {
+      tmp[next[bucket(key_of(idx[i]))]++] = idx[i];
+    }
+    std::memcpy(idx, tmp, n * sizeof(uint32_t));
+    // next[b] is now the end of bucket b.
+    size_t largest = 0;
+    for (size_t b = std::max<size_t>(lo, 1); b <= hi; ++b) {
+      if (count[b] > count[largest]) largest = b;
+    }
+    for (size_t b = std::max<size_t>(lo, 1); b <= hi; ++b) {
+      if (count[b] > 1 && b != largest) {
+        const size_t begin = next[b] - count[b];
+        RadixSortByKey(idx + begin, tmp + begin, count[b], depth + 1, key_of);
+      }
+    }
+    if (largest == 0 || count[largest] < 2) return;
+    const size_t begin = next[largest] - count[largest];
+    idx += begin;
+    tmp += begin;
+    n = count[largest];
+    depth += 1;
+  }
+}
 
 // Engine over one RocksDB database with a column family per Table.
 // Thread-safe. Writes funnel through one committer thread (group commit);
@@ -243,11 +370,14 @@ class RocksDbEngine final : public Engine {
     // The keys in bytewise order (every table's order), so that RocksDB
     // need not sort them itself: its sort compares through the comparator's
     // virtual calls and cost more than the rest of a batch of point reads.
-    std::vector<uint32_t> order(keys.size());
+    // A radix sort: the keys of an import's batch share long prefixes
+    // (index kinds, region codes) that a comparison sort memcmp's again in
+    // every comparison.
+    std::vector<uint32_t> order(keys.size()), tmp(keys.size());
     for (size_t i = 0; i < keys.size(); ++i)
       order[i] = static_cast<uint32_t>(i);
-    std::sort(order.begin(), order.end(),
-              [&keys](uint32_t a, uint32_t b) { return keys[a] < keys[b]; });
+    RadixSortByKey(order.data(), tmp.data(), order.size(), 0,
+                   [&keys](uint32_t i) { return keys[i]; });
     std::vector<rocksdb::Slice> slices;
     slices.reserve(keys.size());
     for (uint32_t i : order)
@@ -717,26 +847,39 @@ void RocksDbEngine::RunCommitter() {
 }
 
 // Orders entries by (table, key), keeping the order of writes to one key:
-// by table first (a stable counting pass), then each table's run by key,
-// skipping runs already in order (events and audit records are generated
-// in key order).
+// by table first (a stable counting pass over indices), then each table's
+// run by key, skipping runs already in order (events and audit records are
+// generated in key order); the entries are moved once, at the end.
 void SortEntries(std::vector<Entry>& entries) {
   std::vector<size_t> start(kTableCount + 1, 0);
   for (const auto& e : entries) ++start[static_cast<size_t>(e.table) + 1];
   for (int t = 0; t < kTableCount; ++t) start[t + 1] += start[t];
-  std::vector<Entry> by_table(entries.size());
-  std::vector<size_t> next(start.begin(), start.end() - 1);
-  for (const auto& e : entries)
-    by_table[next[static_cast<size_t>(e.table)]++] = e;
-  auto key_less = [](const Entry& a, const Entry& b) { return a.key < b.key; };
-  for (int t = 0; t < kTableCount; ++t) {
-    auto first = by_table.begin() + start[t],
-         last = by_table.begin() + start[t + 1];
-    if (!std::is_sorted(first, last, key_less)) {
-      std::stable_sort(first, last, key_less);
+  std::vector<uint32_t> order(entries.size());
+  {
+    std::vector<size_t> next(start.begin(), start.end() - 1);
+    for (size_t i = 0; i < entries.size(); ++i) {
+      order[next[static_cast<size_t>(entries[i].table)]++] =
+          static_cast<uint32_t>(i);
     }
   }
-  entries = std::move(by_table);
+  auto key_of = [&entries](uint32_t i) { return entries[i].key; };
+  std::vector<uint32_t> tmp;
+  for (int t = 0; t < kTableCount; ++t) {
+    uint32_t* first = order.data() + start[t];
+    const size_t n = start[t + 1] - start[t];
+    bool sorted = true;
+    for (size_t i = 1; i < n && sorted; ++i) {
+      sorted = !(entries[first[i]].key < entries[first[i - 1]].key);
+    }
+    if (!sorted) {
+      tmp.resize(n);
+      RadixSortByKey(first, tmp.data(), n, 0, key_of);
+    }
+  }
+  std::vector<Entry> out;
+  out.reserve(entries.size());
+  for (uint32_t i : order) out.push_back(entries[i]);
+  entries = std::move(out);
 }
 
 void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
@@ -769,11 +912,19 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
   }
   // Generated keys and values live in one arena for the group (a bulk
   // import generates hundreds of thousands: one allocation each was a
-  // large share of the commit's time). Each is built in `scratch` (which
-  // keeps its buffer) and copied into the arena.
+  // large share of the commit's time). Events' keys and records are sized
+  // first and written in place; the few others are copied in.
   ByteArena arena;
-  std::string scratch;
   auto own = [&arena](std::string_view v) { return arena.Copy(v); };
+  // An entity_events key: (entity type, entity id, event key).
+  auto entity_key = [&arena](std::string_view type, std::string_view id,
+                             std::string_view event_key) {
+    const size_t n = KeyStringSize(type) + KeyStringSize(id) + 8;
+    char* p = arena.Alloc(n);
+    char* end = WriteKeyString(WriteKeyString(p, type), id);
+    std::memcpy(end, event_key.data(), 8);
+    return std::string_view(p, n);
+  };
   for (size_t i = 0; i < group.size(); ++i) {
     const WriteSet& ws = group[i]->ws;
     CommitResult& r = results[i];
@@ -784,28 +935,26 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
     for (const EventInput& e : ws.events()) {
       ++ev;
       if (r.first_event_sequence == 0) r.first_event_sequence = ev;
-      scratch.clear();
-      PutFixed64BE(&scratch, ev);
-      const std::string_view event_key = own(scratch);
-      scratch.clear();
-      EncodeEventRecord(
-          ev, e.time.has_value() ? absl::ToUnixNanos(*e.time) : now_nanos, e,
-          &scratch);
-      entries.push_back(
-          {Table::kEvents, WriteSet::OpType::kPut, event_key, own(scratch)});
-      scratch.clear();
-      AppendKeyString(&scratch, e.entity_type);
-      AppendKeyString(&scratch, e.entity_id);
-      scratch.append(event_key);
+      // Keys and record are written straight into the arena.
+      char* k = arena.Alloc(8);
+      for (int b = 0; b < 8; ++b) {
+        k[b] = static_cast<char>(ev >> (8 * (7 - b)));  // big-endian
+      }
+      const std::string_view event_key(k, 8);
+      const int64_t time =
+          e.time.has_value() ? absl::ToUnixNanos(*e.time) : now_nanos;
+      const size_t record_size = EventRecordSize(ev, time, e);
+      char* record = arena.Alloc(record_size);
+      WriteEventRecord(record, ev, time, e);
+      entries.push_back({Table::kEvents, WriteSet::OpType::kPut, event_key,
+                         std::string_view(record, record_size)});
       entries.push_back({Table::kEntityEvents, WriteSet::OpType::kPut,
-                         own(scratch), std::string_view()});
+                         entity_key(e.entity_type, e.entity_id, event_key),
+                         std::string_view()});
       for (const auto& [type, id] : e.also_index) {
-        scratch.clear();
-        AppendKeyString(&scratch, type);
-        AppendKeyString(&scratch, id);
-        scratch.append(event_key);
         entries.push_back({Table::kEntityEvents, WriteSet::OpType::kPut,
-                           own(scratch), std::string_view()});
+                           entity_key(type, id, event_key),
+                           std::string_view()});
       }
     }
     for (const AuditInput& a : ws.audits()) {
@@ -876,6 +1025,20 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
   }
 }
 
+// Whether `a` and `b` are the same key. Neighbours in key order mostly
+// differ in their last bytes (sequences, ids, hashes): those are compared
+// inline first, and memcmp is called only for keys that may be equal.
+bool SameKey(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  if (a.size() >= 8) {
+    uint64_t x, y;
+    std::memcpy(&x, a.data() + a.size() - 8, 8);
+    std::memcpy(&y, b.data() + b.size() - 8, 8);
+    if (x != y) return false;
+  }
+  return a == b;
+}
+
 // Writes the entries of one table, [first, end) (sorted by key; writes to
 // one key in order), as the table file `path`. The writes to one key are
 // folded into one entry first, since a table file holds each key once: the
@@ -897,7 +1060,7 @@ absl::Status RocksDbEngine::WriteTableFile(Table table, const Entry* first,
   const Entry* i = first;
   while (s.ok() && i < end) {
     const Entry* j = i + 1;
-    while (j < end && j->key == i->key) ++j;
+    while (j < end && SameKey(j->key, i->key)) ++j;
     const Entry* last = i;
     if (j - i > 1) {
       // The last put or delete of the key, and the deltas after it.

@@ -70,6 +70,43 @@ TEST(EngineTest, WriteSetPendingSeesOwnWrites) {
   EXPECT_GT(ws.ApproximateBytes(), 0u);
 }
 
+TEST(EngineTest, CoalesceCountersFoldsDeltasIntoTheirFirstOccurrence) {
+  auto delta = [](const WriteSet::Op& op) {
+    uint64_t u = 0;
+    for (int i = 7; i >= 0; --i)
+      u = (u << 8) | static_cast<unsigned char>(op.value[i]);
+    return static_cast<int64_t>(u);
+  };
+  WriteSet ws;
+  ws.Put(Table::kPersons, "p1", "a");
+  ws.AddCounter(Table::kCounters, "holders", 5);
+  ws.AddCounter(Table::kReport, "holders", 1);  // same key, other table
+  ws.Put(Table::kCounters, "reset", std::string(8, '\0'));
+  ws.AddCounter(Table::kCounters, std::string("h\0\xff", 3), -4);
+  ws.AddCounter(Table::kCounters, "holders", -7);
+  ws.Delete(Table::kPersons, "p2");
+  ws.AddCounter(Table::kCounters, std::string("h\0\xff", 3), 1);
+  ws.AddCounter(Table::kCounters, "max", INT64_MAX);
+  ws.AddCounter(Table::kCounters, "max", 2);  // wraps, as the merge does
+  ws.CoalesceCounters();
+  const std::vector<WriteSet::Op>& ops = ws.ops();
+  ASSERT_EQ(ops.size(), 7u);
+  EXPECT_EQ(ops[0].key, "p1");
+  EXPECT_EQ(ops[0].value, "a");
+  EXPECT_EQ(ops[1].key, "holders");
+  EXPECT_EQ(ops[1].table, Table::kCounters);
+  EXPECT_EQ(delta(ops[1]), -2);
+  EXPECT_EQ(ops[2].table, Table::kReport);
+  EXPECT_EQ(delta(ops[2]), 1);
+  EXPECT_EQ(ops[3].type, WriteSet::OpType::kPut);
+  EXPECT_EQ(ops[4].key, std::string("h\0\xff", 3));
+  EXPECT_EQ(delta(ops[4]), -3);
+  EXPECT_EQ(ops[5].type, WriteSet::OpType::kDelete);
+  EXPECT_EQ(ops[5].key, "p2");
+  EXPECT_EQ(ops[6].key, "max");
+  EXPECT_EQ(delta(ops[6]), INT64_MIN + 1);
+}
+
 TEST(EngineTest, CommitMakesEveryOpEventAndAuditVisible) {
   TempDir dir;
   ManualClock clock;

@@ -54,10 +54,15 @@ TEST(KeyCodecTest, StrEscapesZeroAndTerminates) {
 TEST(KeyCodecTest, AppendKeyStringWritesWhatStrWrites) {
   for (const std::string& s :
        {std::string(), std::string("card"), std::string("a\0b\0", 4),
-        std::string(64, 'f'), std::string(1, '\0')}) {
+        std::string(64, 'f'), std::string(1, '\0'),
+        std::string("\0\0x\0", 4)}) {
     std::string out = "keep";
     AppendKeyString(&out, s);
     EXPECT_EQ(out, "keep" + KeyBuilder().Str(s).Build());
+    std::string in_place(KeyStringSize(s), '?');
+    EXPECT_EQ(WriteKeyString(in_place.data(), s),
+              in_place.data() + in_place.size());
+    EXPECT_EQ("keep" + in_place, out);
     KeyReader r(std::string_view(out).substr(4));
     EXPECT_EQ(r.Str(), s);
     EXPECT_TRUE(r.done());
