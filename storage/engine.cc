@@ -71,9 +71,16 @@ void WriteSet::CoalesceCounters() {
   // import folds a hundred thousand deltas into a few dozen counters, and
   // the ordered map compared their long shared prefixes at every level.
   absl::flat_hash_map<std::pair<Table, std::string_view>, size_t> first;
+  // A put or delete of a key ends its fold: deltas after it are added to
+  // what it wrote, not to the deltas before it. Only tables that had a
+  // delta are looked up for that.
+  bool has_deltas[kTableCount] = {};
   size_t w = 0;
   for (size_t r = 0; r < ops_.size(); ++r) {
     Op& op = ops_[r];
+    if (op.type != OpType::kAdd && has_deltas[static_cast<int>(op.table)]) {
+      first.erase(std::make_pair(op.table, std::string_view(op.key)));
+    }
     if (op.type == OpType::kAdd) {
       auto it = first.find(std::make_pair(op.table, std::string_view(op.key)));
       if (it != first.end()) {
@@ -93,6 +100,7 @@ void WriteSet::CoalesceCounters() {
     }
     if (w != r) ops_[w] = std::move(op);
     if (ops_[w].type == OpType::kAdd) {
+      has_deltas[static_cast<int>(ops_[w].table)] = true;
       first.emplace(
           std::make_pair(ops_[w].table, std::string_view(ops_[w].key)), w);
     }

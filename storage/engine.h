@@ -110,6 +110,7 @@ class WriteSet {
   }
   // Folds the counter deltas (kAdd) of each (table, key) into one delta at
   // its first occurrence: the same result with fewer writes (bulk loads).
+  // A put or delete of the key in between starts a new fold after it.
   void CoalesceCounters();
   void AppendAudit(AuditInput a) { audits_.push_back(std::move(a)); }
 

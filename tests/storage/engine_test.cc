@@ -107,6 +107,50 @@ TEST(EngineTest, CoalesceCountersFoldsDeltasIntoTheirFirstOccurrence) {
   EXPECT_EQ(delta(ops[6]), INT64_MIN + 1);
 }
 
+// A put or delete of a counter between its deltas ends the fold: the
+// deltas after it count from what it wrote (add 5, put 0, add -7 is -7).
+TEST(EngineTest, CoalesceCountersDoesNotFoldAcrossAPutOrDelete) {
+  auto fill = [](WriteSet& ws) {
+    ws.AddCounter(Table::kCounters, "c", 5);
+    ws.Put(Table::kCounters, "c", std::string(8, '\0'));
+    ws.AddCounter(Table::kCounters, "c", -7);
+    ws.AddCounter(Table::kCounters, "c", 2);
+    ws.AddCounter(Table::kCounters, "d", 3);
+    ws.Delete(Table::kCounters, "d");
+    ws.AddCounter(Table::kCounters, "d", 4);
+    ws.Put(Table::kPersons, "c", "not a counter");  // other table: no effect
+    ws.AddCounter(Table::kCounters, "c", 1);
+  };
+  auto le64 = [](int64_t v) {
+    std::string out(8, '\0');
+    for (int i = 0; i < 8; ++i)
+      out[i] = static_cast<char>((static_cast<uint64_t>(v) >> (8 * i)) & 0xFF);
+    return out;
+  };
+  WriteSet folded;
+  fill(folded);
+  folded.CoalesceCounters();
+  ASSERT_EQ(folded.ops().size(), 7u);
+  EXPECT_EQ(folded.ops()[2].value, le64(-4));  // -7 + 2 + 1
+  EXPECT_EQ(folded.ops()[5].value, le64(4));
+
+  // Through a bulk load (which folds) and a normal commit: the same sums.
+  for (const bool bulk : {true, false}) {
+    SCOPED_TRACE(bulk ? "bulk load" : "normal commit");
+    TempDir dir;
+    ManualClock clock;
+    auto engine = OpenOrDie(dir.path(), &clock);
+    ASSERT_NE(engine, nullptr);
+    WriteSet ws;
+    fill(ws);
+    if (bulk) ws.CoalesceCounters();
+    ws.set_bulk_load(bulk);
+    ASSERT_TRUE(engine->Commit(std::move(ws)).ok());
+    EXPECT_EQ(*engine->GetCounter(Table::kCounters, "c"), -4);
+    EXPECT_EQ(*engine->GetCounter(Table::kCounters, "d"), 4);
+  }
+}
+
 TEST(EngineTest, CommitMakesEveryOpEventAndAuditVisible) {
   TempDir dir;
   ManualClock clock;
