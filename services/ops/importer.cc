@@ -2059,7 +2059,7 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
 
   // The previous batch must be in the store before this one is merged.
   const absl::Time waited_from = absl::Now();
-  std::unordered_set<std::string> unseen;
+  absl::flat_hash_set<std::string> unseen;
   if (in_flight_.has_value()) unseen = std::move(in_flight_->claims);
   RETURN_IF_ERROR(AwaitCommit(out));
   // A person (or card) of this batch that the previous batch also wrote was
@@ -2068,8 +2068,8 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
     for (size_t i = 0; i < prepared.size(); ++i) {
       const Importer::Prepared& p = prepared[i];
       if (p.outcome != Importer::Prepared::Outcome::kAccepted) continue;
-      bool seen = unseen.count("person/" + p.person_key) > 0;
-      for (const std::string& c : p.claims) seen = seen || unseen.count(c) > 0;
+      bool seen = unseen.contains(absl::StrCat("person/", p.person_key));
+      for (const std::string& c : p.claims) seen = seen || unseen.contains(c);
       if (seen) {
         prepared[i] = Importer::Prepared();
         imp.Prepare(groups[i], now, &prepared[i]);
@@ -2104,7 +2104,7 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
   // The batch's own writes (rejects, sequence marks, checkpoint, audit);
   // the groups' writes join them on the commit thread.
   storage::WriteSet tail;
-  std::unordered_set<std::string> claimed;
+  absl::flat_hash_set<std::string> claimed;
   claimed.reserve(prepared.size() * 4);
   for (Importer::Prepared& p : prepared) {
     if (p.outcome == Importer::Prepared::Outcome::kAccepted) {
@@ -2115,7 +2115,7 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
             "person must be consecutive)";
       }
       for (const std::string& c : p.claims) {
-        if (clash.empty() && claimed.count(c)) {
+        if (clash.empty() && claimed.contains(c)) {
           clash =
               "a card number, identification code or application id of "
               "this person is also given for another person";

@@ -41,9 +41,9 @@
 #include <set>
 #include <string>
 #include <string_view>
-#include <unordered_set>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
@@ -132,7 +132,7 @@ class ImportSession {
     BatchResult result;
     // Persons, card numbers, identification codes and application ids it
     // writes: the next batch was prepared without seeing them.
-    std::unordered_set<std::string> claims;
+    absl::flat_hash_set<std::string> claims;
   };
 
   Importer* importer_;
