@@ -21,6 +21,7 @@
 #include <deque>
 #include <filesystem>
 #include <future>
+#include <limits>
 #include <mutex>
 #include <thread>
 
@@ -539,8 +540,42 @@ class RocksDbEngine final : public Engine {
     return absl::OkStatus();
   }
 
+  absl::Status BeginBulkLoading() override {
+    std::lock_guard<std::mutex> lock(bulk_mu_);
+    if (bulk_loaders_++ > 0) return absl::OkStatus();
+    absl::Status s = SetLevel0Triggers(/*bulk=*/true);
+    if (!s.ok()) {
+      --bulk_loaders_;
+      (void)SetLevel0Triggers(/*bulk=*/false);  // whatever was changed
+    }
+    return s;
+  }
+
+  absl::Status EndBulkLoading() override {
+    std::lock_guard<std::mutex> lock(bulk_mu_);
+    if (bulk_loaders_ == 0) {
+      return absl::FailedPreconditionError("no bulk loading to end");
+    }
+    if (--bulk_loaders_ > 0) return absl::OkStatus();
+    // Back to the usual triggers: RocksDB then merges the files piled up.
+    return SetLevel0Triggers(/*bulk=*/false);
+  }
+
   std::map<std::string, std::string> Properties() override {
     std::map<std::string, std::string> out;
+    {
+      // Imports running, and the level-0 compaction trigger RocksDB applies
+      // now (the lowest over the tables: 16 while every table is in bulk
+      // mode, 4 otherwise).
+      std::lock_guard<std::mutex> lock(bulk_mu_);
+      out["ssc.bulk-loading"] = absl::StrCat(bulk_loaders_);
+      int trigger = std::numeric_limits<int>::max();
+      for (rocksdb::ColumnFamilyHandle* h : cfs_) {
+        trigger = std::min(
+            trigger, db_->GetOptions(h).level0_file_num_compaction_trigger);
+      }
+      out["ssc.level0-compaction-trigger"] = absl::StrCat(trigger);
+    }
     // Aggregated over every table.
     static constexpr const char* kAggregated[] = {
         "rocksdb.estimate-pending-compaction-bytes",
@@ -580,6 +615,33 @@ class RocksDbEngine final : public Engine {
   }
 
   rocksdb::DB* db() const { return db_.get(); }
+
+  // Sets every table's level-0 triggers to the bulk-loading ones, or back to
+  // the table's own (RocksDB's defaults: compaction at 4 files, slower
+  // writes at 20, stopped writes at 36). While bulk loading, writes through
+  // the log are slowed only well past the compaction trigger.
+  absl::Status SetLevel0Triggers(bool bulk) {
+    absl::Status first;
+    for (int t = 0; t < kTableCount; ++t) {
+      const rocksdb::ColumnFamilyOptions& o = cf_options_[t];
+      const int trigger = bulk ? std::max(kBulkLevel0Trigger,
+                                          o.level0_file_num_compaction_trigger)
+                               : o.level0_file_num_compaction_trigger;
+      const int slowdown =
+          bulk ? std::max(trigger + 24, o.level0_slowdown_writes_trigger)
+               : o.level0_slowdown_writes_trigger;
+      const int stop =
+          bulk ? std::max(slowdown + 16, o.level0_stop_writes_trigger)
+               : o.level0_stop_writes_trigger;
+      rocksdb::Status s = db_->SetOptions(
+          cfs_[t],
+          {{"level0_file_num_compaction_trigger", absl::StrCat(trigger)},
+           {"level0_slowdown_writes_trigger", absl::StrCat(slowdown)},
+           {"level0_stop_writes_trigger", absl::StrCat(stop)}});
+      if (!s.ok() && first.ok()) first = FromRocksDb(s);
+    }
+    return first;
+  }
 
   absl::Status Flush() override {
     RETURN_IF_ERROR(FromRocksDb(db_->FlushWAL(/*sync=*/true)));
@@ -643,6 +705,9 @@ class RocksDbEngine final : public Engine {
   rocksdb::DBOptions db_options_;
   std::vector<rocksdb::ColumnFamilyOptions> cf_options_;  // indexed by Table
   uint64_t bulk_files_ = 0;  // committer thread: names of bulk-load files
+  static constexpr int kBulkLevel0Trigger = 16;
+  std::mutex bulk_mu_;    // guards bulk_loaders_ and the triggers' changes
+  int bulk_loaders_ = 0;  // Begin/EndBulkLoading calls outstanding
 
   std::mutex mu_;
   std::condition_variable queue_cv_;

@@ -1880,10 +1880,18 @@ ImportSession::ImportSession(Importer* importer, common::Caller caller,
       format_(format),
       csv_columns_(std::move(csv_columns)),
       totals_(totals),
-      last_line_(totals.resume_after_line) {}
+      last_line_(totals.resume_after_line) {
+  // The batches' table files pile up while the import runs rather than
+  // being merged every four batches (storage::Engine::BeginBulkLoading).
+  // Only speed depends on it: an import goes on without it.
+  if (importer_->options_.bulk_load && !totals_.done) {
+    bulk_loading_ = importer_->ctx_.engine->BeginBulkLoading().ok();
+  }
+}
 
 ImportSession::~ImportSession() {
   if (in_flight_.has_value()) in_flight_->done.wait();
+  if (bulk_loading_) (void)importer_->ctx_.engine->EndBulkLoading();
   importer_->Release(import_id_);
 }
 

@@ -144,6 +144,8 @@ class ImportSession {
   uint64_t last_line_ = 0;
   std::vector<Line> pending_;
   std::optional<InFlight> in_flight_;
+  // BeginBulkLoading succeeded: EndBulkLoading when the session ends.
+  bool bulk_loading_ = false;
 };
 
 class Importer {

@@ -341,6 +341,8 @@ TEST_F(ImporterTest, ReRunChangesNothingAndResumesAfterTheCheckpoint) {
       ASSERT_TRUE((*session)->Add(i + 1, lines[i], &out).ok());
     }
     ASSERT_EQ(out.size(), 1u);
+    // While it runs, the store merges the batches' files less often.
+    EXPECT_EQ(imported_.engine->Properties()["ssc.bulk-loading"], "1");
     // A second run of the same import while this one runs is refused.
     auto twice = importer.Begin(kAdmin, "file-2", IMPORT_FORMAT_JSON_LINES, "");
     EXPECT_EQ(twice.status().code(), absl::StatusCode::kAborted);
@@ -350,6 +352,10 @@ TEST_F(ImporterTest, ReRunChangesNothingAndResumesAfterTheCheckpoint) {
     EXPECT_LT(status->resume_after_line, lines.size());
     EXPECT_FALSE(status->done);
   }
+  // A dropped session ends it.
+  EXPECT_EQ(imported_.engine->Properties()["ssc.bulk-loading"], "0");
+  EXPECT_EQ(imported_.engine->Properties()["ssc.level0-compaction-trigger"],
+            "4");
   const uint64_t events_before = imported_.engine->Stats().last_event_sequence;
   std::vector<BatchResult> resumed = Import(lines, "file-2");
   const ImportTotals& t = resumed.back().totals;
