@@ -144,7 +144,9 @@ class ImportSession {
   uint64_t last_line_ = 0;
   std::vector<Line> pending_;
   std::optional<InFlight> in_flight_;
-  // BeginBulkLoading succeeded: EndBulkLoading when the session ends.
+  // BeginBulkLoading succeeded (at the first full batch): EndBulkLoading
+  // when the session ends.
+  bool bulk_loading_tried_ = false;
   bool bulk_loading_ = false;
 };
 
