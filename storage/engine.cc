@@ -4,6 +4,9 @@
 #include <cstring>
 #include <iterator>
 #include <map>
+#include <memory>
+#include <string_view>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 
@@ -31,29 +34,107 @@ const char* TableName(Table t) {
   return i < static_cast<size_t>(kTableCount) ? kNames[i] : "invalid";
 }
 
-void WriteSet::Put(Table t, std::string key, std::string value) {
-  ops_.push_back(Op{OpType::kPut, t, std::move(key), std::move(value)});
+WriteSet::WriteSet(const WriteSet& other)
+    : events_(other.events_),
+      audits_(other.audits_),
+      sync_(other.sync_),
+      bulk_load_(other.bulk_load_),
+      event_time_(other.event_time_) {
+  // The ops view the other set's blocks: their bytes are copied into ours.
+  ops_.reserve(other.ops_.size());
+  for (const Op& op : other.ops_) {
+    ops_.push_back(Op{op.type, op.table, Copy(op.key), Copy(op.value)});
+  }
 }
 
-void WriteSet::Delete(Table t, std::string key) {
-  ops_.push_back(Op{OpType::kDelete, t, std::move(key), std::string()});
+WriteSet& WriteSet::operator=(const WriteSet& other) {
+  if (this != &other) *this = WriteSet(other);
+  return *this;
 }
 
-void WriteSet::AddCounter(Table t, std::string key, int64_t delta) {
-  uint64_t u = static_cast<uint64_t>(delta);
-  std::string v(8, '\0');
+WriteSet& WriteSet::operator=(WriteSet&& other) noexcept {
+  if (this == &other) return *this;
+  ops_ = std::move(other.ops_);
+  blocks_ = std::move(other.blocks_);
+  block_pos_ = std::exchange(other.block_pos_, nullptr);
+  block_left_ = std::exchange(other.block_left_, 0);
+  next_block_size_ = std::exchange(other.next_block_size_, kFirstBlockSize);
+  events_ = std::move(other.events_);
+  audits_ = std::move(other.audits_);
+  sync_ = other.sync_;
+  bulk_load_ = other.bulk_load_;
+  event_time_ = other.event_time_;
+  // Moved-from vectors are valid but unspecified: emptied for reuse.
+  other.ops_.clear();
+  other.blocks_.clear();
+  other.events_.clear();
+  other.audits_.clear();
+  return *this;
+}
+
+char* WriteSet::Alloc(size_t n) {
+  if (n > block_left_) {
+    // A value larger than a block gets a block of its own; the rest of the
+    // current block stays in use for the ops that follow.
+    if (n > next_block_size_ / 2) {
+      blocks_.push_back(std::make_unique_for_overwrite<char[]>(n));
+      return blocks_.back().get();
+    }
+    blocks_.push_back(std::make_unique_for_overwrite<char[]>(next_block_size_));
+    block_pos_ = blocks_.back().get();
+    block_left_ = next_block_size_;
+    next_block_size_ = std::min(next_block_size_ * 2, kMaxBlockSize);
+  }
+  char* p = block_pos_;
+  block_pos_ += n;
+  block_left_ -= n;
+  return p;
+}
+
+std::string_view WriteSet::Copy(std::string_view bytes) {
+  if (bytes.empty()) return std::string_view();
+  char* p = Alloc(bytes.size());
+  std::memcpy(p, bytes.data(), bytes.size());
+  return std::string_view(p, bytes.size());
+}
+
+void WriteSet::Put(Table t, std::string_view key, std::string_view value) {
+  ops_.push_back(Op{OpType::kPut, t, Copy(key), Copy(value)});
+}
+
+void WriteSet::Delete(Table t, std::string_view key) {
+  ops_.push_back(Op{OpType::kDelete, t, Copy(key), std::string_view()});
+}
+
+void WriteSet::AddCounter(Table t, std::string_view key, int64_t delta) {
+  const std::string_view k = Copy(key);
+  char* v = Alloc(8);
+  const uint64_t u = static_cast<uint64_t>(delta);
   for (int i = 0; i < 8; ++i) {
     v[i] = static_cast<char>((u >> (8 * i)) & 0xFF);
   }
-  ops_.push_back(Op{OpType::kAdd, t, std::move(key), std::move(v)});
+  ops_.push_back(Op{OpType::kAdd, t, k, std::string_view(v, 8)});
 }
 
 void WriteSet::Append(WriteSet&& other) {
+  if (this == &other) return;
+  // The other set's blocks are moved, not copied: its ops' views stay
+  // valid. Our current block stays the one new ops are written to, unless
+  // we have none yet.
+  if (blocks_.empty()) {
+    blocks_ = std::move(other.blocks_);
+    block_pos_ = other.block_pos_;
+    block_left_ = other.block_left_;
+    next_block_size_ = std::max(next_block_size_, other.next_block_size_);
+  } else {
+    blocks_.insert(blocks_.end(),
+                   std::make_move_iterator(other.blocks_.begin()),
+                   std::make_move_iterator(other.blocks_.end()));
+  }
   if (ops_.empty() && ops_.capacity() < other.ops_.size()) {
     ops_ = std::move(other.ops_);
   } else {
-    ops_.insert(ops_.end(), std::make_move_iterator(other.ops_.begin()),
-                std::make_move_iterator(other.ops_.end()));
+    ops_.insert(ops_.end(), other.ops_.begin(), other.ops_.end());
   }
   events_.insert(events_.end(), std::make_move_iterator(other.events_.begin()),
                  std::make_move_iterator(other.events_.end()));
@@ -62,6 +143,9 @@ void WriteSet::Append(WriteSet&& other) {
   other.ops_.clear();
   other.events_.clear();
   other.audits_.clear();
+  other.blocks_.clear();
+  other.block_pos_ = nullptr;
+  other.block_left_ = 0;
 }
 
 void WriteSet::CoalesceCounters() {
@@ -79,12 +163,14 @@ void WriteSet::CoalesceCounters() {
   for (size_t r = 0; r < ops_.size(); ++r) {
     Op& op = ops_[r];
     if (op.type != OpType::kAdd && has_deltas[static_cast<int>(op.table)]) {
-      first.erase(std::make_pair(op.table, std::string_view(op.key)));
+      first.erase(std::make_pair(op.table, op.key));
     }
     if (op.type == OpType::kAdd) {
-      auto it = first.find(std::make_pair(op.table, std::string_view(op.key)));
+      auto it = first.find(std::make_pair(op.table, op.key));
       if (it != first.end()) {
-        std::string& v = ops_[it->second].value;
+        // The delta's bytes are ours (in a block of this set): rewritten in
+        // place.
+        char* v = const_cast<char*>(ops_[it->second].value.data());
         uint64_t a = 0, b = 0;
         for (int i = 0; i < 8; ++i) {
           a |= static_cast<uint64_t>(static_cast<unsigned char>(v[i]))
@@ -98,11 +184,10 @@ void WriteSet::CoalesceCounters() {
         continue;
       }
     }
-    if (w != r) ops_[w] = std::move(op);
+    if (w != r) ops_[w] = op;
     if (ops_[w].type == OpType::kAdd) {
       has_deltas[static_cast<int>(ops_[w].table)] = true;
-      first.emplace(
-          std::make_pair(ops_[w].table, std::string_view(ops_[w].key)), w);
+      first.emplace(std::make_pair(ops_[w].table, ops_[w].key), w);
     }
     ++w;
   }
@@ -132,7 +217,7 @@ std::optional<std::optional<std::string>> WriteSet::Pending(
   for (auto it = ops_.rbegin(); it != ops_.rend(); ++it) {
     if (it->table != t || it->key != key) continue;
     if (it->type == OpType::kPut) {
-      return std::optional<std::string>(it->value);
+      return std::optional<std::string>(std::string(it->value));
     }
     if (it->type == OpType::kDelete) {
       return std::optional<std::string>(std::nullopt);

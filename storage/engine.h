@@ -79,21 +79,44 @@ struct AuditInput {
 
 // The writes of one logical operation. Committed atomically: state changes,
 // indexes, counters, events, audit record and idempotency record are all
-// written or none is. Not thread-safe; build it on one thread.
+// written or none is. Not thread-safe; build it on one thread (it may then
+// be moved to another, e.g. the engine's committer).
+//
+// The keys and values of the ops are copied into byte blocks owned by the
+// set, and ops view them. A bulk import builds ~21 ops per row on its
+// preparing threads and the committer thread freed them: two heap strings
+// per op, freed on another thread than the one that allocated them, made
+// glibc's malloc/free a third of the import's CPU. Now a caller's strings
+// die on its own thread right away and the committer frees a few large
+// blocks (a 300000-row import: ~16% less CPU). The blocks never move once
+// allocated, so an op's views stay valid while the set grows, when the set
+// is moved and when it is appended to another set (until that set is
+// destroyed). Copying a set copies the bytes.
 class WriteSet {
  public:
   enum class OpType : uint8_t { kPut, kDelete, kAdd };
   struct Op {
     OpType type;
     Table table;
-    std::string key;
-    std::string value;  // for kAdd: the int64 delta, 8 bytes little-endian
+    // Views into the set's blocks: valid as long as the set (or the set it
+    // was appended to) lives.
+    std::string_view key;
+    std::string_view value;  // for kAdd: the int64 delta, 8 bytes LE
   };
 
-  void Put(Table t, std::string key, std::string value);
-  void Delete(Table t, std::string key);
+  WriteSet() = default;
+  // A moved-from set is empty and may be reused.
+  WriteSet(WriteSet&& other) noexcept { *this = std::move(other); }
+  WriteSet& operator=(WriteSet&& other) noexcept;
+  WriteSet(const WriteSet& other);
+  WriteSet& operator=(const WriteSet& other);
+  ~WriteSet() = default;
+
+  // The key and value are copied: callers may pass temporaries.
+  void Put(Table t, std::string_view key, std::string_view value);
+  void Delete(Table t, std::string_view key);
   // Adds `delta` to the int64 counter at `key` (a merge: no read needed).
-  void AddCounter(Table t, std::string key, int64_t delta);
+  void AddCounter(Table t, std::string_view key, int64_t delta);
   void AppendEvent(EventInput e) {
     if (!e.time.has_value()) e.time = event_time_;
     events_.push_back(std::move(e));
@@ -147,7 +170,21 @@ class WriteSet {
                                                     std::string_view key) const;
 
  private:
+  // Copies `bytes` into the current block (or a new one) and views them.
+  std::string_view Copy(std::string_view bytes);
+  char* Alloc(size_t n);
+
   std::vector<Op> ops_;
+  // The bytes of the ops' keys and values. Each block is allocated once and
+  // never resized; blocks_ may reallocate (it holds pointers only).
+  std::vector<std::unique_ptr<char[]>> blocks_;
+  char* block_pos_ = nullptr;  // free space of the last block allocated
+  size_t block_left_ = 0;
+  size_t next_block_size_ = kFirstBlockSize;
+  // Small sets (one RPC's writes) take a small first block; sets of bulk
+  // loads grow to large blocks, so blocks are few.
+  static constexpr size_t kFirstBlockSize = 512;
+  static constexpr size_t kMaxBlockSize = 256 << 10;
   std::vector<EventInput> events_;
   std::vector<AuditInput> audits_;
   bool sync_ = true;

@@ -600,7 +600,7 @@ TEST(CounterKeys, KeepTheirLayout) {
     EXPECT_EQ(op.type, storage::WriteSet::OpType::kAdd);
     EXPECT_EQ(op.table, storage::Table::kCounters);
     EXPECT_EQ(op.value, std::string("\xfe\xff\xff\xff\xff\xff\xff\xff", 8));
-    keys.push_back(op.key);
+    keys.emplace_back(op.key);
   }
   EXPECT_EQ(keys, (std::vector<std::string>{
                       layout("card_holders", kTownB, 1, 2024),

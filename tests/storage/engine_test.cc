@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -68,6 +69,94 @@ TEST(EngineTest, WriteSetPendingSeesOwnWrites) {
   EXPECT_EQ(*deleted, std::nullopt);
   EXPECT_EQ(ws.Pending(Table::kPersons, "a"), std::nullopt);
   EXPECT_GT(ws.ApproximateBytes(), 0u);
+}
+
+// The ops view bytes the set keeps in blocks: the views must stay valid
+// while the set grows over many blocks (and a value larger than a block),
+// when the set is moved, appended to another set or copied, and a
+// moved-from set must be usable again.
+TEST(EngineTest, WriteSetViewsStayValidAcrossBlocksMovesAndAppend) {
+  auto key = [](int i) { return absl::StrCat("key/", i); };
+  auto value = [](int i) {
+    // Sizes from 0 to 1 MiB + a bit: past the largest block.
+    const size_t n = i == 7 ? (1 << 20) + 3 : static_cast<size_t>(i % 97);
+    return std::string(n, static_cast<char>('a' + i % 26));
+  };
+  constexpr int kOps = 20000;
+  WriteSet ws;
+  std::vector<WriteSet::Op> first_views;
+  for (int i = 0; i < kOps; ++i) {
+    std::string k = key(i);
+    ws.Put(Table::kCards, k, value(i));  // the caller's strings die here
+    if (i == 0) first_views.push_back(ws.ops()[0]);
+  }
+  ws.AddCounter(Table::kCounters, "c", 5);
+  ws.Delete(Table::kCards, "gone");
+  ws.AppendEvent(Event("card.applied", "card", "a"));
+  auto check = [&](const WriteSet& s, size_t offset, char delta = 5) {
+    ASSERT_GE(s.ops().size(), offset + kOps + 2);
+    for (int i = 0; i < kOps; ++i) {
+      const WriteSet::Op& op = s.ops()[offset + i];
+      ASSERT_EQ(op.type, WriteSet::OpType::kPut);
+      ASSERT_EQ(op.key, key(i)) << i;
+      ASSERT_EQ(op.value, value(i)) << i;
+    }
+    EXPECT_EQ(s.ops()[offset + kOps].value,
+              std::string(1, delta) + std::string(7, '\0'));
+    EXPECT_EQ(s.ops()[offset + kOps + 1].key, "gone");
+    EXPECT_TRUE(s.ops()[offset + kOps + 1].value.empty());
+  };
+  check(ws, 0);
+  // A view taken before the set grew still reads the same bytes.
+  EXPECT_EQ(first_views[0].key, key(0));
+  EXPECT_EQ(first_views[0].key.data(), ws.ops()[0].key.data());
+
+  WriteSet moved(std::move(ws));
+  check(moved, 0);
+  EXPECT_EQ(first_views[0].key.data(), moved.ops()[0].key.data());
+  EXPECT_TRUE(ws.empty());  // NOLINT(bugprone-use-after-move): reusable
+  ws.Put(Table::kPersons, "p", "again");
+  EXPECT_EQ(ws.Pending(Table::kPersons, "p"),
+            std::optional<std::string>("again"));
+
+  WriteSet assigned;
+  assigned.Put(Table::kMeta, "dropped", "x");
+  assigned = std::move(moved);
+  check(assigned, 0);
+
+  // Appended behind a set that has its own ops and room left in its block:
+  // both sets' views stay valid, and new ops after it are kept too.
+  WriteSet batch;
+  batch.Put(Table::kMeta, "head", "h");
+  batch.Append(std::move(assigned));
+  EXPECT_TRUE(assigned.empty());  // NOLINT(bugprone-use-after-move)
+  batch.Put(Table::kMeta, "tail", "t");
+  EXPECT_EQ(batch.ops()[0].key, "head");
+  check(batch, 1);
+  EXPECT_EQ(first_views[0].key.data(), batch.ops()[1].key.data());
+  EXPECT_EQ(batch.ops().back().key, "tail");
+  EXPECT_EQ(batch.ops().back().value, "t");
+  EXPECT_EQ(batch.events().size(), 1u);
+
+  // Appended into an empty set, then folded: the delta is rewritten in the
+  // set's own bytes.
+  WriteSet empty;
+  empty.Append(std::move(batch));
+  empty.AddCounter(Table::kCounters, "c", 2);
+  empty.CoalesceCounters();
+  check(empty, 1, 7);
+  EXPECT_EQ(empty.ops()[1 + kOps].value, std::string("\x07\0\0\0\0\0\0\0", 8));
+
+  // A copy owns its bytes: it outlives the original.
+  std::optional<WriteSet> original(std::move(empty));
+  WriteSet copy(*original);
+  EXPECT_NE(copy.ops()[1].key.data(), original->ops()[1].key.data());
+  original.reset();
+  check(copy, 1, 7);
+  EXPECT_EQ(copy.events().size(), 1u);
+  WriteSet copy_assigned;
+  copy_assigned = copy;
+  check(copy_assigned, 1, 7);
 }
 
 TEST(EngineTest, CoalesceCountersFoldsDeltasIntoTheirFirstOccurrence) {
