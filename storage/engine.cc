@@ -1,10 +1,13 @@
 #include "storage/engine.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <iterator>
 #include <map>
 #include <memory>
+#include <new>
+#include <span>
 #include <string_view>
 #include <utility>
 
@@ -35,15 +38,20 @@ const char* TableName(Table t) {
 }
 
 WriteSet::WriteSet(const WriteSet& other)
-    : events_(other.events_),
-      audits_(other.audits_),
+    : audits_(other.audits_),
       sync_(other.sync_),
       bulk_load_(other.bulk_load_),
       event_time_(other.event_time_) {
-  // The ops view the other set's blocks: their bytes are copied into ours.
+  // The ops and events view the other set's blocks: their bytes are copied
+  // into ours.
   ops_.reserve(other.ops_.size());
   for (const Op& op : other.ops_) {
     ops_.push_back(Op{op.type, op.table, Copy(op.key), Copy(op.value)});
+  }
+  events_.reserve(other.events_.size());
+  for (const Event& e : other.events_) {
+    events_.push_back(CopyEvent(e.type, e.entity_type, e.entity_id, e.payload,
+                                e.also_index, e.time));
   }
 }
 
@@ -98,6 +106,43 @@ std::string_view WriteSet::Copy(std::string_view bytes) {
   return std::string_view(p, bytes.size());
 }
 
+template <typename IndexedEntities>
+WriteSet::Event WriteSet::CopyEvent(std::string_view type,
+                                    std::string_view entity_type,
+                                    std::string_view entity_id,
+                                    std::string_view payload,
+                                    const IndexedEntities& also_index,
+                                    std::optional<absl::Time> time) {
+  Event e{Copy(type),
+          Copy(entity_type),
+          Copy(entity_id),
+          Copy(payload),
+          std::span<const IndexedEntity>(),
+          time};
+  if (!also_index.empty()) {
+    // The list is an array of views in a block too. Blocks hold bytes at any
+    // offset: the array is placed at the next suitably aligned address.
+    constexpr size_t kAlign = alignof(IndexedEntity);
+    const size_t n = also_index.size();
+    char* raw = Alloc(n * sizeof(IndexedEntity) + kAlign - 1);
+    const uintptr_t at =
+        (reinterpret_cast<uintptr_t>(raw) + kAlign - 1) & ~(kAlign - 1);
+    IndexedEntity* list = reinterpret_cast<IndexedEntity*>(at);
+    for (size_t i = 0; i < n; ++i) {
+      const auto& [entity, id] = also_index[i];
+      new (&list[i]) IndexedEntity(Copy(entity), Copy(id));
+    }
+    e.also_index = std::span<const IndexedEntity>(list, n);
+  }
+  return e;
+}
+
+void WriteSet::AppendEvent(EventInput e) {
+  events_.push_back(CopyEvent(e.type, e.entity_type, e.entity_id, e.payload,
+                              e.also_index,
+                              e.time.has_value() ? e.time : event_time_));
+}
+
 void WriteSet::Put(Table t, std::string_view key, std::string_view value) {
   ops_.push_back(Op{OpType::kPut, t, Copy(key), Copy(value)});
 }
@@ -136,8 +181,12 @@ void WriteSet::Append(WriteSet&& other) {
   } else {
     ops_.insert(ops_.end(), other.ops_.begin(), other.ops_.end());
   }
-  events_.insert(events_.end(), std::make_move_iterator(other.events_.begin()),
-                 std::make_move_iterator(other.events_.end()));
+  // The events view the moved blocks: their views are copied as they are.
+  if (events_.empty() && events_.capacity() < other.events_.size()) {
+    events_ = std::move(other.events_);
+  } else {
+    events_.insert(events_.end(), other.events_.begin(), other.events_.end());
+  }
   audits_.insert(audits_.end(), std::make_move_iterator(other.audits_.begin()),
                  std::make_move_iterator(other.audits_.end()));
   other.ops_.clear();
@@ -197,7 +246,7 @@ void WriteSet::CoalesceCounters() {
 size_t WriteSet::ApproximateBytes() const {
   size_t n = 0;
   for (const Op& op : ops_) n += op.key.size() + op.value.size() + 8;
-  for (const EventInput& e : events_) {
+  for (const Event& e : events_) {
     n += e.type.size() + e.entity_type.size() + e.entity_id.size() +
          e.payload.size() + 32;
     for (const auto& [type, id] : e.also_index)

@@ -148,7 +148,7 @@ char* WriteBytesField(char* out, uint8_t tag, std::string_view v) {
 
 // The size of the record EncodeEventRecord writes.
 size_t EventRecordSize(uint64_t sequence, int64_t time_unix_nanos,
-                       const EventInput& e) {
+                       const WriteSet::Event& e) {
   size_t n = BytesFieldSize(e.type) + BytesFieldSize(e.entity_type) +
              BytesFieldSize(e.entity_id) + BytesFieldSize(e.payload);
   if (sequence != 0) n += 1 + VarintSize(sequence);
@@ -164,7 +164,7 @@ size_t EventRecordSize(uint64_t sequence, int64_t time_unix_nanos,
 // byte to a string cost more than the rest of building an event's
 // entries).
 void WriteEventRecord(char* out, uint64_t sequence, int64_t time_unix_nanos,
-                      const EventInput& e) {
+                      const WriteSet::Event& e) {
   if (sequence != 0) {
     *out++ = 0x08;  // field 1, varint
     out = WriteVarint(out, sequence);
@@ -186,9 +186,12 @@ void WriteEventRecord(char* out, uint64_t sequence, int64_t time_unix_nanos,
 // message: no copy of the payload into it.
 void EncodeEventRecord(uint64_t sequence, int64_t time_unix_nanos,
                        const EventInput& e, std::string* out) {
+  // The fields the record holds, viewed as a write set keeps them.
+  const WriteSet::Event view{e.type, e.entity_type, e.entity_id, e.payload,
+                             {},     std::nullopt};
   const size_t at = out->size();
-  out->resize(at + EventRecordSize(sequence, time_unix_nanos, e));
-  WriteEventRecord(out->data() + at, sequence, time_unix_nanos, e);
+  out->resize(at + EventRecordSize(sequence, time_unix_nanos, view));
+  WriteEventRecord(out->data() + at, sequence, time_unix_nanos, view);
 }
 
 namespace {
@@ -678,7 +681,7 @@ class RocksDbEngine final : public Engine {
                          " must be 8 bytes, got ", op.value.size()));
       }
     }
-    for (const EventInput& e : ws.events()) {
+    for (const WriteSet::Event& e : ws.events()) {
       if (e.type.empty() || e.entity_type.empty() || e.entity_id.empty()) {
         return absl::InvalidArgumentError(
             "event type, entity_type and entity_id must not be empty");
@@ -971,7 +974,9 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
     size_t n = 1;
     for (const Request* r : group) {
       n += r->ws.ops().size() + r->ws.audits().size();
-      for (const EventInput& e : r->ws.events()) n += 2 + e.also_index.size();
+      for (const WriteSet::Event& e : r->ws.events()) {
+        n += 2 + e.also_index.size();
+      }
     }
     entries.reserve(n);
   }
@@ -997,7 +1002,7 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
     for (const WriteSet::Op& op : ws.ops()) {
       entries.push_back({op.table, op.type, op.key, op.value});
     }
-    for (const EventInput& e : ws.events()) {
+    for (const WriteSet::Event& e : ws.events()) {
       ++ev;
       if (r.first_event_sequence == 0) r.first_event_sequence = ev;
       // Keys and record are written straight into the arena.

@@ -159,6 +159,108 @@ TEST(EngineTest, WriteSetViewsStayValidAcrossBlocksMovesAndAppend) {
   check(copy_assigned, 1, 7);
 }
 
+// Events view bytes in the set's blocks too (their also_index list is an
+// array of views there): the views must stay valid as the set grows, is
+// moved, appended or copied, and copies must own their bytes.
+TEST(EngineTest, WriteSetEventViewsStayValidAcrossBlocksMovesAndAppend) {
+  constexpr int kEvents = 5000;
+  const absl::Time history = absl::FromUnixSeconds(1000000000);
+  const absl::Time given = absl::FromUnixSeconds(1500000000);
+  auto payload = [](int i) {
+    // Sizes from 0 to 1 MiB + a bit: past the largest block.
+    const size_t n = i == 7 ? (1 << 20) + 3 : static_cast<size_t>(i % 97);
+    return std::string(n, static_cast<char>('a' + i % 26));
+  };
+  auto input = [&](int i) {
+    EventInput e =
+        Event(absl::StrCat("type.", i), "card", absl::StrCat(i), payload(i));
+    for (int j = 0; j < i % 4; ++j) {
+      e.also_index.emplace_back(absl::StrCat("person", j),
+                                absl::StrCat("id/", i, "/", j));
+    }
+    if (i % 3 == 2) e.time = given;
+    return e;
+  };
+  WriteSet ws;
+  std::vector<WriteSet::Event> first_views;
+  for (int i = 0; i < kEvents; ++i) {
+    // Half of the events before SetEventTime: they keep commit time.
+    if (i == kEvents / 2) ws.SetEventTime(history);
+    ws.AppendEvent(input(i));  // the input's strings die here
+    if (i == 1 || i == 3) first_views.push_back(ws.events().back());
+  }
+  auto check = [&](const WriteSet& s, size_t offset) {
+    ASSERT_GE(s.events().size(), offset + kEvents);
+    for (int i = 0; i < kEvents; ++i) {
+      const WriteSet::Event& e = s.events()[offset + i];
+      const EventInput want = input(i);
+      ASSERT_EQ(e.type, want.type) << i;
+      ASSERT_EQ(e.entity_type, "card") << i;
+      ASSERT_EQ(e.entity_id, want.entity_id) << i;
+      ASSERT_EQ(e.payload, want.payload) << i;
+      ASSERT_EQ(e.also_index.size(), want.also_index.size()) << i;
+      for (size_t j = 0; j < want.also_index.size(); ++j) {
+        ASSERT_EQ(e.also_index[j].first, want.also_index[j].first) << i;
+        ASSERT_EQ(e.also_index[j].second, want.also_index[j].second) << i;
+      }
+      const std::optional<absl::Time> time =
+          want.time.has_value() ? want.time
+          : i >= kEvents / 2    ? std::optional<absl::Time>(history)
+                                : std::nullopt;
+      ASSERT_EQ(e.time, time) << i;
+    }
+  };
+  check(ws, 0);
+  // Views taken before the set grew still read the same bytes.
+  EXPECT_EQ(first_views[0].entity_id, "1");
+  EXPECT_EQ(first_views[1].also_index[2].second, "id/3/2");
+  EXPECT_EQ(first_views[1].also_index.data(), ws.events()[3].also_index.data());
+
+  WriteSet moved(std::move(ws));
+  check(moved, 0);
+  EXPECT_EQ(first_views[1].also_index.data(),
+            moved.events()[3].also_index.data());
+  EXPECT_TRUE(ws.empty());  // NOLINT(bugprone-use-after-move): reusable
+  ws.AppendEvent(Event("again", "card", "x"));
+  EXPECT_EQ(ws.events().size(), 1u);
+
+  // Appended into an empty set, then behind a set with its own event and
+  // room left in its block; events appended after it are kept too.
+  WriteSet empty;
+  empty.Append(std::move(moved));
+  check(empty, 0);
+  WriteSet batch;
+  batch.AppendEvent(Event("head", "card", "h"));
+  batch.Append(std::move(empty));
+  EXPECT_TRUE(empty.empty());  // NOLINT(bugprone-use-after-move)
+  EventInput tail = Event("tail", "card", "t", "{}");
+  tail.also_index.emplace_back("person", "p");
+  batch.AppendEvent(std::move(tail));
+  EXPECT_EQ(batch.events()[0].type, "head");
+  check(batch, 1);
+  EXPECT_EQ(first_views[1].also_index.data(),
+            batch.events()[4].also_index.data());
+  // The set's event time came with the moved set's events only.
+  EXPECT_EQ(batch.events().back().time, std::nullopt);
+  EXPECT_EQ(batch.events().back().also_index[0].second, "p");
+
+  // A copy owns its bytes: it outlives the original.
+  std::optional<WriteSet> original(std::move(batch));
+  WriteSet copy(*original);
+  EXPECT_NE(copy.events()[4].also_index.data(),
+            original->events()[4].also_index.data());
+  EXPECT_NE(copy.events()[8].payload.data(),
+            original->events()[8].payload.data());
+  EXPECT_EQ(copy.ApproximateBytes(), original->ApproximateBytes());
+  original.reset();
+  check(copy, 1);
+  WriteSet copy_assigned;
+  copy_assigned.AppendEvent(Event("dropped", "card", "d"));
+  copy_assigned = copy;
+  check(copy_assigned, 1);
+  EXPECT_EQ(copy_assigned.events().back().type, "tail");
+}
+
 TEST(EngineTest, CoalesceCountersFoldsDeltasIntoTheirFirstOccurrence) {
   auto delta = [](const WriteSet::Op& op) {
     uint64_t u = 0;
