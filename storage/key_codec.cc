@@ -46,19 +46,10 @@ KeyBuilder& KeyBuilder::U32(uint32_t v) & {
 }
 
 void AppendKeyString(std::string* out, std::string_view s) {
-  // Runs without the escape byte are appended whole (the common case).
-  while (!s.empty()) {
-    const size_t at = s.find(kEscape);
-    if (at == std::string_view::npos) {
-      out->append(s);
-      break;
-    }
-    out->append(s.substr(0, at + 1));
-    out->push_back(kEscapedZero);
-    s.remove_prefix(at + 1);
-  }
-  out->push_back(kEscape);
-  out->push_back(kTerminator);
+  // One encoder for both: the bytes are written in place by WriteKeyString.
+  const size_t at = out->size();
+  out->resize(at + KeyStringSize(s));
+  WriteKeyString(out->data() + at, s);
 }
 
 size_t KeyStringSize(std::string_view s) {
