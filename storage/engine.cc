@@ -42,6 +42,7 @@ WriteSet::WriteSet(const WriteSet& other)
       sync_(other.sync_),
       bulk_load_(other.bulk_load_),
       event_time_(other.event_time_) {
+  run_start_ = other.run_start_;
   // The ops and events view the other set's blocks: their bytes are copied
   // into ours.
   ops_.reserve(other.ops_.size());
@@ -52,6 +53,7 @@ WriteSet::WriteSet(const WriteSet& other)
   for (const Event& e : other.events_) {
     events_.push_back(CopyEvent(e.type, e.entity_type, e.entity_id, e.payload,
                                 e.also_index, e.time));
+    events_.back().joins_next = e.joins_next;
   }
 }
 
@@ -72,6 +74,7 @@ WriteSet& WriteSet::operator=(WriteSet&& other) noexcept {
   sync_ = other.sync_;
   bulk_load_ = other.bulk_load_;
   event_time_ = other.event_time_;
+  run_start_ = std::exchange(other.run_start_, std::nullopt);
   // Moved-from vectors are valid but unspecified: emptied for reuse.
   other.ops_.clear();
   other.blocks_.clear();
@@ -138,6 +141,9 @@ WriteSet::Event WriteSet::CopyEvent(std::string_view type,
 }
 
 void WriteSet::AppendEvent(EventInput e) {
+  if (run_start_.has_value() && events_.size() > *run_start_) {
+    events_.back().joins_next = true;
+  }
   events_.push_back(CopyEvent(e.type, e.entity_type, e.entity_id, e.payload,
                               e.also_index,
                               e.time.has_value() ? e.time : event_time_));
@@ -195,6 +201,10 @@ void WriteSet::Append(WriteSet&& other) {
   other.blocks_.clear();
   other.block_pos_ = nullptr;
   other.block_left_ = 0;
+  // Runs never span sets: an open run of this set ends here, and the
+  // other's (its last event never joins a next one) ended with it.
+  run_start_.reset();
+  other.run_start_.reset();
 }
 
 void WriteSet::CoalesceCounters() {

@@ -105,11 +105,8 @@ bool IsPointLookupTable(Table t) {
   }
 }
 
-absl::StatusOr<StoredEvent> ParseEvent(std::string_view value) {
-  StoredEventRecord rec;
-  if (!rec.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-    return absl::DataLossError("stored event does not parse");
-  }
+// The event a parsed record holds (its strings are moved out).
+StoredEvent FromRecord(StoredEventRecord& rec) {
   StoredEvent e;
   e.sequence = rec.sequence();
   e.time = absl::FromUnixNanos(rec.time_unix_nanos());
@@ -118,6 +115,47 @@ absl::StatusOr<StoredEvent> ParseEvent(std::string_view value) {
   e.entity_id = std::move(*rec.mutable_entity_id());
   e.payload = std::move(*rec.mutable_payload());
   return e;
+}
+
+absl::StatusOr<StoredEvent> ParseEvent(std::string_view value) {
+  StoredEventRecord rec;
+  if (!rec.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+    return absl::DataLossError("stored event does not parse");
+  }
+  return FromRecord(rec);
+}
+
+// Appends to `out` the events a kEvents value holds (a record, or a run of
+// them) with sequence >= from, only those listed in `only` if it is not
+// empty (ascending), until `out` has `limit` events.
+absl::Status ParseStoredEvents(std::string_view value, uint64_t from,
+                               const std::vector<uint64_t>& only, size_t limit,
+                               std::vector<StoredEvent>* out);
+
+// The sequences a run's index entry lists (`value`: distances back from
+// `last`, one varint each, ascending sequence order), those >= from.
+absl::Status DecodeRunDistances(std::string_view value, uint64_t last,
+                                uint64_t from, std::vector<uint64_t>* out) {
+  const char* p = value.data();
+  const char* end = p + value.size();
+  while (p < end) {
+    uint64_t d = 0;
+    int shift = 0;
+    for (;;) {
+      if (p == end || shift > 63) {
+        return absl::DataLossError("entity index entry of a run is malformed");
+      }
+      const uint8_t b = static_cast<uint8_t>(*p++);
+      d |= static_cast<uint64_t>(b & 0x7F) << shift;
+      shift += 7;
+      if (b < 0x80) break;
+    }
+    if (d > last) {
+      return absl::DataLossError("entity index entry of a run is malformed");
+    }
+    if (last - d >= from) out->push_back(last - d);
+  }
+  return absl::OkStatus();
 }
 
 size_t VarintSize(uint64_t v) {
@@ -177,6 +215,45 @@ void WriteEventRecord(char* out, uint64_t sequence, int64_t time_unix_nanos,
   out = WriteBytesField(out, 0x22, e.entity_type);  // field 4
   out = WriteBytesField(out, 0x2A, e.entity_id);    // field 5
   WriteBytesField(out, 0x32, e.payload);            // field 6
+}
+
+// Runs of events (WriteSet::BeginEventRun): at most this many events per
+// stored run, so that an entity's distances back from the run's last
+// sequence are one varint byte each.
+constexpr size_t kMaxEventRun = 64;
+// A run's first byte: field 15 (StoredEventRun.events), length-delimited.
+// A single record's first byte is 0x08 (field 1, the sequence).
+constexpr char kEventRunTag = 0x7A;
+
+// An entity a run of events names, and which of them (distances back from
+// the run's last sequence, ascending sequence order).
+struct RunMember {
+  std::string_view type, id;
+  char distances[kMaxEventRun];
+  size_t n = 0;
+};
+
+absl::Status ParseStoredEvents(std::string_view value, uint64_t from,
+                               const std::vector<uint64_t>& only, size_t limit,
+                               std::vector<StoredEvent>* out) {
+  auto keep = [&](uint64_t seq) {
+    return seq >= from &&
+           (only.empty() || std::binary_search(only.begin(), only.end(), seq));
+  };
+  if (value.empty() || value[0] != kEventRunTag) {
+    ASSIGN_OR_RETURN(StoredEvent e, ParseEvent(value));
+    if (keep(e.sequence) && out->size() < limit) out->push_back(std::move(e));
+    return absl::OkStatus();
+  }
+  StoredEventRun run;
+  if (!run.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+    return absl::DataLossError("stored run of events does not parse");
+  }
+  for (StoredEventRecord& rec : *run.mutable_events()) {
+    if (out->size() >= limit) break;
+    if (keep(rec.sequence())) out->push_back(FromRecord(rec));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -460,16 +537,13 @@ class RocksDbEngine final : public Engine {
     std::vector<StoredEvent> out;
     if (limit == 0) return out;
     absl::Status parse_status;
+    // A run is stored under its last sequence: the first key >= from is
+    // the run holding `from`, if one does.
     RETURN_IF_ERROR(Scan(
         Table::kEvents, KeyBuilder().U64(from).Build(), "",
         [&](std::string_view, std::string_view value) {
-          absl::StatusOr<StoredEvent> e = ParseEvent(value);
-          if (!e.ok()) {
-            parse_status = e.status();
-            return false;
-          }
-          out.push_back(*std::move(e));
-          return out.size() < limit;
+          parse_status = ParseStoredEvents(value, from, {}, limit, &out);
+          return parse_status.ok() && out.size() < limit;
         },
         false));
     RETURN_IF_ERROR(parse_status);
@@ -485,15 +559,34 @@ class RocksDbEngine final : public Engine {
     prefix.Str(entity_type).Str(entity_id);
     std::string lower = KeyBuilder(prefix).U64(from).Build();
     std::string upper = PrefixSuccessor(prefix.key());
+    // The event-log keys to read, and for each the sequences of the
+    // entity's events in it (one for an event stored alone; a run's are
+    // listed in the index entry's value).
     std::vector<std::string> event_keys;
+    std::vector<std::vector<uint64_t>> wanted;
+    size_t count = 0;
+    absl::Status index_status;
     RETURN_IF_ERROR(Scan(
         Table::kEntityEvents, lower, upper,
-        [&](std::string_view key, std::string_view) {
+        [&](std::string_view key, std::string_view value) {
           if (key.size() < prefix.key().size() + 8) return true;
-          event_keys.emplace_back(key.substr(key.size() - 8));
-          return event_keys.size() < limit;
+          const std::string_view event_key = key.substr(key.size() - 8);
+          const uint64_t last = GetFixed64BE(event_key);
+          std::vector<uint64_t> seqs;
+          if (value.empty()) {
+            seqs.push_back(last);
+          } else {
+            index_status = DecodeRunDistances(value, last, from, &seqs);
+            if (!index_status.ok()) return false;
+          }
+          if (seqs.empty()) return true;
+          count += seqs.size();
+          event_keys.emplace_back(event_key);
+          wanted.push_back(std::move(seqs));
+          return count < limit;
         },
         false));
+    RETURN_IF_ERROR(index_status);
     if (event_keys.empty()) return out;
     // One snapshot-consistent batch lookup of the events themselves.
     std::vector<rocksdb::Slice> keys(event_keys.begin(), event_keys.end());
@@ -502,16 +595,18 @@ class RocksDbEngine final : public Engine {
     std::vector<std::string> values;
     std::vector<rocksdb::Status> st =
         db_->MultiGet(rocksdb::ReadOptions(), handles, keys, &values);
-    for (size_t i = 0; i < st.size(); ++i) {
-      if (st[i].IsNotFound()) {
-        return absl::DataLossError(
-            absl::StrCat("event ", GetFixed64BE(event_keys[i]), " of ",
-                         std::string(entity_type), " ", std::string(entity_id),
-                         " is indexed but missing"));
+    for (size_t i = 0; i < st.size() && out.size() < limit; ++i) {
+      const size_t before = out.size();
+      if (!st[i].IsNotFound()) {
+        RETURN_IF_ERROR(FromRocksDb(st[i]));
+        RETURN_IF_ERROR(
+            ParseStoredEvents(values[i], from, wanted[i], limit, &out));
       }
-      RETURN_IF_ERROR(FromRocksDb(st[i]));
-      ASSIGN_OR_RETURN(StoredEvent e, ParseEvent(values[i]));
-      out.push_back(std::move(e));
+      if (out.size() - before != std::min(wanted[i].size(), limit - before)) {
+        return absl::DataLossError(absl::StrCat(
+            "event ", wanted[i][0], " of ", std::string(entity_type), " ",
+            std::string(entity_id), " is indexed but missing"));
+      }
     }
     return out;
   }
@@ -985,6 +1080,7 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
   // large share of the commit's time). Events' keys and records are sized
   // first and written in place; the few others are copied in.
   ByteArena arena;
+  std::vector<RunMember> run_members;  // reused from run to run
   auto own = [&arena](std::string_view v) { return arena.Copy(v); };
   // An entity_events key: (entity type, entity id, event key).
   auto entity_key = [&arena](std::string_view type, std::string_view id,
@@ -1002,30 +1098,104 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
     for (const WriteSet::Op& op : ws.ops()) {
       entries.push_back({op.table, op.type, op.key, op.value});
     }
-    for (const WriteSet::Event& e : ws.events()) {
-      ++ev;
-      if (r.first_event_sequence == 0) r.first_event_sequence = ev;
-      // Keys and record are written straight into the arena.
-      char* k = arena.Alloc(8);
+    const std::vector<WriteSet::Event>& events = ws.events();
+    for (size_t k = 0; k < events.size();) {
+      // Events [k, m) are stored together: one event, or a run.
+      size_t m = k + 1;
+      while (m < events.size() && events[m - 1].joins_next &&
+             m - k < kMaxEventRun) {
+        ++m;
+      }
+      if (r.first_event_sequence == 0) r.first_event_sequence = ev + 1;
+      const uint64_t first = ev + 1;
+      ev += m - k;
+      // Keys and records are written straight into the arena.
+      char* key = arena.Alloc(8);
       for (int b = 0; b < 8; ++b) {
-        k[b] = static_cast<char>(ev >> (8 * (7 - b)));  // big-endian
+        key[b] = static_cast<char>(ev >> (8 * (7 - b)));  // big-endian
       }
-      const std::string_view event_key(k, 8);
-      const int64_t time =
-          e.time.has_value() ? absl::ToUnixNanos(*e.time) : now_nanos;
-      const size_t record_size = EventRecordSize(ev, time, e);
-      char* record = arena.Alloc(record_size);
-      WriteEventRecord(record, ev, time, e);
-      entries.push_back({Table::kEvents, WriteSet::OpType::kPut, event_key,
-                         std::string_view(record, record_size)});
-      entries.push_back({Table::kEntityEvents, WriteSet::OpType::kPut,
-                         entity_key(e.entity_type, e.entity_id, event_key),
-                         std::string_view()});
-      for (const auto& [type, id] : e.also_index) {
+      const std::string_view event_key(key, 8);
+      auto time_of = [now_nanos](const WriteSet::Event& e) {
+        return e.time.has_value() ? absl::ToUnixNanos(*e.time) : now_nanos;
+      };
+      if (m - k == 1) {
+        const WriteSet::Event& e = events[k];
+        const int64_t time = time_of(e);
+        const size_t record_size = EventRecordSize(ev, time, e);
+        char* record = arena.Alloc(record_size);
+        WriteEventRecord(record, ev, time, e);
+        entries.push_back({Table::kEvents, WriteSet::OpType::kPut, event_key,
+                           std::string_view(record, record_size)});
         entries.push_back({Table::kEntityEvents, WriteSet::OpType::kPut,
-                           entity_key(type, id, event_key),
+                           entity_key(e.entity_type, e.entity_id, event_key),
                            std::string_view()});
+        for (const auto& [type, id] : e.also_index) {
+          entries.push_back({Table::kEntityEvents, WriteSet::OpType::kPut,
+                             entity_key(type, id, event_key),
+                             std::string_view()});
+        }
+        k = m;
+        continue;
       }
+      // A run: its records as the repeated field 15 of a StoredEventRun.
+      size_t run_size = 0;
+      for (size_t i = k; i < m; ++i) {
+        const size_t n =
+            EventRecordSize(first + (i - k), time_of(events[i]), events[i]);
+        run_size += 1 + VarintSize(n) + n;
+      }
+      char* run = arena.Alloc(run_size);
+      char* out = run;
+      for (size_t i = k; i < m; ++i) {
+        const uint64_t seq = first + (i - k);
+        const int64_t time = time_of(events[i]);
+        const size_t n = EventRecordSize(seq, time, events[i]);
+        *out++ = kEventRunTag;
+        out = WriteVarint(out, n);
+        WriteEventRecord(out, seq, time, events[i]);
+        out += n;
+      }
+      entries.push_back({Table::kEvents, WriteSet::OpType::kPut, event_key,
+                         std::string_view(run, run_size)});
+      // One index entry per entity the run names, listing its events by
+      // their distance back from the run's last sequence (< kMaxEventRun:
+      // one byte each).
+      std::vector<RunMember>& members = run_members;
+      members.clear();
+      auto add = [&members](std::string_view type, std::string_view id,
+                            uint64_t distance) {
+        RunMember* found = nullptr;
+        for (RunMember& x : members) {
+          if (x.type == type && x.id == id) found = &x;
+        }
+        if (found == nullptr) {
+          members.emplace_back();
+          found = &members.back();
+          found->type = type;
+          found->id = id;
+        }
+        // An event naming one entity twice is listed once.
+        if (found->n > 0 &&
+            found->distances[found->n - 1] == static_cast<char>(distance)) {
+          return;
+        }
+        found->distances[found->n++] = static_cast<char>(distance);
+      };
+      for (size_t i = k; i < m; ++i) {
+        const uint64_t distance = ev - (first + (i - k));
+        add(events[i].entity_type, events[i].entity_id, distance);
+        for (const auto& [type, id] : events[i].also_index) {
+          add(type, id, distance);
+        }
+      }
+      for (const RunMember& x : members) {
+        char* v = arena.Alloc(x.n);
+        std::memcpy(v, x.distances, x.n);
+        entries.push_back({Table::kEntityEvents, WriteSet::OpType::kPut,
+                           entity_key(x.type, x.id, event_key),
+                           std::string_view(v, x.n)});
+      }
+      k = m;
     }
     for (const AuditInput& a : ws.audits()) {
       ++au;
