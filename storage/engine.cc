@@ -6,6 +6,7 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <span>
 #include <string_view>
@@ -37,6 +38,66 @@ const char* TableName(Table t) {
   return i < static_cast<size_t>(kTableCount) ? kNames[i] : "invalid";
 }
 
+struct ByteChunkPool::State {
+  size_t chunk_bytes;
+  size_t keep;
+  std::mutex mu;
+  std::vector<std::unique_ptr<char[]>> free;  // guarded by mu
+};
+
+ByteChunkPool::ByteChunkPool(size_t chunk_bytes, size_t keep_chunks)
+    : state_(std::make_shared<State>()) {
+  state_->chunk_bytes = std::max<size_t>(chunk_bytes, 4096);
+  state_->keep = keep_chunks;
+}
+
+size_t ByteChunkPool::chunk_bytes() const { return state_->chunk_bytes; }
+
+size_t ByteChunkPool::kept() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->free.size();
+}
+
+std::shared_ptr<char> ByteChunkPool::Take() {
+  std::unique_ptr<char[]> chunk;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    if (!state_->free.empty()) {
+      chunk = std::move(state_->free.back());
+      state_->free.pop_back();
+    }
+  }
+  if (chunk == nullptr) {
+    chunk = std::make_unique_for_overwrite<char[]>(state_->chunk_bytes);
+  }
+  // The deleter keeps the pool's state alive: a chunk may outlive the pool.
+  return std::shared_ptr<char>(chunk.release(), [state = state_](char* p) {
+    std::unique_ptr<char[]> back(p);
+    std::lock_guard<std::mutex> lock(state->mu);
+    if (state->free.size() < state->keep) {
+      state->free.push_back(std::move(back));
+    }
+  });
+}
+
+char* ByteCarver::Carve(size_t n, std::vector<std::shared_ptr<char>>* refs) {
+  const size_t size = pool_->chunk_bytes();
+  if (n > size / 4) {
+    // Large values get memory of their own (a chunk would waste the rest).
+    std::shared_ptr<char> own(new char[n], std::default_delete<char[]>());
+    refs->push_back(own);
+    return own.get();
+  }
+  if (chunk_ == nullptr || size - used_ < n) {
+    chunk_ = pool_->Take();
+    used_ = 0;
+  }
+  if (refs->empty() || refs->back() != chunk_) refs->push_back(chunk_);
+  char* p = chunk_.get() + used_;
+  used_ += n;
+  return p;
+}
+
 WriteSet::WriteSet(const WriteSet& other)
     : audits_(other.audits_),
       sync_(other.sync_),
@@ -66,6 +127,8 @@ WriteSet& WriteSet::operator=(WriteSet&& other) noexcept {
   if (this == &other) return *this;
   ops_ = std::move(other.ops_);
   blocks_ = std::move(other.blocks_);
+  chunks_ = std::move(other.chunks_);
+  carver_ = std::exchange(other.carver_, nullptr);
   block_pos_ = std::exchange(other.block_pos_, nullptr);
   block_left_ = std::exchange(other.block_left_, 0);
   next_block_size_ = std::exchange(other.next_block_size_, kFirstBlockSize);
@@ -78,12 +141,14 @@ WriteSet& WriteSet::operator=(WriteSet&& other) noexcept {
   // Moved-from vectors are valid but unspecified: emptied for reuse.
   other.ops_.clear();
   other.blocks_.clear();
+  other.chunks_.clear();
   other.events_.clear();
   other.audits_.clear();
   return *this;
 }
 
 char* WriteSet::Alloc(size_t n) {
+  if (carver_ != nullptr) return carver_->Carve(n, &chunks_);
   if (n > block_left_) {
     // A value larger than a block gets a block of its own; the rest of the
     // current block stays in use for the ops that follow.
@@ -182,6 +247,10 @@ void WriteSet::Append(WriteSet&& other) {
                    std::make_move_iterator(other.blocks_.begin()),
                    std::make_move_iterator(other.blocks_.end()));
   }
+  chunks_.insert(chunks_.end(), std::make_move_iterator(other.chunks_.begin()),
+                 std::make_move_iterator(other.chunks_.end()));
+  other.chunks_.clear();
+  other.carver_ = nullptr;
   if (ops_.empty() && ops_.capacity() < other.ops_.size()) {
     ops_ = std::move(other.ops_);
   } else {

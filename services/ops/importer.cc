@@ -2053,9 +2053,14 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
       }
     }
     imp.Fetch(planned);
+    // The persons' writes go to chunks of the session's pool, carved on
+    // this thread (storage::ByteChunkPool).
+    storage::ByteCarver carver(&chunks_);
     for (size_t k = 0; k < planned.size(); ++k) {
       const size_t i = planned_group[k];
+      prepared[i].ws.UseCarver(&carver);
       imp.Replay(groups[i], planned[k], &prepared[i], &scratch);
+      prepared[i].ws.UseCarver(nullptr);
     }
   };
   {

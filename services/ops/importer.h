@@ -148,6 +148,9 @@ class ImportSession {
   // when the session ends.
   bool bulk_loading_tried_ = false;
   bool bulk_loading_ = false;
+  // The persons' write sets are carved from these chunks (1 MiB; up to two
+  // batches' worth are kept for reuse while the session lives).
+  storage::ByteChunkPool chunks_{1 << 20, 160};
 };
 
 class Importer {
