@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <map>
 #include <optional>
@@ -667,6 +668,54 @@ TEST(EngineTest, MultiGetAnswersInTheOrderAskedWithAbsentKeys) {
   EXPECT_EQ(
       engine->MultiGet(static_cast<Table>(kTableCount), views).status().code(),
       absl::StatusCode::kInvalidArgument);
+}
+
+// More keys than one RocksDB call reads (the engine reads in slices of a
+// few thousand): every answer lands at its own place, duplicates included,
+// and a commit that runs meanwhile is seen by no slice or by all.
+TEST(EngineTest, MultiGetOfManyKeysAnswersEachInPlace) {
+  TempDir dir;
+  ManualClock clock;
+  auto engine = OpenOrDie(dir.path(), &clock);
+  ASSERT_NE(engine, nullptr);
+  WriteSet ws;
+  for (int i = 0; i < 9000; i += 2) {
+    ws.Put(Table::kPersons, absl::StrCat("k", i), absl::StrCat("v", i));
+  }
+  ASSERT_TRUE(engine->Commit(std::move(ws)).ok());
+  std::vector<std::string> keys;
+  for (int i = 8999; i >= 0; --i) keys.push_back(absl::StrCat("k", i));
+  for (int i = 0; i < 9000; i += 7) keys.push_back(absl::StrCat("k", i));
+  std::vector<std::string_view> views(keys.begin(), keys.end());
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (int round = 0; !stop.load(); ++round) {
+      WriteSet w;
+      w.Put(Table::kPersons, "k1", absl::StrCat("w", round));
+      w.Put(Table::kPersons, "k8999", absl::StrCat("w", round));
+      ASSERT_TRUE(engine->Commit(std::move(w)).ok());
+    }
+  });
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    auto got = engine->MultiGet(Table::kPersons, views);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->size(), keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const int n = std::stoi(keys[i].substr(1));
+      if (n == 1 || n == 8999) continue;
+      if (n % 2 == 0) {
+        EXPECT_EQ((*got)[i], absl::StrCat("v", n)) << keys[i];
+      } else {
+        EXPECT_EQ((*got)[i], std::nullopt) << keys[i];
+      }
+    }
+    // "k1" sorts into the first slice and "k8999" into the last: one view.
+    const std::optional<std::string>& first = (*got)[8998];  // k1
+    const std::optional<std::string>& last = (*got)[0];
+    EXPECT_EQ(first, last);
+  }
+  stop = true;
+  writer.join();
 }
 
 TEST(EngineTest, ScanHonorsBoundsReverseAndEarlyStop) {
