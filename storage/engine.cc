@@ -206,12 +206,23 @@ WriteSet::Event WriteSet::CopyEvent(std::string_view type,
 }
 
 void WriteSet::AppendEvent(EventInput e) {
-  if (run_start_.has_value() && events_.size() > *run_start_) {
-    events_.back().joins_next = true;
-  }
+  JoinOpenRun();
   events_.push_back(CopyEvent(e.type, e.entity_type, e.entity_id, e.payload,
                               e.also_index,
                               e.time.has_value() ? e.time : event_time_));
+}
+
+void WriteSet::AppendEvent(const EventView& e) {
+  JoinOpenRun();
+  events_.push_back(CopyEvent(e.type, e.entity_type, e.entity_id, e.payload,
+                              e.also_index,
+                              e.time.has_value() ? e.time : event_time_));
+}
+
+void WriteSet::JoinOpenRun() {
+  if (run_start_.has_value() && events_.size() > *run_start_) {
+    events_.back().joins_next = true;
+  }
 }
 
 void WriteSet::Put(Table t, std::string_view key, std::string_view value) {

@@ -57,6 +57,18 @@ struct EventInput {
   std::optional<absl::Time> time = std::nullopt;
 };
 
+// An event to append given by views, for callers that build many (an
+// import): WriteSet::AppendEvent copies the bytes, so the caller's buffers
+// may be reused right after.
+struct EventView {
+  std::string_view type;
+  std::string_view entity_type;
+  std::string_view entity_id;
+  std::string_view payload;
+  std::span<const std::pair<std::string_view, std::string_view>> also_index;
+  std::optional<absl::Time> time = std::nullopt;
+};
+
 // An event as stored, with its sequence assigned at commit.
 struct StoredEvent {
   uint64_t sequence = 0;
@@ -186,6 +198,7 @@ class WriteSet {
   void AddCounter(Table t, std::string_view key, int64_t delta);
   // The event's strings are copied: `e` is destroyed on the caller's thread.
   void AppendEvent(EventInput e);
+  void AppendEvent(const EventView& e);
   // Events appended between BeginEventRun and EndEventRun are stored as
   // one run: one record in the event log and one index entry per entity
   // they name, instead of one record per event and one index entry per
@@ -255,6 +268,8 @@ class WriteSet {
   // Copies `bytes` into the current block (or a new one) and views them.
   std::string_view Copy(std::string_view bytes);
   char* Alloc(size_t n);
+  // The last event joins the one about to be appended if a run is open.
+  void JoinOpenRun();
   // Copies an event's strings and also_index list into the blocks.
   template <typename IndexedEntities>
   Event CopyEvent(std::string_view type, std::string_view entity_type,

@@ -116,14 +116,11 @@ absl::StatusOr<ImportTotals> DecodeTotals(std::string_view v) {
 // literals that need no escaping, so only the values are quoted.
 class Details {
  public:
-  Details() {
-    out_.reserve(512);
-    out_.push_back('{');
-  }
-  // Continues `open` (what Open() returned).
-  explicit Details(std::string_view open) {
-    out_.reserve(512);
-    out_.append(open);
+  // Writes into `*buffer` (its capacity is reused from event to event),
+  // starting with `open` (what Open() returned, to continue it).
+  explicit Details(std::string* buffer, std::string_view open = "{")
+      : out_(*buffer) {
+    out_.assign(open.data(), open.size());
   }
   // `quoted_key` is the key with its quotes and colon: R"("a":)".
   Details& Str(std::string_view quoted_key, std::string_view value) {
@@ -142,19 +139,18 @@ class Details {
     out_ += value ? "true" : "false";
     return *this;
   }
-  std::string Done() && {
+  // The object, closed; a view of the buffer.
+  std::string_view Done() && {
     out_.push_back('}');
-    return std::move(out_);
+    return out_;
   }
-  // The object so far, not closed: to continue with Details(open).
-  std::string Open() && { return std::move(out_); }
 
  private:
   void Key(std::string_view quoted_key) {
     if (out_.size() > 1) out_.push_back(',');
     out_.append(quoted_key);
   }
-  std::string out_;
+  std::string& out_;
 };
 
 // card::StateName(s) as a JSON string (AppendJsonQuoted), quoted once per
@@ -684,6 +680,8 @@ struct Importer::ReplayScratch {
   // The opening of the card events' details and what it was built from.
   std::string head, head_card, head_number, head_region, head_issuing,
       head_name;
+  // The details of the event being appended.
+  std::string details;
   std::string current_name, masked_name, phone, address;
   // The associated data of the field being encrypted.
   std::string aad;
@@ -1063,18 +1061,19 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p,
   const std::string masked_id = storage::MaskIdNumber(view.id_number);
   std::string& masked_name = scratch->masked_name;
   masked_name.clear();
+  // The events' details are written into one buffer, copied by the set.
+  std::string& details = scratch->details;
   auto person_event = [&](std::string_view type) {
-    storage::EventInput e;
-    e.type = std::string(type);
-    e.entity_type = "person";
-    e.entity_id = person_hex;
-    Details payload;
+    Details payload(&details);
     payload.Str(R"("id_number":)", masked_id)
         .Str(R"("name":)", masked_name)
         .Str(R"("region_code":)", view.region_code);
-    e.payload = std::move(payload).Done();
-    ws.AppendEvent(std::move(e));
+    ws.AppendEvent(storage::EventView{
+        type, "person", person_hex, std::move(payload).Done(), {}});
   };
+  // Card events are indexed under the person too.
+  const std::pair<std::string_view, std::string_view> of_person[] = {
+      {"person", person_hex}};
   // The card as it was before the step, kept by transit(): one record
   // whose buffers are reused by every step (a copy per step was a large
   // share of the preparation), lent to the observers like the others.
@@ -1123,16 +1122,15 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p,
       head_region = after.region_code();
       head_issuing = after.issuing_region_code();
       head_name = masked_name;
-      Details h;
+      Details h(&head);
       h.Str(R"("application_id":)", after.application_id())
           .Str(R"("card_number":)", after.card_number())
           .Str(R"("region_code":)", after.region_code())
           .Str(R"("issuing_region_code":)", after.issuing_region_code())
           .Str(R"("holder_id_number":)", masked_id)
           .Str(R"("holder_name":)", masked_name);
-      head = std::move(h).Open();
     }
-    Details payload(head);
+    Details payload(&details, head);
     payload
         .Raw(R"("state_before":)",
              has_before ? QuotedStateName(from) : std::string_view(R"("")"))
@@ -1140,13 +1138,8 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p,
         .Bool(R"("holder_start":)", delta > 0)
         .Bool(R"("holder_stop":)", delta < 0);
     extra(payload);
-    storage::EventInput e;
-    e.type = std::string(type);
-    e.entity_type = "card";
-    e.entity_id = after.application_id();
-    e.payload = std::move(payload).Done();
-    e.also_index.emplace_back("person", person_hex);
-    ws.AppendEvent(std::move(e));
+    ws.AppendEvent(storage::EventView{type, "card", after.application_id(),
+                                      std::move(payload).Done(), of_person});
     ch.kind = kind;
     ch.operation = op;
     ch.event_type.assign(type.data(), type.size());

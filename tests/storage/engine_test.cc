@@ -262,6 +262,75 @@ TEST(EngineTest, WriteSetEventViewsStayValidAcrossBlocksMovesAndAppend) {
   EXPECT_EQ(copy_assigned.events().back().type, "tail");
 }
 
+// AppendEvent(EventView) copies what the views show: the caller reuses
+// its buffers right away, and the set commits the same events as from
+// EventInputs.
+TEST(EngineTest, EventViewsAreCopiedAndCommitAsEventInputs) {
+  WriteSet by_view, by_input;
+  std::string type, id, payload, person;
+  const absl::Time t = absl::FromUnixSeconds(1600000000);
+  for (int i = 0; i < 200; ++i) {
+    type = absl::StrCat("card.step", i % 7);
+    id = absl::StrCat("A", 1000000000000000 + i);
+    payload = std::string(i * 5, static_cast<char>('a' + i % 26));
+    person = std::string(64, static_cast<char>('0' + i % 10));
+    const std::pair<std::string_view, std::string_view> also[] = {
+        {"person", person}, {"region", "510524"}};
+    std::optional<absl::Time> when;
+    if (i % 3 == 0) when = t + absl::Seconds(i);
+    by_view.AppendEvent(
+        EventView{type, "card", id, payload, std::span(also, i % 3), when});
+    EventInput e = Event(type, "card", id, payload);
+    for (int k = 0; k < i % 3; ++k) {
+      e.also_index.emplace_back(std::string(also[k].first),
+                                std::string(also[k].second));
+    }
+    e.time = when;
+    by_input.AppendEvent(std::move(e));
+    // The buffers are overwritten before the next event.
+    type.assign(40, 'x');
+    id.assign(40, 'y');
+    payload.assign(300, 'z');
+    person.assign(64, 'w');
+  }
+  ASSERT_EQ(by_view.events().size(), by_input.events().size());
+  for (size_t i = 0; i < by_view.events().size(); ++i) {
+    const WriteSet::Event& a = by_view.events()[i];
+    const WriteSet::Event& b = by_input.events()[i];
+    EXPECT_EQ(a.type, b.type);
+    EXPECT_EQ(a.entity_id, b.entity_id);
+    EXPECT_EQ(a.payload, b.payload);
+    EXPECT_EQ(a.time, b.time);
+    ASSERT_EQ(a.also_index.size(), b.also_index.size());
+    for (size_t k = 0; k < a.also_index.size(); ++k) {
+      EXPECT_EQ(a.also_index[k], b.also_index[k]);
+    }
+  }
+  TempDir d1, d2;
+  ManualClock clock;
+  auto e1 = OpenOrDie(d1.path(), &clock);
+  auto e2 = OpenOrDie(d2.path(), &clock);
+  ASSERT_NE(e1, nullptr);
+  ASSERT_NE(e2, nullptr);
+  ASSERT_TRUE(e1->Commit(std::move(by_view)).ok());
+  ASSERT_TRUE(e2->Commit(std::move(by_input)).ok());
+  auto x = e1->ReadEntityEvents("person", std::string(64, '3'), 0, 1000);
+  auto y = e2->ReadEntityEvents("person", std::string(64, '3'), 0, 1000);
+  ASSERT_TRUE(x.ok() && y.ok());
+  ASSERT_EQ(x->size(), y->size());
+  EXPECT_FALSE(x->empty());
+  auto all1 = e1->ReadEvents(0, 1000);
+  auto all2 = e2->ReadEvents(0, 1000);
+  ASSERT_TRUE(all1.ok() && all2.ok());
+  ASSERT_EQ(all1->size(), 200u);
+  ASSERT_EQ(all2->size(), 200u);
+  for (size_t i = 0; i < all1->size(); ++i) {
+    EXPECT_EQ((*all1)[i].payload, (*all2)[i].payload);
+    EXPECT_EQ((*all1)[i].time, (*all2)[i].time);
+    EXPECT_EQ((*all1)[i].entity_id, (*all2)[i].entity_id);
+  }
+}
+
 TEST(EngineTest, CoalesceCountersFoldsDeltasIntoTheirFirstOccurrence) {
   auto delta = [](const WriteSet::Op& op) {
     uint64_t u = 0;
