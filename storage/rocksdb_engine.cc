@@ -221,8 +221,6 @@ void WriteEventRecord(char* out, uint64_t sequence, int64_t time_unix_nanos,
 // stored run, so that an entity's distances back from the run's last
 // sequence are one varint byte each.
 constexpr size_t kMaxEventRun = 64;
-// Keys per RocksDB MultiGet call (Engine::MultiGet reads more in slices).
-constexpr size_t kMultiGetSlice = 2048;
 // A run's first byte: field 15 (StoredEventRun.events), length-delimited.
 // A single record's first byte is 0x08 (field 1, the sequence).
 constexpr char kEventRunTag = 0x7A;
@@ -461,36 +459,24 @@ class RocksDbEngine final : public Engine {
       order[i] = static_cast<uint32_t>(i);
     RadixSortByKey(order.data(), tmp.data(), order.size(), 0,
                    [&keys](uint32_t i) { return keys[i]; });
-    // In slices of kMultiGetSlice keys, each read from one view of the
-    // store: RocksDB grows its per-key state for a call one key at a time,
-    // and an import's tens of thousands of keys made that state megabytes,
-    // allocated and faulted in afresh for every batch.
+    // One call: one view of the store. (Reading in slices needs a
+    // snapshot, and table files ingested while a snapshot exists get a
+    // sequence number of their own that RocksDB later rewrites every one
+    // of them to drop: a bulk import would rewrite all it loads once more.)
     std::vector<rocksdb::Slice> slices;
     slices.reserve(keys.size());
     for (uint32_t i : order)
       slices.emplace_back(keys[i].data(), keys[i].size());
+    std::vector<rocksdb::PinnableSlice> values(keys.size());
+    std::vector<rocksdb::Status> st(keys.size());
+    db_->MultiGet(rocksdb::ReadOptions(), cf(t), slices.size(), slices.data(),
+                  values.data(), st.data(), /*sorted_input=*/true);
     std::vector<std::optional<std::string>> out(keys.size());
-    const rocksdb::Snapshot* snapshot =
-        keys.size() > kMultiGetSlice ? db_->GetSnapshot() : nullptr;
-    rocksdb::ReadOptions ro;
-    ro.snapshot = snapshot;
-    std::vector<rocksdb::PinnableSlice> values(
-        std::min(keys.size(), kMultiGetSlice));
-    std::vector<rocksdb::Status> st(values.size());
-    absl::Status status;
-    for (size_t at = 0; at < keys.size() && status.ok(); at += kMultiGetSlice) {
-      const size_t n = std::min(kMultiGetSlice, keys.size() - at);
-      db_->MultiGet(ro, cf(t), n, slices.data() + at, values.data(), st.data(),
-                    /*sorted_input=*/true);
-      for (size_t j = 0; j < n && status.ok(); ++j) {
-        if (st[j].IsNotFound()) continue;
-        status = FromRocksDb(st[j]);
-        if (status.ok()) out[order[at + j]] = values[j].ToString();
-        values[j].Reset();
-      }
+    for (size_t j = 0; j < keys.size(); ++j) {
+      if (st[j].IsNotFound()) continue;
+      RETURN_IF_ERROR(FromRocksDb(st[j]));
+      out[order[j]] = values[j].ToString();
     }
-    if (snapshot != nullptr) db_->ReleaseSnapshot(snapshot);
-    RETURN_IF_ERROR(status);
     return out;
   }
 

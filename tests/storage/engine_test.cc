@@ -739,9 +739,9 @@ TEST(EngineTest, MultiGetAnswersInTheOrderAskedWithAbsentKeys) {
       absl::StatusCode::kInvalidArgument);
 }
 
-// More keys than one RocksDB call reads (the engine reads in slices of a
-// few thousand): every answer lands at its own place, duplicates included,
-// and a commit that runs meanwhile is seen by no slice or by all.
+// Thousands of keys (an import's batch): every answer lands at its own
+// place, duplicates included, and a commit that runs meanwhile is seen for
+// all of them or for none.
 TEST(EngineTest, MultiGetOfManyKeysAnswersEachInPlace) {
   TempDir dir;
   ManualClock clock;
@@ -778,7 +778,7 @@ TEST(EngineTest, MultiGetOfManyKeysAnswersEachInPlace) {
         EXPECT_EQ((*got)[i], std::nullopt) << keys[i];
       }
     }
-    // "k1" sorts into the first slice and "k8999" into the last: one view.
+    // "k1" sorts first and "k8999" last: one view for both.
     const std::optional<std::string>& first = (*got)[8998];  // k1
     const std::optional<std::string>& last = (*got)[0];
     EXPECT_EQ(first, last);
