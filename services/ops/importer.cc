@@ -1928,10 +1928,15 @@ absl::Status ImportSession::Finish(std::vector<BatchResult>* out) {
     totals_ = t;
     out->push_back(BatchResult{totals_, {}});
   }
-  // The batches left the report counters' deltas in many table files; fold
-  // them so that report queries cost what they did before the import.
-  if (out->size() > results_before) {
-    RETURN_IF_ERROR(importer_->ctx_.engine->CompactTable(Table::kCounters));
+  // The batches left the report counters' deltas in up to 16 table files
+  // per table. The usual level-0 trigger, back now, has the store fold them
+  // in the background (RocksDB compacts a table past 4 such files; report
+  // queries read a few more files until then). Compacting the counters
+  // here instead made the import wait ~1 s for the store's one compaction
+  // slot, busy merging the persons' files.
+  if (bulk_loading_) {
+    bulk_loading_ = false;
+    RETURN_IF_ERROR(importer_->ctx_.engine->EndBulkLoading());
   }
   // Always a final result, also when the import was done before.
   if (out->size() == results_before) out->push_back(BatchResult{totals_, {}});
