@@ -292,8 +292,10 @@ struct Importer::Prepared {
   storage::WriteSet ws;
   size_t rows = 0;
   uint64_t last_line = 0;
-  // Keys this group claims (checked for clashes within a batch).
-  std::string person_key;
+  // Keys this group claims (checked for clashes within a batch): its
+  // person ("person/" and the blind index, built on the preparing thread),
+  // and its cards' numbers, codes and ids.
+  std::string person_claim;
   std::vector<std::string> claims;
   // Highest application id number per issuing region.
   std::map<std::string, uint64_t> max_application;
@@ -923,7 +925,7 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p,
 
   // 3. What the store already holds.
   const std::string& person_key = plan->person_key;
-  p->person_key = person_key;
+  p->person_claim = absl::StrCat("person/", person_key);
   absl::StatusOr<std::optional<std::string>> existing = read();
   if (!existing.ok()) {
     return reject_all(person_line, FromStatus(existing.status(), ""));
@@ -2073,24 +2075,27 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
     for (std::thread& th : pool) th.join();
   }
 
-  // The previous batch must be in the store before this one is merged.
+  // A person (or card) of this batch that the previous batch also writes
+  // was prepared without its rows: it is prepared again once they are
+  // stored. Which ones is known from the previous batch's claims while
+  // that batch is still being committed.
   const absl::Time waited_from = absl::Now();
-  absl::flat_hash_set<std::string> unseen;
-  if (in_flight_.has_value()) unseen = std::move(in_flight_->claims);
-  RETURN_IF_ERROR(AwaitCommit(out));
-  // A person (or card) of this batch that the previous batch also wrote was
-  // prepared without its rows: prepare it again, now that they are stored.
-  if (!unseen.empty()) {
+  std::vector<size_t> again;
+  if (in_flight_.has_value() && !in_flight_->claims.empty()) {
+    const absl::flat_hash_set<std::string>& unseen = in_flight_->claims;
     for (size_t i = 0; i < prepared.size(); ++i) {
       const Importer::Prepared& p = prepared[i];
       if (p.outcome != Importer::Prepared::Outcome::kAccepted) continue;
-      bool seen = unseen.contains(absl::StrCat("person/", p.person_key));
+      bool seen = unseen.contains(p.person_claim);
       for (const std::string& c : p.claims) seen = seen || unseen.contains(c);
-      if (seen) {
-        prepared[i] = Importer::Prepared();
-        imp.Prepare(groups[i], now, &prepared[i]);
-      }
+      if (seen) again.push_back(i);
     }
+  }
+  // The previous batch must be in the store before this one is merged.
+  RETURN_IF_ERROR(AwaitCommit(out));
+  for (size_t i : again) {
+    prepared[i] = Importer::Prepared();
+    imp.Prepare(groups[i], now, &prepared[i]);
   }
   const absl::Time prepared_at = absl::Now();
   // Merge in file order, under the application sequences' locks.
@@ -2125,7 +2130,7 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
   for (Importer::Prepared& p : prepared) {
     if (p.outcome == Importer::Prepared::Outcome::kAccepted) {
       std::string clash;
-      if (!claimed.insert("person/" + p.person_key).second) {
+      if (!claimed.insert(std::move(p.person_claim)).second) {
         clash =
             "the person's rows appear twice in the file (rows of one "
             "person must be consecutive)";
