@@ -1274,6 +1274,9 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
   }
 }
 
+// How far ahead WriteTableFile prefetches entries' bytes.
+constexpr ptrdiff_t kPrefetchAhead = 8;
+
 // Whether `a` and `b` are the same key. Neighbours in key order mostly
 // differ in their last bytes (sequences, ids, hashes): those are compared
 // inline first, and memcmp is called only for keys that may be equal.
@@ -1308,6 +1311,15 @@ absl::Status RocksDbEngine::WriteTableFile(Table table, const Entry* first,
   rocksdb::Status s = writer.Open(path);
   const Entry* i = first;
   while (s.ok() && i < end) {
+    // The entries are in key order, their bytes wherever the write sets put
+    // them: fetching a few entries ahead hides the cache misses that were
+    // most of this loop's own time.
+    if (end - i > kPrefetchAhead) {
+      const Entry& ahead = i[kPrefetchAhead];
+      __builtin_prefetch(ahead.key.data());
+      __builtin_prefetch(ahead.key.data() + ahead.key.size() - 1);
+      if (!ahead.value.empty()) __builtin_prefetch(ahead.value.data());
+    }
     const Entry* j = i + 1;
     while (j < end && SameKey(j->key, i->key)) ++j;
     const Entry* last = i;
