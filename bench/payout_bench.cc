@@ -59,6 +59,7 @@
 #include "services/payout/grpc_bank_gateway.h"
 #include "services/payout/payout_logic.h"
 #include "storage/backup.h"
+#include "storage/forwarding_engine.h"
 #include "storage/idempotency.h"
 #include "storage/key_lock.h"
 #include "storage/pii_cipher.h"
@@ -144,13 +145,13 @@ bool ResetPeakRss() {
 
 // Counts what the payout asks of a store: writes (puts, deletes, counter
 // merges) and their bytes, commits, point reads. Forwards everything.
-class CountingEngine : public ssc::storage::Engine {
+class CountingEngine : public ssc::storage::ForwardingEngine {
  public:
   struct Counts {
     uint64_t commits = 0, puts = 0, deletes = 0, merges = 0, bytes = 0,
              gets = 0, multigets = 0;  // gets: keys read (batched or not)
   };
-  explicit CountingEngine(ssc::storage::Engine* inner) : inner_(inner) {}
+  using ForwardingEngine::ForwardingEngine;
   Counts Take() {
     std::lock_guard<std::mutex> l(mu_);
     Counts c = counts_;
@@ -163,7 +164,7 @@ class CountingEngine : public ssc::storage::Engine {
       std::lock_guard<std::mutex> l(mu_);
       ++counts_.gets;
     }
-    return inner_->Get(t, key);
+    return inner()->Get(t, key);
   }
   absl::StatusOr<std::vector<std::optional<std::string>>> MultiGet(
       ssc::storage::Table t,
@@ -173,16 +174,7 @@ class CountingEngine : public ssc::storage::Engine {
       counts_.gets += keys.size();
       ++counts_.multigets;
     }
-    return inner_->MultiGet(t, keys);
-  }
-  absl::Status Scan(ssc::storage::Table t, std::string_view lower,
-                    std::string_view upper, const ScanFn& fn,
-                    bool reverse) override {
-    return inner_->Scan(t, lower, upper, fn, reverse);
-  }
-  absl::StatusOr<int64_t> GetCounter(ssc::storage::Table t,
-                                     std::string_view key) override {
-    return inner_->GetCounter(t, key);
+    return inner()->MultiGet(t, keys);
   }
   absl::StatusOr<ssc::storage::CommitResult> Commit(
       ssc::storage::WriteSet ws) override {
@@ -204,25 +196,10 @@ class CountingEngine : public ssc::storage::Engine {
         }
       }
     }
-    return inner_->Commit(std::move(ws));
-  }
-  absl::StatusOr<std::vector<ssc::storage::StoredEvent>> ReadEvents(
-      uint64_t from, size_t limit) override {
-    return inner_->ReadEvents(from, limit);
-  }
-  absl::StatusOr<std::vector<ssc::storage::StoredEvent>> ReadEntityEvents(
-      std::string_view entity_type, std::string_view entity_id, uint64_t from,
-      size_t limit) override {
-    return inner_->ReadEntityEvents(entity_type, entity_id, from, limit);
-  }
-  ssc::storage::EngineStats Stats() override { return inner_->Stats(); }
-  absl::Status Flush() override { return inner_->Flush(); }
-  std::map<std::string, std::string> Properties() override {
-    return inner_->Properties();
+    return inner()->Commit(std::move(ws));
   }
 
  private:
-  ssc::storage::Engine* inner_;
   std::mutex mu_;
   Counts counts_;
 };

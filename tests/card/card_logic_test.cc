@@ -16,6 +16,7 @@
 #include "services/common/errors.h"
 #include "storage/audit.h"
 #include "storage/clock.h"
+#include "storage/forwarding_engine.h"
 #include "storage/idempotency.h"
 #include "storage/key_codec.h"
 #include "storage/key_lock.h"
@@ -1218,46 +1219,27 @@ TEST_F(CardLogicTest, BureauNumberEqualToNextInstantCandidateIsSkipped) {
 
 // An engine that runs `hook` once, right after the first read of `key`, as
 // if another caller's write landed between that read and the next step.
-class HookedEngine : public storage::Engine {
+class HookedEngine : public storage::ForwardingEngine {
  public:
   HookedEngine(storage::Engine* inner, std::string key,
                std::function<void()> hook)
-      : inner_(inner), key_(std::move(key)), hook_(std::move(hook)) {}
+      : ForwardingEngine(inner), key_(std::move(key)), hook_(std::move(hook)) {}
   absl::StatusOr<std::optional<std::string>> Get(
       storage::Table t, std::string_view key) override {
-    auto v = inner_->Get(t, key);
+    auto v = inner()->Get(t, key);
     if (t == storage::Table::kIndex && key == key_ && !fired_.exchange(true)) {
       hook_();
     }
     return v;
   }
-  absl::Status Scan(storage::Table t, std::string_view lower,
-                    std::string_view upper, const ScanFn& fn,
-                    bool reverse) override {
-    return inner_->Scan(t, lower, upper, fn, reverse);
+  // Key by key, through Get (so that the hook sees batched reads too).
+  absl::StatusOr<std::vector<std::optional<std::string>>> MultiGet(
+      storage::Table t, const std::vector<std::string_view>& keys) override {
+    return Engine::MultiGet(t, keys);
   }
-  absl::StatusOr<int64_t> GetCounter(storage::Table t,
-                                     std::string_view key) override {
-    return inner_->GetCounter(t, key);
-  }
-  absl::StatusOr<storage::CommitResult> Commit(storage::WriteSet ws) override {
-    return inner_->Commit(std::move(ws));
-  }
-  absl::StatusOr<std::vector<storage::StoredEvent>> ReadEvents(
-      uint64_t from, size_t limit) override {
-    return inner_->ReadEvents(from, limit);
-  }
-  absl::StatusOr<std::vector<storage::StoredEvent>> ReadEntityEvents(
-      std::string_view entity_type, std::string_view entity_id, uint64_t from,
-      size_t limit) override {
-    return inner_->ReadEntityEvents(entity_type, entity_id, from, limit);
-  }
-  storage::EngineStats Stats() override { return inner_->Stats(); }
-  absl::Status Flush() override { return inner_->Flush(); }
   bool fired() const { return fired_; }
 
  private:
-  storage::Engine* inner_;
   std::string key_;
   std::function<void()> hook_;
   std::atomic<bool> fired_{false};

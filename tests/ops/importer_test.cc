@@ -18,6 +18,7 @@
 #include "services/common/json.h"
 #include "services/report/counters.h"
 #include "storage/audit.h"
+#include "storage/forwarding_engine.h"
 #include "tests/ops/ops_test_util.h"
 #include "tests/ops/replay_history.h"
 
@@ -451,31 +452,18 @@ TEST_F(ImporterTest, InvalidRowsAreRejectedWithLineFieldAndReason) {
 // An engine that holds the first commit with events given to it until a
 // MultiGet has been answered after it: an import's next batch is then prepared
 // (its reads made) before the batch before it is stored.
-class HoldFirstCommitEngine : public storage::Engine {
+class HoldFirstCommitEngine : public storage::ForwardingEngine {
  public:
-  explicit HoldFirstCommitEngine(storage::Engine* inner) : inner_(inner) {}
-  absl::StatusOr<std::optional<std::string>> Get(
-      storage::Table t, std::string_view key) override {
-    return inner_->Get(t, key);
-  }
+  using ForwardingEngine::ForwardingEngine;
   absl::StatusOr<std::vector<std::optional<std::string>>> MultiGet(
       storage::Table t, const std::vector<std::string_view>& keys) override {
-    auto v = inner_->MultiGet(t, keys);
+    auto v = inner()->MultiGet(t, keys);
     std::lock_guard<std::mutex> lock(mu_);
     if (holding_) {
       read_while_held_ = true;
       cv_.notify_all();
     }
     return v;
-  }
-  absl::Status Scan(storage::Table t, std::string_view lower,
-                    std::string_view upper, const ScanFn& fn,
-                    bool reverse) override {
-    return inner_->Scan(t, lower, upper, fn, reverse);
-  }
-  absl::StatusOr<int64_t> GetCounter(storage::Table t,
-                                     std::string_view key) override {
-    return inner_->GetCounter(t, key);
   }
   absl::StatusOr<storage::CommitResult> Commit(storage::WriteSet ws) override {
     {
@@ -486,30 +474,14 @@ class HoldFirstCommitEngine : public storage::Engine {
         holding_ = false;
       }
     }
-    return inner_->Commit(std::move(ws));
+    return inner()->Commit(std::move(ws));
   }
-  absl::StatusOr<std::vector<storage::StoredEvent>> ReadEvents(
-      uint64_t from, size_t limit) override {
-    return inner_->ReadEvents(from, limit);
-  }
-  absl::StatusOr<std::vector<storage::StoredEvent>> ReadEntityEvents(
-      std::string_view entity_type, std::string_view entity_id, uint64_t from,
-      size_t limit) override {
-    return inner_->ReadEntityEvents(entity_type, entity_id, from, limit);
-  }
-  storage::EngineStats Stats() override { return inner_->Stats(); }
-  absl::Status Flush() override { return inner_->Flush(); }
-  absl::Status BeginBulkLoading() override {
-    return inner_->BeginBulkLoading();
-  }
-  absl::Status EndBulkLoading() override { return inner_->EndBulkLoading(); }
   bool held() {
     std::lock_guard<std::mutex> lock(mu_);
     return held_once_ && read_while_held_;
   }
 
  private:
-  storage::Engine* inner_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool held_once_ = false, holding_ = false, read_while_held_ = false;
