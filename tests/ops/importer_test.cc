@@ -450,17 +450,23 @@ TEST_F(ImporterTest, InvalidRowsAreRejectedWithLineFieldAndReason) {
 }
 
 // An engine that holds the first commit with events given to it until a
-// MultiGet has been answered after it: an import's next batch is then prepared
-// (its reads made) before the batch before it is stored.
+// batched read has asked for a key containing `marker`: a key only the
+// next batch of an import reads, so that it is prepared (its reads made)
+// before the batch before it is stored, whichever thread runs first.
 class HoldFirstCommitEngine : public storage::ForwardingEngine {
  public:
-  using ForwardingEngine::ForwardingEngine;
+  HoldFirstCommitEngine(storage::Engine* inner, std::string marker)
+      : ForwardingEngine(inner), marker_(std::move(marker)) {}
   absl::StatusOr<std::vector<std::optional<std::string>>> MultiGet(
       storage::Table t, const std::vector<std::string_view>& keys) override {
     auto v = inner()->MultiGet(t, keys);
-    std::lock_guard<std::mutex> lock(mu_);
-    if (holding_) {
-      read_while_held_ = true;
+    bool marked = false;
+    for (std::string_view k : keys) {
+      marked = marked || k.find(marker_) != std::string_view::npos;
+    }
+    if (marked) {
+      std::lock_guard<std::mutex> lock(mu_);
+      marker_read_ = true;
       cv_.notify_all();
     }
     return v;
@@ -469,22 +475,24 @@ class HoldFirstCommitEngine : public storage::ForwardingEngine {
     {
       std::unique_lock<std::mutex> lock(mu_);
       if (!held_once_ && !ws.events().empty()) {
-        held_once_ = holding_ = true;
-        cv_.wait(lock, [this] { return read_while_held_; });
-        holding_ = false;
+        held_once_ = true;
+        cv_.wait(lock, [this] { return marker_read_; });
       }
     }
     return inner()->Commit(std::move(ws));
   }
+  // Whether the first commit with events was held and the marked read came
+  // while it was.
   bool held() {
     std::lock_guard<std::mutex> lock(mu_);
-    return held_once_ && read_while_held_;
+    return held_once_ && marker_read_;
   }
 
  private:
+  const std::string marker_;
   std::mutex mu_;
   std::condition_variable cv_;
-  bool held_once_ = false, holding_ = false, read_while_held_ = false;
+  bool held_once_ = false, marker_read_ = false;
 };
 
 // What a batch writes decides what the next may write, also when the next
@@ -511,7 +519,8 @@ TEST_F(ImporterTest, RowsClashingWithThePreviousBatchAreRefusedAlike) {
       line(x, "A510524900000015"), line(e, "A510524900000014"),
       line(a, "A510524900000011"), line(f, "A510524900000016"),
   };
-  HoldFirstCommitEngine held(imported_.engine.get());
+  // x's application id is read by the second batch only.
+  HoldFirstCommitEngine held(imported_.engine.get(), "A510524900000015");
   common::StoreContext ctx = imported_.ctx;
   ctx.engine = &held;
   ImportOptions o;
