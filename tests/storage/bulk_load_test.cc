@@ -2,6 +2,10 @@
 // must leave the store exactly as the same set written through the WAL,
 // atomically, durably, with gapless sequences and nothing left behind.
 
+#include <rocksdb/options.h>
+#include <rocksdb/sst_file_reader.h>
+#include <rocksdb/table_properties.h>
+
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -378,6 +382,63 @@ TEST(BulkLoadTest, SmallSetsAndUnmarkedSetsGoThroughTheLog) {
 // While imports run, RocksDB merges level-0 files at 16 instead of 4; calls
 // nest, and the usual trigger returns with the last End. Loads and reads in
 // between behave as always.
+// A bulk load's table file whose keys overlap what the table holds is
+// ingested into level 0 and gets level 0's format (a whole-file filter and a
+// one-level index); one that overlaps nothing keeps the table's format (a
+// partitioned filter and two-level index) where it stays, in the last level.
+// Both read the same.
+TEST(BulkLoadTest, FilesBoundForLevel0GetLevel0sFormat) {
+  TempDir dir;
+  ManualClock clock;
+  {
+    auto engine = OpenOrDie(dir.path(), &clock, BulkAlways());
+    ASSERT_NE(engine, nullptr);
+    WriteSet first;  // an empty table: overlaps nothing
+    for (int i = 0; i < 100; i += 2) {
+      first.Put(Table::kPersons, absl::StrCat("p", 1000 + i), "even");
+    }
+    first.set_bulk_load(true);
+    ASSERT_TRUE(engine->Commit(std::move(first)).ok());
+    WriteSet second;  // between the first file's keys
+    for (int i = 1; i < 100; i += 2) {
+      second.Put(Table::kPersons, absl::StrCat("p", 1000 + i), "odd");
+    }
+    second.set_bulk_load(true);
+    ASSERT_TRUE(engine->Commit(std::move(second)).ok());
+    for (int i = 0; i < 100; ++i) {
+      EXPECT_EQ(*engine->Get(Table::kPersons, absl::StrCat("p", 1000 + i)),
+                i % 2 == 0 ? "even" : "odd");
+    }
+  }
+  // Of the persons' files, how many have a partitioned (two-level) index
+  // and how many a one-level one.
+  int partitioned = 0, one_level = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    if (entry.path().extension() != ".sst") continue;
+    rocksdb::SstFileReader reader{rocksdb::Options()};
+    ASSERT_TRUE(reader.Open(entry.path().string()).ok()) << entry.path();
+    std::shared_ptr<const rocksdb::TableProperties> props =
+        reader.GetTableProperties();
+    if (props->column_family_name != "persons") continue;
+    ++(props->index_partitions > 0 ? partitioned : one_level);
+    EXPECT_FALSE(props->filter_policy_name.empty());
+  }
+  EXPECT_EQ(partitioned, 1);
+  EXPECT_EQ(one_level, 1);
+  // Reopened, both read the same.
+  auto engine = OpenOrDie(dir.path(), &clock, BulkAlways());
+  ASSERT_NE(engine, nullptr);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 100; ++i) keys.push_back(absl::StrCat("p", 1000 + i));
+  std::vector<std::string_view> views(keys.begin(), keys.end());
+  auto got = engine->MultiGet(Table::kPersons, views);
+  ASSERT_TRUE(got.ok()) << got.status();
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ((*got)[i], i % 2 == 0 ? "even" : "odd") << keys[i];
+  }
+  EXPECT_EQ(*engine->Get(Table::kPersons, "p1000x"), std::nullopt);
+}
+
 TEST(BulkLoadTest, BulkLoadingRaisesTheLevel0TriggerUntilTheLastEnd) {
   TempDir dir;
   ManualClock clock;
