@@ -99,11 +99,11 @@ char* ByteCarver::Carve(size_t n, std::vector<std::shared_ptr<char>>* refs) {
 }
 
 WriteSet::WriteSet(const WriteSet& other)
-    : audits_(other.audits_),
+    : run_start_(other.run_start_),
+      audits_(other.audits_),
       sync_(other.sync_),
       bulk_load_(other.bulk_load_),
       event_time_(other.event_time_) {
-  run_start_ = other.run_start_;
   // The ops and events view the other set's blocks: their bytes are copied
   // into ours.
   ops_.reserve(other.ops_.size());
@@ -205,25 +205,20 @@ WriteSet::Event WriteSet::CopyEvent(std::string_view type,
   return e;
 }
 
-void WriteSet::AppendEvent(EventInput e) {
-  JoinOpenRun();
-  events_.push_back(CopyEvent(e.type, e.entity_type, e.entity_id, e.payload,
-                              e.also_index,
-                              e.time.has_value() ? e.time : event_time_));
-}
-
-void WriteSet::AppendEvent(const EventView& e) {
-  JoinOpenRun();
-  events_.push_back(CopyEvent(e.type, e.entity_type, e.entity_id, e.payload,
-                              e.also_index,
-                              e.time.has_value() ? e.time : event_time_));
-}
-
-void WriteSet::JoinOpenRun() {
+template <typename Input>
+void WriteSet::AppendCopied(const Input& e) {
+  // In an open run, the event before joins this one.
   if (run_start_.has_value() && events_.size() > *run_start_) {
     events_.back().joins_next = true;
   }
+  events_.push_back(CopyEvent(e.type, e.entity_type, e.entity_id, e.payload,
+                              e.also_index,
+                              e.time.has_value() ? e.time : event_time_));
 }
+
+void WriteSet::AppendEvent(EventInput e) { AppendCopied(e); }
+
+void WriteSet::AppendEvent(const EventView& e) { AppendCopied(e); }
 
 void WriteSet::Put(Table t, std::string_view key, std::string_view value) {
   ops_.push_back(Op{OpType::kPut, t, Copy(key), Copy(value)});

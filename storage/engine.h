@@ -268,8 +268,9 @@ class WriteSet {
   // Copies `bytes` into the current block (or a new one) and views them.
   std::string_view Copy(std::string_view bytes);
   char* Alloc(size_t n);
-  // The last event joins the one about to be appended if a run is open.
-  void JoinOpenRun();
+  // Appends a copy of an EventInput or EventView.
+  template <typename Input>
+  void AppendCopied(const Input& e);
   // Copies an event's strings and also_index list into the blocks.
   template <typename IndexedEntities>
   Event CopyEvent(std::string_view type, std::string_view entity_type,

@@ -1183,10 +1183,10 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
       // One index entry per entity the run names, listing its events by
       // their distance back from the run's last sequence (< kMaxEventRun:
       // one byte each).
-      std::vector<RunMember>& members = run_members;
-      members.clear();
-      auto add = [&members](std::string_view type, std::string_view id,
-                            uint64_t distance) {
+      run_members.clear();
+      auto add = [&members = run_members](std::string_view type,
+                                          std::string_view id,
+                                          uint64_t distance) {
         RunMember* found = nullptr;
         for (RunMember& x : members) {
           if (x.type == type && x.id == id) found = &x;
@@ -1211,7 +1211,7 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
           add(type, id, distance);
         }
       }
-      for (const RunMember& x : members) {
+      for (const RunMember& x : run_members) {
         char* v = arena.Alloc(x.n);
         std::memcpy(v, x.distances, x.n);
         entries.push_back({Table::kEntityEvents, WriteSet::OpType::kPut,
@@ -1344,7 +1344,9 @@ absl::Status RocksDbEngine::WriteTableFile(Table table, const Entry* first,
     if (end - i > kPrefetchAhead) {
       const Entry& ahead = i[kPrefetchAhead];
       __builtin_prefetch(ahead.key.data());
-      __builtin_prefetch(ahead.key.data() + ahead.key.size() - 1);
+      if (!ahead.key.empty()) {
+        __builtin_prefetch(ahead.key.data() + ahead.key.size() - 1);
+      }
       if (!ahead.value.empty()) __builtin_prefetch(ahead.value.data());
     }
     const Entry* j = i + 1;
