@@ -1288,6 +1288,20 @@ void RocksDbEngine::WriteGroup(const std::vector<Request*>& group) {
   }
 }
 
+// Whether the table's keys begin with a KeyBuilder string naming their
+// kind ("cardno", "idcode", "invalid"; "card", "person").
+bool KeysLeadWithKind(Table t) {
+  return t == Table::kIndex || t == Table::kEntityEvents;
+}
+
+// The key's first component, through its terminator (KeyBuilder::Str);
+// empty if it has none.
+std::string_view KeyKind(std::string_view key) {
+  const size_t end = key.find(std::string_view("\0\1", 2));
+  return end == std::string_view::npos ? std::string_view()
+                                       : key.substr(0, end + 2);
+}
+
 // How far ahead WriteTableFile prefetches entries' bytes.
 constexpr ptrdiff_t kPrefetchAhead = 8;
 
@@ -1428,6 +1442,13 @@ absl::Status RocksDbEngine::IngestEntries(std::vector<Entry>& entries) {
     size_t weight = 0;  // a guess of the work: bytes, and a share per key
     absl::Status status;
   };
+  // A file per table, or per kind of key in tables whose keys begin with
+  // their kind: RocksDB places each file in the deepest level whose files'
+  // key ranges it does not overlap. Kinds whose keys only grow (the cards'
+  // events, card numbers of one issuer) then go to the last level for good,
+  // and only the kinds with scattered keys (the persons' events, by blind
+  // index) land in level 0 to be merged. One file spanning both kinds
+  // overlaps, and had all of it merged again.
   std::vector<TableFile> files;
   for (size_t i = 0; i < entries.size();) {
     TableFile f;
@@ -1435,8 +1456,12 @@ absl::Status RocksDbEngine::IngestEntries(std::vector<Entry>& entries) {
     f.first = &entries[i];
     f.path = absl::StrCat(BulkDir(), "/", ++bulk_files_, "-",
                           TableName(f.table), ".sst");
+    const std::string_view kind =
+        KeysLeadWithKind(f.table) ? KeyKind(entries[i].key) : "";
     size_t j = i;
-    for (; j < entries.size() && entries[j].table == f.table; ++j) {
+    for (; j < entries.size() && entries[j].table == f.table &&
+           (kind.empty() || entries[j].key.starts_with(kind));
+         ++j) {
       f.weight += entries[j].key.size() + entries[j].value.size() + 64;
     }
     f.end = entries.data() + j;
@@ -1467,11 +1492,16 @@ absl::Status RocksDbEngine::IngestEntries(std::vector<Entry>& entries) {
     std::error_code ignored;
     for (const TableFile& f : files) std::filesystem::remove(f.path, ignored);
   };
+  // One argument per table, which RocksDB takes once per ingestion.
   std::vector<rocksdb::IngestExternalFileArg> args;
   for (const TableFile& f : files) {
     if (!f.status.ok()) {
       remove_files();
       return f.status;
+    }
+    if (!args.empty() && args.back().column_family == cf(f.table)) {
+      args.back().external_files.push_back(f.path);
+      continue;
     }
     rocksdb::IngestExternalFileArg arg;
     arg.column_family = cf(f.table);

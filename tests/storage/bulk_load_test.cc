@@ -9,16 +9,20 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
 #include "storage/audit.h"
 #include "storage/engine.h"
+#include "storage/key_codec.h"
 #include "storage/rocksdb_engine.h"
 #include "tests/storage/test_util.h"
 
@@ -437,6 +441,72 @@ TEST(BulkLoadTest, FilesBoundForLevel0GetLevel0sFormat) {
     EXPECT_EQ((*got)[i], i % 2 == 0 ? "even" : "odd") << keys[i];
   }
   EXPECT_EQ(*engine->Get(Table::kPersons, "p1000x"), std::nullopt);
+}
+
+// In the index, whose keys begin with their kind, a bulk load writes a file
+// per kind: the kind whose keys only grow (here "cardno") goes to the last
+// level for good, and only the kind with keys among the table's (here
+// "idcode") lands in level 0, with level 0's format. One file for both
+// kinds would overlap the table and be merged whole.
+TEST(BulkLoadTest, EachKindOfIndexKeyGetsItsOwnFile) {
+  TempDir dir;
+  ManualClock clock;
+  auto key = [](std::string_view kind, int i) {
+    return KeyBuilder().Str(kind).Str(absl::StrFormat("%06d", i)).Build();
+  };
+  {
+    auto engine = OpenOrDie(dir.path(), &clock, BulkAlways());
+    ASSERT_NE(engine, nullptr);
+    for (int batch = 0; batch < 2; ++batch) {
+      WriteSet ws;
+      for (int i = 0; i < 50; ++i) {
+        ws.Put(Table::kIndex, key("cardno", batch * 50 + i),
+               absl::StrCat("card", batch));
+        ws.Put(Table::kIndex, key("idcode", 2 * i + batch),
+               absl::StrCat("code", batch));
+      }
+      ws.set_bulk_load(true);
+      ASSERT_TRUE(engine->Commit(std::move(ws)).ok());
+    }
+  }
+  // The index's files: the kinds of their keys, and whether each is in
+  // level 0's format (a one-level index).
+  std::multiset<std::pair<std::string, bool>> files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    if (entry.path().extension() != ".sst") continue;
+    rocksdb::SstFileReader reader{rocksdb::Options()};
+    ASSERT_TRUE(reader.Open(entry.path().string()).ok()) << entry.path();
+    if (reader.GetTableProperties()->column_family_name != "index") continue;
+    std::set<std::string> kinds;
+    std::unique_ptr<rocksdb::Iterator> it(
+        reader.NewIterator(rocksdb::ReadOptions()));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      kinds.insert(*KeyReader(it->key().ToStringView()).Str());
+    }
+    ASSERT_TRUE(it->status().ok()) << it->status().ToString();
+    ASSERT_EQ(kinds.size(), 1u) << entry.path();
+    files.emplace(*kinds.begin(),
+                  reader.GetTableProperties()->index_partitions == 0);
+  }
+  const std::multiset<std::pair<std::string, bool>> expected = {
+      {"cardno", false},
+      {"cardno", false},
+      {"idcode", false},
+      {"idcode", true}};
+  EXPECT_EQ(files, expected);
+  // Every key reads back from its file.
+  auto engine = OpenOrDie(dir.path(), &clock, BulkAlways());
+  ASSERT_NE(engine, nullptr);
+  std::map<std::string, std::string> want;
+  for (int batch = 0; batch < 2; ++batch) {
+    for (int i = 0; i < 50; ++i) {
+      want[key("cardno", batch * 50 + i)] = absl::StrCat("card", batch);
+      want[key("idcode", 2 * i + batch)] = absl::StrCat("code", batch);
+    }
+  }
+  EXPECT_EQ(Dump(*engine, Table::kIndex), want);
+  EXPECT_EQ(*engine->Get(Table::kIndex, key("idcode", 7)), "code1");
+  EXPECT_EQ(*engine->Get(Table::kIndex, key("cardno", 99)), "card1");
 }
 
 TEST(BulkLoadTest, BulkLoadingRaisesTheLevel0TriggerUntilTheLastEnd) {
