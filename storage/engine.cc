@@ -147,6 +147,22 @@ WriteSet& WriteSet::operator=(WriteSet&& other) noexcept {
   return *this;
 }
 
+void WriteSet::Clear() {
+  ops_.clear();
+  blocks_.clear();
+  chunks_.clear();
+  carver_ = nullptr;
+  block_pos_ = nullptr;
+  block_left_ = 0;
+  next_block_size_ = kFirstBlockSize;
+  events_.clear();
+  audits_.clear();
+  sync_ = true;
+  bulk_load_ = false;
+  event_time_.reset();
+  run_start_.reset();
+}
+
 char* WriteSet::Alloc(size_t n) {
   if (carver_ != nullptr) return carver_->Carve(n, &chunks_);
   if (n > block_left_) {

@@ -297,11 +297,30 @@ struct Importer::Prepared {
   // and its cards' numbers, codes and ids.
   std::string person_claim;
   std::vector<std::string> claims;
-  // Highest application id number per issuing region.
-  std::map<std::string, uint64_t> max_application;
+  // Highest application id number per issuing region (a person's cards
+  // are of one region but for a move).
+  absl::InlinedVector<std::pair<std::string, uint64_t>, 1> max_application;
   // The lines of the group's rows.
   std::vector<uint64_t> lines;
   uint64_t first_line = 0;
+
+  // As a new one, keeping the buffers (ImportSession::spare_).
+  void Reset() {
+    outcome = Outcome::kRejected;
+    rejects.clear();
+    ws.Clear();
+    rows = 0;
+    last_line = 0;
+    person_claim.clear();
+    claims.clear();
+    max_application.clear();
+    lines.clear();
+    first_line = 0;
+  }
+};
+
+struct ImportSession::PreparedBatch {
+  std::vector<Importer::Prepared> groups;
 };
 
 namespace {
@@ -925,7 +944,7 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p,
 
   // 3. What the store already holds.
   const std::string& person_key = plan->person_key;
-  p->person_claim = absl::StrCat("person/", person_key);
+  p->person_claim.assign("person/").append(person_key);
   absl::StatusOr<std::optional<std::string>> existing = read();
   if (!existing.ok()) {
     return reject_all(person_line, FromStatus(existing.status(), ""));
@@ -976,8 +995,15 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p,
     p->claims.push_back(absl::StrCat("app/", r.application_id()));
     uint64_t n = 0;
     (void)absl::SimpleAtoi(r.application_id().substr(7), &n);
-    uint64_t& m = p->max_application[r.application_id().substr(1, 6)];
-    m = std::max(m, n);
+    const std::string_view region =
+        std::string_view(r.application_id()).substr(1, 6);
+    auto m =
+        std::find_if(p->max_application.begin(), p->max_application.end(),
+                     [region](const auto& e) { return e.first == region; });
+    if (m == p->max_application.end()) {
+      m = &p->max_application.emplace_back(std::string(region), 0);
+    }
+    m->second = std::max(m->second, n);
   }
 
   // 4. The history, step by step, as the live operations write it.
@@ -1891,7 +1917,10 @@ absl::Status ImportSession::AwaitCommit(std::vector<BatchResult>* out) {
   if (!in_flight_.has_value()) return absl::OkStatus();
   InFlight f = std::move(*in_flight_);
   in_flight_.reset();
-  RETURN_IF_ERROR(f.done.get());
+  absl::Status committed = f.done.get();
+  // Done with either way: the next batch but one reuses them.
+  spare_ = std::move(f.batch);
+  RETURN_IF_ERROR(committed);
   totals_ = f.result.totals;
   out->push_back(std::move(f.result));
   return absl::OkStatus();
@@ -2023,8 +2052,14 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
   }
   pending_ = std::move(carry);
 
-  // Prepare (in parallel).
-  std::vector<Importer::Prepared> prepared(groups.size());
+  // Prepare (in parallel), into the groups of the batch before the last
+  // (each reset by its preparing thread).
+  std::shared_ptr<PreparedBatch> batch_groups = std::move(spare_);
+  if (batch_groups == nullptr) {
+    batch_groups = std::make_shared<PreparedBatch>();
+  }
+  std::vector<Importer::Prepared>& prepared = batch_groups->groups;
+  prepared.resize(groups.size());
   auto prepare_range = [&](size_t from, size_t to) {
     // Valid groups are planned first, their reads fetched together, then
     // replayed.
@@ -2033,6 +2068,7 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
     std::vector<Importer::GroupPlan*> planned;
     std::vector<size_t> planned_group;
     for (size_t i = from; i < to; ++i) {
+      prepared[i].Reset();
       if (groups[i].parse_error.has_value()) {
         prepared[i].outcome = Importer::Prepared::Outcome::kRejected;
         prepared[i].rows = 1;
@@ -2082,7 +2118,7 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
   const absl::Time waited_from = absl::Now();
   std::vector<size_t> again;
   if (in_flight_.has_value() && !in_flight_->claims.empty()) {
-    const absl::flat_hash_set<std::string>& unseen = in_flight_->claims;
+    const absl::flat_hash_set<std::string_view>& unseen = in_flight_->claims;
     for (size_t i = 0; i < prepared.size(); ++i) {
       const Importer::Prepared& p = prepared[i];
       if (p.outcome != Importer::Prepared::Outcome::kAccepted) continue;
@@ -2094,7 +2130,7 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
   // The previous batch must be in the store before this one is merged.
   RETURN_IF_ERROR(AwaitCommit(out));
   for (size_t i : again) {
-    prepared[i] = Importer::Prepared();
+    prepared[i].Reset();
     imp.Prepare(groups[i], now, &prepared[i]);
   }
   const absl::Time prepared_at = absl::Now();
@@ -2125,12 +2161,13 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
   // The batch's own writes (rejects, sequence marks, checkpoint, audit);
   // the groups' writes join them on the commit thread.
   storage::WriteSet tail;
-  absl::flat_hash_set<std::string> claimed;
+  // Views of the groups' claim strings, which live as long as the batch.
+  absl::flat_hash_set<std::string_view> claimed;
   claimed.reserve(prepared.size() * 4);
   for (Importer::Prepared& p : prepared) {
     if (p.outcome == Importer::Prepared::Outcome::kAccepted) {
       std::string clash;
-      if (!claimed.insert(std::move(p.person_claim)).second) {
+      if (!claimed.insert(p.person_claim).second) {
         clash =
             "the person's rows appear twice in the file (rows of one "
             "person must be consecutive)";
@@ -2155,9 +2192,7 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
         for (uint64_t line : p.lines)
           p.rejects.push_back({line, "id_number", clash});
       } else {
-        // Moved: the group's claims are not read again (the commit takes
-        // only its write set).
-        for (std::string& c : p.claims) claimed.insert(std::move(c));
+        for (const std::string& c : p.claims) claimed.insert(c);
         for (const auto& [region, max] : p.max_application) {
           new_marks[region] = std::max(new_marks[region], max);
         }
@@ -2229,6 +2264,7 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
   result.totals = t;
   f.result = std::move(result);
   f.claims = std::move(claimed);
+  f.batch = batch_groups;
   storage::Engine* engine = imp.ctx_.engine;
   const bool bulk = imp.options_.bulk_load;
   // The groups' writes are moved into one set on the commit thread, so
@@ -2238,14 +2274,14 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
   f.done =
       std::async(std::launch::async,
                  [engine, observe, bulk, accepted_ops, accepted_events,
-                  groups = std::move(prepared), tail = std::move(tail),
+                  groups = std::move(batch_groups), tail = std::move(tail),
                   held = std::move(guard)]() mutable -> absl::Status {
                    storage::KeyLocks::Guard locks = std::move(held);
                    const absl::Time start = absl::Now();
                    storage::WriteSet batch;
                    batch.Reserve(accepted_ops + tail.ops().size(),
                                  accepted_events + tail.events().size());
-                   for (Importer::Prepared& p : groups) {
+                   for (Importer::Prepared& p : groups->groups) {
                      if (p.outcome == Importer::Prepared::Outcome::kAccepted) {
                        batch.Append(std::move(p.ws));
                      }

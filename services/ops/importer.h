@@ -126,13 +126,18 @@ class ImportSession {
   // Waits for the batch being committed, if any, and appends its result.
   absl::Status AwaitCommit(std::vector<BatchResult>* out);
 
+  // A batch's prepared groups (Importer::Prepared), one per person.
+  struct PreparedBatch;
   // The batch being committed in the background.
   struct InFlight {
     std::future<absl::Status> done;
     BatchResult result;
+    // Its groups: kept until the commit is done (claims views their
+    // strings), then reused by the batch after next.
+    std::shared_ptr<PreparedBatch> batch;
     // Persons, card numbers, identification codes and application ids it
     // writes: the next batch was prepared without seeing them.
-    absl::flat_hash_set<std::string> claims;
+    absl::flat_hash_set<std::string_view> claims;
   };
 
   Importer* importer_;
@@ -144,6 +149,10 @@ class ImportSession {
   uint64_t last_line_ = 0;
   std::vector<Line> pending_;
   std::optional<InFlight> in_flight_;
+  // The groups of the last committed batch, to be reset and reused: their
+  // write sets' and lists' buffers are allocated once, not per person and
+  // batch (and not freed on this thread while it could prepare).
+  std::shared_ptr<PreparedBatch> spare_;
   // BeginBulkLoading succeeded (at the first full batch): EndBulkLoading
   // when the session ends.
   bool bulk_loading_tried_ = false;

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "services/card/card_records.pb.h"
 #include "services/card/id_number.h"
@@ -425,6 +427,62 @@ TEST_F(ImporterTest, InvalidRowsAreRejectedWithLineFieldAndReason) {
   req.set_id_number(MakeId("510524", "19820101", 13));
   EXPECT_EQ(imported_.cards->GetPerson(kAdmin, req).status().code(),
             absl::StatusCode::kNotFound);
+}
+
+// Each batch reports only its own rejects and claims, though a session
+// reuses the groups of the batch before last for the next one: here every
+// other batch rejects the row it prepares, always in the same place.
+TEST_F(ImporterTest, EachBatchReportsItsOwnRejectsOnly) {
+  auto line = [](const std::string& id, int app) {
+    return absl::StrCat(
+        R"({"id_number":")", id,
+        R"(","name":"张三","region_code":"510524100","application_id":"A5105249)",
+        absl::StrFormat("%08d", app),
+        R"(","state":"APPLIED","bank_code":"ABC","applied_at":"2020-01-01"})");
+  };
+  std::vector<std::string> lines;
+  std::vector<uint64_t> bad_lines;
+  for (int i = 0; i < 12; ++i) {
+    std::string id = MakeId("510524", "19800101", 100 + i);
+    if (i % 2 == 0) {  // a wrong check digit
+      id[17] = id[17] == '0' ? '1' : '0';
+      bad_lines.push_back(i + 1);
+    }
+    lines.push_back(line(id, i + 1));
+  }
+  // Two rows a batch: each batch prepares one person (the second row may
+  // be continued by the next line, so it waits for the next batch).
+  std::vector<BatchResult> out = Import(lines, "alternate", 2);
+  std::vector<uint64_t> rejected;
+  for (const BatchResult& b : out) {
+    for (const RejectedRow& r : b.rejects) {
+      EXPECT_EQ(r.field, "id_number") << r.line;
+      rejected.push_back(r.line);
+    }
+  }
+  EXPECT_EQ(rejected, bad_lines);
+  EXPECT_EQ(out.back().totals.accepted, 6u);
+  EXPECT_EQ(out.back().totals.rejected, 6u);
+  Importer importer(imported_.ctx, &imported_.regions, "510524",
+                    imported_.cards->observers());
+  auto stored = importer.Rejects("alternate");
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->size(), 6u);
+  // The accepted persons' histories, each once: person.created and
+  // card.applied.
+  std::multiset<std::string> kinds;
+  for (const std::string& e : AllEvents(*imported_.engine)) {
+    const std::vector<std::string> parts = absl::StrSplit(e, '|');
+    ASSERT_GE(parts.size(), 4u) << e;
+    kinds.insert(
+        absl::StrCat(parts[3], " ", parts[0] == "card" ? parts[1] : ""));
+  }
+  std::multiset<std::string> expected;
+  for (int i = 2; i <= 12; i += 2) {
+    expected.insert("person.created ");
+    expected.insert(absl::StrFormat("card.applied A5105249%08d", i));
+  }
+  EXPECT_EQ(kinds, expected);
 }
 
 // An engine that holds the first commit with events given to it until a

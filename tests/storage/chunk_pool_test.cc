@@ -83,6 +83,42 @@ TEST(ByteChunkPoolTest, ChunksReturnWithTheLastSetAndAreReused) {
   EXPECT_EQ(pool.kept(), 8u);
 }
 
+// A cleared set is as a new one (its chunks go back to the pool), and is
+// built again from the start, as the importer reuses its persons' sets.
+TEST(ByteChunkPoolTest, ClearedSetsGiveBackTheirChunksAndStartAfresh) {
+  ByteChunkPool pool(64 << 10, 8);
+  ByteCarver carver(&pool);
+  WriteSet a = Build(&carver, "a", 2000);
+  a.BeginEventRun();  // left open, with the other settings
+  a.SetEventTime(absl::FromUnixSeconds(100));
+  a.set_sync(false);
+  a.set_bulk_load(true);
+  a.AppendAudit(AuditInput{});
+  EXPECT_EQ(pool.kept(), 0u);
+  a.Clear();
+  EXPECT_TRUE(a.empty());
+  EXPECT_TRUE(a.audits().empty());
+  EXPECT_TRUE(a.sync());
+  EXPECT_FALSE(a.bulk_load());
+  EXPECT_EQ(pool.kept(), 8u);  // all but the carver's current chunk
+  // Built again: no run is open, events take the commit time.
+  a.Put(Table::kCards, "k", "v");
+  a.AppendEvent(EventView{"t", "card", "1", "{}", {}});
+  a.AppendEvent(EventView{"t", "card", "2", "{}", {}});
+  ASSERT_EQ(a.ops().size(), 1u);
+  EXPECT_EQ(a.ops()[0].key, "k");
+  EXPECT_EQ(a.ops()[0].value, "v");
+  ASSERT_EQ(a.events().size(), 2u);
+  EXPECT_FALSE(a.events()[0].joins_next);
+  EXPECT_EQ(a.events()[1].time, std::nullopt);
+  // And reused with the carver, as before.
+  a.Clear();
+  a.UseCarver(&carver);
+  a.Put(Table::kCards, "c", std::string(1000, 'c'));
+  a.UseCarver(nullptr);
+  EXPECT_EQ(a.ops()[0].value, std::string(1000, 'c'));
+}
+
 TEST(ByteChunkPoolTest, BytesSurviveMovesAppendsCopiesAndThePoolItself) {
   auto pool = std::make_unique<ByteChunkPool>(16 << 10, 4);
   WriteSet batch;
