@@ -1937,7 +1937,8 @@ absl::Status ImportSession::Add(uint64_t line, std::string_view text,
   }
   last_line_ = line;
   if (absl::StripAsciiWhitespace(Sv(text)).empty()) return absl::OkStatus();
-  pending_.push_back(Line{line, std::string(text)});
+  pending_.push_back(Line{line, pending_text_.size(), text.size()});
+  pending_text_.append(text);
   if (pending_.size() >= importer_->options().batch_rows) {
     return Flush(/*final=*/false, out);
   }
@@ -2009,7 +2010,7 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
     for (size_t i = from; i < to; ++i) {
       parsed[i] = google::protobuf::Arena::CreateMessage<RegisterRow>(arena);
       parse_errors[i] = ParseResolved(format_, csv_columns_, descriptors,
-                                      pending_[i].text, parsed[i]);
+                                      Text(pending_[i]), parsed[i]);
     }
   };
   {
@@ -2042,15 +2043,17 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
     }
     groups.back().rows.push_back({pending_[i].number, parsed[i]});
   }
-  // The last person may continue in the next lines.
-  std::vector<Line> carry;
+  // The last person may continue in the next lines: its lines stay
+  // pending (moved to the front; the buffers keep their capacity).
+  size_t keep = 0;
   if (!final && groups.size() > 1 && !groups.back().parse_error.has_value()) {
-    const size_t keep = groups.back().rows.size();
-    carry.assign(std::make_move_iterator(pending_.end() - keep),
-                 std::make_move_iterator(pending_.end()));
+    keep = groups.back().rows.size();
     groups.pop_back();
   }
-  pending_ = std::move(carry);
+  const size_t kept_from = keep > 0 ? pending_[n - keep].offset : 0;
+  pending_.erase(pending_.begin(), pending_.end() - keep);
+  pending_text_.erase(0, keep > 0 ? kept_from : pending_text_.size());
+  for (Line& l : pending_) l.offset -= kept_from;
 
   // Prepare (in parallel), into the groups of the batch before the last
   // (each reset by its preparing thread).

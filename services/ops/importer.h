@@ -113,10 +113,15 @@ class ImportSession {
 
  private:
   friend class Importer;
+  // A pending line: its text is pending_text_[offset, offset + size).
   struct Line {
     uint64_t number;
-    std::string text;
+    size_t offset;
+    size_t size;
   };
+  std::string_view Text(const Line& l) const {
+    return std::string_view(pending_text_).substr(l.offset, l.size);
+  }
   ImportSession(Importer* importer, common::Caller caller,
                 std::string import_id, ssc::v1::ImportFormat format,
                 std::vector<std::string> csv_columns, ImportTotals totals);
@@ -148,6 +153,9 @@ class ImportSession {
   ImportTotals totals_;
   uint64_t last_line_ = 0;
   std::vector<Line> pending_;
+  // The pending lines' text, one after another (one buffer for a batch,
+  // rather than a string per line).
+  std::string pending_text_;
   std::optional<InFlight> in_flight_;
   // The groups of the last committed batch, to be reset and reused: their
   // write sets' and lists' buffers are allocated once, not per person and
