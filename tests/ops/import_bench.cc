@@ -28,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/civil_time.h"
 #include "services/common/metrics.h"
 #include "services/ops/importer.h"
 #include "storage/engine.h"
@@ -42,7 +43,10 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-std::string CsvLine(int i) {
+// Row i of a register of `n`, in application order: applications spread
+// over 2010..2025 (each card's later steps at the usual delays), so the
+// report counters see the days a real register's history spans.
+std::string CsvLine(int i, int n) {
   // Birth dates spread over 1950..1999, sequence from i.
   const int year = 1950 + i % 50;
   const int month = 1 + (i / 50) % 12;
@@ -52,13 +56,18 @@ std::string CsvLine(int i) {
       ssc::ops::testing::MakeId("510524", birth, (i / 16800) % 1000);
   static const char* kTowns[] = {"510524100", "510524101", "510524102",
                                  "510524103", "510524104", "510524105"};
+  const absl::CivilDay applied =
+      absl::CivilDay(2010, 1, 1) + static_cast<int64_t>(i) * 5800 / n;
+  auto date = [&applied](int days_later) {
+    return absl::FormatCivilTime(applied + days_later);
+  };
   return absl::StrCat(
       id, ",测试", i % 1000, ",138", absl::StrFormat("%08d", i), ",",
       kTowns[i % 6], ",A510524", absl::StrFormat("%09d", i + 1),
       ",ACTIVE,ABC,62284800", absl::StrFormat("%010d", i), ",B",
       absl::StrFormat("%08d", i), ",510524D156000005",
-      absl::StrFormat("%016X", i), ",2019-03-20,2019-03-01,2019-03-02,",
-      "2019-03-20,2019-04-01,2019-04-02");
+      absl::StrFormat("%016X", i), ",", date(19), ",", date(0), ",", date(1),
+      ",", date(19), ",", date(31), ",", date(32));
 }
 
 }  // namespace
@@ -82,7 +91,7 @@ int main(int argc, char** argv) {
   // The register (ids are unique: 50 years x 12 x 28 x 1000 sequences).
   std::vector<std::string> lines;
   lines.reserve(persons);
-  for (int i = 0; i < persons; ++i) lines.push_back(CsvLine(i));
+  for (int i = 0; i < persons; ++i) lines.push_back(CsvLine(i, persons));
   const std::string header =
       "id_number,name,phone,region_code,application_id,state,bank_code,"
       "bank_account,card_number,identification_code,valid_from,applied_at,"
