@@ -1992,11 +1992,26 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
 
   // Parse (in parallel) and group consecutive rows of one person. The rows
   // live on one arena per parsing thread, for the whole batch: a row's
-  // fields cost no allocation of their own (about twenty per row).
+  // fields cost no allocation of their own (about twenty per row). The
+  // arenas start in blocks the session keeps, sized for a batch's rows
+  // (about 0.8 KB a CSV row): a batch's rows cost no heap blocks, and no
+  // fresh pages for the kernel to fault in and zero (11 MB a thread and
+  // batch otherwise).
   const int threads = imp.options_.threads;
+  const size_t block_bytes =
+      std::max<size_t>(1 << 20, imp.options_.batch_rows / threads * 1024);
+  if (parse_blocks_.size() != static_cast<size_t>(threads)) {
+    parse_blocks_.clear();
+    for (int t = 0; t < threads; ++t) {
+      parse_blocks_.push_back(
+          std::make_unique_for_overwrite<char[]>(block_bytes));
+    }
+  }
   std::vector<std::unique_ptr<google::protobuf::Arena>> arenas;
   for (int t = 0; t < threads; ++t) {
     google::protobuf::ArenaOptions ao;
+    ao.initial_block = parse_blocks_[t].get();
+    ao.initial_block_size = block_bytes;
     ao.start_block_size = 64 << 10;
     ao.max_block_size = 1 << 20;
     arenas.push_back(std::make_unique<google::protobuf::Arena>(ao));

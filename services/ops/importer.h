@@ -156,6 +156,8 @@ class ImportSession {
   // The pending lines' text, one after another (one buffer for a batch,
   // rather than a string per line).
   std::string pending_text_;
+  // The first block of each parsing thread's arena (see Flush).
+  std::vector<std::unique_ptr<char[]>> parse_blocks_;
   std::optional<InFlight> in_flight_;
   // The groups of the last committed batch, to be reset and reused: their
   // write sets' and lists' buffers are allocated once, not per person and
