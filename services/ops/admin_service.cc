@@ -114,6 +114,14 @@ grpc::Status AdminServiceImpl::Import(
             return absl::CancelledError("call cancelled by the client");
           }
         }
+        // A client that went away mid-file did not send the rest of the
+        // last person's rows: the batches already committed stay, what is
+        // pending is dropped, and the file's rerun resumes after the
+        // checkpoint. Finishing here would store that person with only the
+        // rows received and refuse the others on the rerun.
+        if (ctx->IsCancelled()) {
+          return absl::CancelledError("call cancelled by the client");
+        }
         RETURN_IF_ERROR(session->Finish(&out));
         return send();
       });

@@ -16,6 +16,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -557,6 +558,73 @@ TEST_F(ImportReplayRpcTest, ReimportOverGrpcChangesNothing) {
                 .card_holders(),
             before);
   EXPECT_TRUE(VerifyChain(imported_).ok());
+}
+
+// A client that goes away in the middle of a file leaves nothing of the
+// batch it was sending (here the whole file is one batch): the rerun of
+// the file starts from the beginning and takes every row, where finishing
+// the cut batch would have stored its last person with only some of its
+// rows and refused the others on the rerun.
+TEST_F(ImportReplayRpcTest, ClientGoneMidFileLeavesNoPartialBatch) {
+  ASSERT_TRUE(live_.ok() && imported_.ok());
+  GrpcDriver driver(&live_);
+  const std::vector<std::string> lines = testing::ReplayHistory(driver).Lines();
+  ASSERT_GE(lines.size(), 4u);
+  {
+    auto admin = imported_.Admin();
+    auto ctx = Ctx();
+    auto stream = admin->Import(ctx.get());
+    ImportRequest start;
+    start.mutable_start()->set_import_id("cut");
+    start.mutable_start()->set_format(IMPORT_FORMAT_JSON_LINES);
+    ASSERT_TRUE(stream->Write(start));
+    ImportResponse first;
+    ASSERT_TRUE(stream->Read(&first));
+    for (size_t i = 0; i + 1 < lines.size(); ++i) {
+      ImportRequest chunk;
+      chunk.mutable_chunk()->set_first_line(i + 1);
+      chunk.mutable_chunk()->add_lines(lines[i]);
+      ASSERT_TRUE(stream->Write(chunk));
+    }
+    ctx->TryCancel();
+    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  // The server ends the cancelled call on its own thread; until then the
+  // import is running and a rerun is refused (ABORTED).
+  std::vector<ImportResponse> rerun;
+  for (int attempt = 0; attempt < 500 && rerun.empty(); ++attempt) {
+    auto admin = imported_.Admin();
+    auto ctx = Ctx();
+    auto stream = admin->Import(ctx.get());
+    ImportRequest start;
+    start.mutable_start()->set_import_id("cut");
+    start.mutable_start()->set_format(IMPORT_FORMAT_JSON_LINES);
+    stream->Write(start);
+    ImportResponse first;
+    if (!stream->Read(&first)) {
+      const grpc::Status s = stream->Finish();
+      ASSERT_EQ(s.error_code(), grpc::StatusCode::ABORTED) << s.error_message();
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      continue;
+    }
+    rerun.push_back(first);
+    for (size_t i = first.resume_after_line(); i < lines.size(); ++i) {
+      ImportRequest chunk;
+      chunk.mutable_chunk()->set_first_line(i + 1);
+      chunk.mutable_chunk()->add_lines(lines[i]);
+      ASSERT_TRUE(stream->Write(chunk));
+    }
+    ASSERT_TRUE(stream->WritesDone());
+    ImportResponse r;
+    while (stream->Read(&r)) rerun.push_back(r);
+    const grpc::Status s = stream->Finish();
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  ASSERT_FALSE(rerun.empty());
+  EXPECT_EQ(rerun.front().resume_after_line(), 0u);
+  EXPECT_EQ(rerun.back().accepted_rows(), lines.size());
+  EXPECT_EQ(rerun.back().rejected_rows(), 0u);
+  EXPECT_TRUE(rerun.back().done());
 }
 
 }  // namespace
