@@ -235,19 +235,26 @@ class ImportReplayRpcTest : public ::testing::Test {
         imported_(import_dir_.path(), &import_clock_,
                   live_dir_.path() + "/keys/ssc.key") {}
 
+  // Opens AdminService.Import on `ctx` and sends the start of import
+  // `import_id` (JSON lines).
+  std::unique_ptr<grpc::ClientReaderWriter<ImportRequest, ImportResponse>>
+  StartImport(grpc::ClientContext* ctx, const std::string& import_id) {
+    auto stream = imported_.Admin()->Import(ctx);
+    ImportRequest start;
+    start.mutable_start()->set_import_id(import_id);
+    start.mutable_start()->set_format(IMPORT_FORMAT_JSON_LINES);
+    EXPECT_TRUE(stream->Write(start));
+    return stream;
+  }
+
   // Sends `lines` through AdminService.Import in chunks of `chunk_lines`;
   // returns every answer. The server answers the start, then each batch.
   std::vector<ImportResponse> Import(const std::vector<std::string>& lines,
                                      const std::string& import_id,
                                      size_t chunk_lines) {
-    auto admin = imported_.Admin();
     auto ctx = Ctx();
-    auto stream = admin->Import(ctx.get());
+    auto stream = StartImport(ctx.get(), import_id);
     std::vector<ImportResponse> out;
-    ImportRequest start;
-    start.mutable_start()->set_import_id(import_id);
-    start.mutable_start()->set_format(IMPORT_FORMAT_JSON_LINES);
-    EXPECT_TRUE(stream->Write(start));
     ImportResponse first;
     if (!stream->Read(&first)) {
       grpc::Status s = stream->Finish();
@@ -570,21 +577,21 @@ TEST_F(ImportReplayRpcTest, ClientGoneMidFileLeavesNoPartialBatch) {
   GrpcDriver driver(&live_);
   const std::vector<std::string> lines = testing::ReplayHistory(driver).Lines();
   ASSERT_GE(lines.size(), 4u);
+  auto send_line =
+      [&](grpc::ClientReaderWriter<ImportRequest, ImportResponse>& stream,
+          size_t i) {
+        ImportRequest chunk;
+        chunk.mutable_chunk()->set_first_line(i + 1);
+        chunk.mutable_chunk()->add_lines(lines[i]);
+        return stream.Write(chunk);
+      };
   {
-    auto admin = imported_.Admin();
     auto ctx = Ctx();
-    auto stream = admin->Import(ctx.get());
-    ImportRequest start;
-    start.mutable_start()->set_import_id("cut");
-    start.mutable_start()->set_format(IMPORT_FORMAT_JSON_LINES);
-    ASSERT_TRUE(stream->Write(start));
+    auto stream = StartImport(ctx.get(), "cut");
     ImportResponse first;
     ASSERT_TRUE(stream->Read(&first));
     for (size_t i = 0; i + 1 < lines.size(); ++i) {
-      ImportRequest chunk;
-      chunk.mutable_chunk()->set_first_line(i + 1);
-      chunk.mutable_chunk()->add_lines(lines[i]);
-      ASSERT_TRUE(stream->Write(chunk));
+      ASSERT_TRUE(send_line(*stream, i));
     }
     ctx->TryCancel();
     EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
@@ -593,13 +600,8 @@ TEST_F(ImportReplayRpcTest, ClientGoneMidFileLeavesNoPartialBatch) {
   // import is running and a rerun is refused (ABORTED).
   std::vector<ImportResponse> rerun;
   for (int attempt = 0; attempt < 500 && rerun.empty(); ++attempt) {
-    auto admin = imported_.Admin();
     auto ctx = Ctx();
-    auto stream = admin->Import(ctx.get());
-    ImportRequest start;
-    start.mutable_start()->set_import_id("cut");
-    start.mutable_start()->set_format(IMPORT_FORMAT_JSON_LINES);
-    stream->Write(start);
+    auto stream = StartImport(ctx.get(), "cut");
     ImportResponse first;
     if (!stream->Read(&first)) {
       const grpc::Status s = stream->Finish();
@@ -609,10 +611,7 @@ TEST_F(ImportReplayRpcTest, ClientGoneMidFileLeavesNoPartialBatch) {
     }
     rerun.push_back(first);
     for (size_t i = first.resume_after_line(); i < lines.size(); ++i) {
-      ImportRequest chunk;
-      chunk.mutable_chunk()->set_first_line(i + 1);
-      chunk.mutable_chunk()->add_lines(lines[i]);
-      ASSERT_TRUE(stream->Write(chunk));
+      ASSERT_TRUE(send_line(*stream, i));
     }
     ASSERT_TRUE(stream->WritesDone());
     ImportResponse r;

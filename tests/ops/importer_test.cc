@@ -126,6 +126,15 @@ class ImporterTest : public ::testing::Test {
     return out;
   }
 
+  // How many rejects import `import_id` keeps with its checkpoint.
+  size_t StoredRejects(const std::string& import_id) {
+    Importer importer(imported_.ctx, &imported_.regions, "510524",
+                      imported_.cards->observers());
+    auto stored = importer.Rejects(import_id);
+    EXPECT_TRUE(stored.ok()) << stored.status();
+    return stored.ok() ? stored->size() : 0;
+  }
+
   std::vector<std::string> Lines() const {
     std::vector<std::string> out;
     for (const Row& r : rows_) out.push_back(r.Json());
@@ -417,11 +426,7 @@ TEST_F(ImporterTest, InvalidRowsAreRejectedWithLineFieldAndReason) {
   EXPECT_EQ(out.back().totals.accepted, 1u);
   EXPECT_EQ(out.back().totals.rejected, 4u);
   // Rejects are kept with the checkpoint.
-  Importer importer(imported_.ctx, &imported_.regions, "510524",
-                    imported_.cards->observers());
-  auto stored = importer.Rejects("bad");
-  ASSERT_TRUE(stored.ok());
-  EXPECT_EQ(stored->size(), 4u);
+  EXPECT_EQ(StoredRejects("bad"), 4u);
   // Nothing was written for rejected rows.
   GetPersonRequest req;
   req.set_id_number(MakeId("510524", "19820101", 13));
@@ -463,11 +468,7 @@ TEST_F(ImporterTest, EachBatchReportsItsOwnRejectsOnly) {
   EXPECT_EQ(rejected, bad_lines);
   EXPECT_EQ(out.back().totals.accepted, 6u);
   EXPECT_EQ(out.back().totals.rejected, 6u);
-  Importer importer(imported_.ctx, &imported_.regions, "510524",
-                    imported_.cards->observers());
-  auto stored = importer.Rejects("alternate");
-  ASSERT_TRUE(stored.ok());
-  EXPECT_EQ(stored->size(), 6u);
+  EXPECT_EQ(StoredRejects("alternate"), 6u);
   // The accepted persons' histories, each once: person.created and
   // card.applied.
   std::multiset<std::string> kinds;
