@@ -1294,12 +1294,12 @@ bool KeysLeadWithKind(Table t) {
   return t == Table::kIndex || t == Table::kEntityEvents;
 }
 
-// The key's first component, through its terminator (KeyBuilder::Str);
-// empty if it has none.
+// The key's first component as encoded (KeyBuilder::Str, terminator
+// included); empty if the key does not begin with one.
 std::string_view KeyKind(std::string_view key) {
-  const size_t end = key.find(std::string_view("\0\1", 2));
-  return end == std::string_view::npos ? std::string_view()
-                                       : key.substr(0, end + 2);
+  KeyReader reader(key);
+  if (!reader.Str().has_value()) return std::string_view();
+  return key.substr(0, key.size() - reader.Rest().size());
 }
 
 // How far ahead WriteTableFile prefetches entries' bytes.

@@ -2065,9 +2065,10 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
     keep = groups.back().rows.size();
     groups.pop_back();
   }
-  const size_t kept_from = keep > 0 ? pending_[n - keep].offset : 0;
+  const size_t kept_from =
+      keep > 0 ? pending_[n - keep].offset : pending_text_.size();
   pending_.erase(pending_.begin(), pending_.end() - keep);
-  pending_text_.erase(0, keep > 0 ? kept_from : pending_text_.size());
+  pending_text_.erase(0, kept_from);
   for (Line& l : pending_) l.offset -= kept_from;
 
   // Prepare (in parallel), into the groups of the batch before the last

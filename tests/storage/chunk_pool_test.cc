@@ -18,8 +18,7 @@
 namespace ssc::storage {
 namespace {
 
-using testing_util::OpenOrDie;
-using testing_util::TempDir;
+using testing_util::StorePair;
 
 // A set of `n` puts and events named after `tag`, built through `carver`.
 WriteSet Build(ByteCarver* carver, const std::string& tag, int n) {
@@ -168,12 +167,10 @@ TEST(ByteChunkPoolTest, SetsBuiltOnThreadsCommitAsOthers) {
       plain.push_back(Build(nullptr, absl::StrCat("t", t, "k", k), 500));
     }
   }
-  TempDir d1, d2;
-  ManualClock clock;
-  auto carved = OpenOrDie(d1.path(), &clock);
-  auto heap = OpenOrDie(d2.path(), &clock);
-  ASSERT_NE(carved, nullptr);
-  ASSERT_NE(heap, nullptr);
+  StorePair stores;
+  ASSERT_TRUE(stores.ok());
+  Engine* carved = stores.a.get();
+  Engine* heap = stores.b.get();
   // Appended and committed on yet another thread (the committer), and
   // freed there.
   std::thread committer([&] {

@@ -25,6 +25,7 @@ namespace ssc::storage {
 namespace {
 
 using testing_util::OpenOrDie;
+using testing_util::StorePair;
 using testing_util::TempDir;
 
 EventInput Event(std::string type, std::string entity_type,
@@ -306,12 +307,10 @@ TEST(EngineTest, EventViewsAreCopiedAndCommitAsEventInputs) {
       EXPECT_EQ(a.also_index[k], b.also_index[k]);
     }
   }
-  TempDir d1, d2;
-  ManualClock clock;
-  auto e1 = OpenOrDie(d1.path(), &clock);
-  auto e2 = OpenOrDie(d2.path(), &clock);
-  ASSERT_NE(e1, nullptr);
-  ASSERT_NE(e2, nullptr);
+  StorePair stores;
+  ASSERT_TRUE(stores.ok());
+  Engine* e1 = stores.a.get();
+  Engine* e2 = stores.b.get();
   ASSERT_TRUE(e1->Commit(std::move(by_view)).ok());
   ASSERT_TRUE(e2->Commit(std::move(by_input)).ok());
   auto x = e1->ReadEntityEvents("person", std::string(64, '3'), 0, 1000);

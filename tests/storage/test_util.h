@@ -45,4 +45,14 @@ inline std::unique_ptr<Engine> OpenOrDie(const std::string& path,
   return e.ok() ? std::move(*e) : nullptr;
 }
 
+// Two empty stores on one manual clock, for comparing what two ways of
+// writing the same things leave behind.
+struct StorePair {
+  TempDir dir_a, dir_b;
+  ManualClock clock;
+  std::unique_ptr<Engine> a = OpenOrDie(dir_a.path(), &clock);
+  std::unique_ptr<Engine> b = OpenOrDie(dir_b.path(), &clock);
+  bool ok() const { return a != nullptr && b != nullptr; }
+};
+
 }  // namespace ssc::storage::testing_util
