@@ -3,6 +3,7 @@
 // for another, files written with a byte order mark, and a rerun right
 // after the client was killed. Real RocksDB in temp dirs, a manual clock.
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <string>
