@@ -71,9 +71,13 @@ grpc::Status AdminServiceImpl::Import(
                                       "the first message must be ImportStart");
         }
         const ssc::v1::ImportStart& start = first.start();
-        ASSIGN_OR_RETURN(std::unique_ptr<ImportSession> session,
-                         importer_->Begin(caller, start.import_id(),
-                                          start.format(), start.csv_header()));
+        // A rerun right after the client was killed takes over this run
+        // once its call is cancelled, without waiting for this handler.
+        ASSIGN_OR_RETURN(
+            std::unique_ptr<ImportSession> session,
+            importer_->Begin(caller, start.import_id(), start.format(),
+                             start.csv_header(),
+                             [ctx] { return ctx->IsCancelled(); }));
         ASSIGN_OR_RETURN(std::vector<RejectedRow> stored,
                          importer_->Rejects(start.import_id()));
         if (!stream->Write(

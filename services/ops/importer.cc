@@ -81,6 +81,9 @@ std::string_view AadInto(std::string* out, std::string_view record_key,
 }
 
 // --- The import's own records in kMeta.
+// The UTF-8 byte order mark spreadsheet programs write at a file's start.
+constexpr std::string_view kUtf8Bom = "\xEF\xBB\xBF";
+
 std::string CheckpointKey(std::string_view import_id) {
   return KeyBuilder().Str("import").Str(import_id).Build();
 }
@@ -278,11 +281,17 @@ struct Importer::Group {
   };
   // The id number as written in the first row (grouping only: rows whose
   // id numbers are equal ignoring ASCII case form one group); it views that
-  // row.
+  // row (or, for a line that does not parse, the line's text).
   std::string_view id_key;
   std::vector<Row> rows;
-  // A line that does not parse (a group of its own, rejected).
+  // A line of the group that does not parse (the group is rejected with
+  // it): its line and problem.
   std::optional<Problem> parse_error;
+  uint64_t parse_error_line = 0;
+  // A line next to the group's rows that does not parse and whose id
+  // number cannot be read (0: none): it may be one of this person's rows,
+  // so the group is rejected with it.
+  uint64_t unread_neighbour = 0;
 };
 
 struct Importer::Prepared {
@@ -332,7 +341,13 @@ struct CardPlan {
   CardState state = ssc::v1::CARD_STATE_UNSPECIFIED;
   std::optional<absl::Time> applied, sent, produced, issued, activated, lost,
       closed;
+  // Why this card was replaced (REPLACED) ...
   ssc::v1::ReplacementReason replacement_reason =
+      ssc::v1::REPLACEMENT_REASON_UNSPECIFIED;
+  // ... and why it was issued (a replacement card: the replaced card's
+  // replacement_reason). Two fields: a card issued after a loss may be
+  // replaced later because it expires.
+  ssc::v1::ReplacementReason issue_reason =
       ssc::v1::REPLACEMENT_REASON_UNSPECIFIED;
   ssc::v1::CancelReason cancel_reason = ssc::v1::CANCEL_REASON_UNSPECIFIED;
   std::string spec_version;
@@ -485,6 +500,10 @@ absl::StatusOr<CardPlan> PlanCard(const RegisterRow& r, uint64_t line,
     RETURN_IF_ERROR(Check(r.replacement_reason().empty(), "replacement_reason",
                           "is only for replaced and replacement cards"));
   }
+  if (r.replaces().empty()) {
+    RETURN_IF_ERROR(Check(r.issue_reason().empty(), "issue_reason",
+                          "is only for replacement cards"));
+  }
   if (!r.replaces().empty()) {
     RETURN_IF_ERROR(ValidateApplicationId("replaces", r.replaces()));
   }
@@ -626,6 +645,20 @@ void Importer::RejectAll(const Group& g, uint64_t line, std::string field,
            absl::StrCat("rejected with the rows of the same person (line ",
                         line, ")")});
     }
+  }
+  p->ws = storage::WriteSet();
+}
+
+void Importer::RejectWithUnreadLine(const Group& g, uint64_t unread_line,
+                                    Prepared* p) {
+  p->outcome = Prepared::Outcome::kRejected;
+  p->rejects.clear();
+  for (const Group::Row& r : g.rows) {
+    p->rejects.push_back(
+        {r.line, "",
+         absl::StrCat("rejected with line ", unread_line,
+                      ", which does not parse and whose id_number cannot be "
+                      "read: it may be a row of this person")});
   }
   p->ws = storage::WriteSet();
 }
@@ -834,9 +867,41 @@ bool Importer::Plan(const Group& g, absl::Time now, Prepared* p,
                             {"region_code",
                              "a replacement card keeps the holder's township"});
         }
-        if (r.replacement_reason() != prev.row->replacement_reason()) {
-          return reject_all(c.line, {"replacement_reason",
-                                     "must be that of the replaced card"});
+        if (!r.issue_reason().empty()) {
+          // Why this card was issued has a column of its own;
+          // replacement_reason is then why it was replaced in turn.
+          absl::StatusOr<ssc::v1::ReplacementReason> issued_for =
+              ParseEnum<ssc::v1::ReplacementReason>(
+                  "issue_reason", r.issue_reason(), "REPLACEMENT_REASON_",
+                  &ssc::v1::ReplacementReason_Parse);
+          if (!issued_for.ok()) {
+            return reject_all(c.line, FromStatus(issued_for.status(), ""));
+          }
+          if (*issued_for != prev.replacement_reason) {
+            return reject_all(c.line, {"issue_reason",
+                                       "must be the replaced card's "
+                                       "replacement_reason"});
+          }
+          if (c.state != ssc::v1::CARD_STATE_REPLACED &&
+              !r.replacement_reason().empty() &&
+              r.replacement_reason() != r.issue_reason()) {
+            return reject_all(c.line, {"replacement_reason",
+                                       "is only for a replaced card (why "
+                                       "this card was issued is in "
+                                       "issue_reason)"});
+          }
+        } else if (r.replacement_reason() != prev.row->replacement_reason()) {
+          // Files without issue_reason: replacement_reason is why the
+          // replacement was issued (and, if it was replaced in turn, why
+          // that happened too).
+          return reject_all(
+              c.line,
+              {"replacement_reason",
+               c.state == ssc::v1::CARD_STATE_REPLACED
+                   ? "must be that of the replaced card; a replacement "
+                     "replaced in turn for another reason gives why it was "
+                     "issued in issue_reason"
+                   : "must be that of the replaced card"});
         }
         if (r.name() != prev.row->name() &&
             prev.replacement_reason !=
@@ -847,7 +912,7 @@ bool Importer::Plan(const Group& g, absl::Time now, Prepared* p,
                              "changes only with replacement_reason "
                              "DATA_CHANGE"});
         }
-        c.replacement_reason = prev.replacement_reason;
+        c.issue_reason = prev.replacement_reason;
         if (r.application_id().substr(1, 6) !=
             prev.row->application_id().substr(1, 6)) {
           return reject_all(c.line,
@@ -1330,9 +1395,9 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p,
       if (failure.has_value()) break;
       old.set_closed_micros(Micros(applied));
       old.set_replaced_by(r.application_id());
-      old.set_replacement_reason(plan.replacement_reason);
+      old.set_replacement_reason(plan.issue_reason);
       name_changed =
-          plan.replacement_reason == ssc::v1::REPLACEMENT_REASON_DATA_CHANGE &&
+          plan.issue_reason == ssc::v1::REPLACEMENT_REASON_DATA_CHANGE &&
           r.name() != current_name;
     }
     if (current_name != r.name() || i == 0) {
@@ -1353,7 +1418,7 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p,
     c.set_instant_issuance(r.instant_issuance());
     if (replacement) {
       c.set_replaces(r.replaces());
-      c.set_replacement_reason(plan.replacement_reason);
+      c.set_replacement_reason(plan.issue_reason);
     }
     if (r.instant_issuance()) {
       c.set_card_number(r.card_number());
@@ -1374,7 +1439,7 @@ void Importer::Replay(const Group& g, GroupPlan* plan, Prepared* p,
     put_person_at(applied);
     if (replacement) {
       const std::string_view reason =
-          card::ReplacementReasonName(plan.replacement_reason);
+          card::ReplacementReasonName(plan.issue_reason);
       change(
           ChangeKind::kTransition, Operation::kApplyReplacement,
           "card.replaced", true, records[i - 1], nullptr,
@@ -1704,6 +1769,9 @@ void SetStringField(RegisterRow* row,
     case RegisterRow::kVerifiedAtFieldNumber:
       row->set_verified_at(v.data(), v.size());
       return;
+    case RegisterRow::kIssueReasonFieldNumber:
+      row->set_issue_reason(v.data(), v.size());
+      return;
     default:
       RegisterRow::GetReflection()->SetString(row, f, std::string(v));
   }
@@ -1772,6 +1840,79 @@ absl::Status ParseResolved(
   return absl::OkStatus();
 }
 
+// `v` when it is a valid id number (a field read from a broken line may be
+// anything), else empty. Surrounding quotes and blanks are dropped.
+std::string_view IfIdNumber(std::string_view v, absl::Time now) {
+  const absl::string_view stripped = absl::StripAsciiWhitespace(Sv(v));
+  v = std::string_view(stripped.data(), stripped.size());
+  if (v.size() >= 2 && v.front() == '"' && v.back() == '"') {
+    v = v.substr(1, v.size() - 2);
+  }
+  return card::ValidateIdNumber("id_number", v, now).ok() ? v
+                                                          : std::string_view();
+}
+
+// The id number of a line that does not parse, if it can still be read (a
+// view into `text`; empty if not): for CSV the id_number column, counted
+// from the start of the line and from its end (a stray or missing comma
+// elsewhere shifts only one of them); for JSON lines the "id_number"
+// member. Only a valid id number counts, and only one: two different ones
+// (the line is ambiguous) count as none. Not on the path of lines that
+// parse.
+std::string_view ReadableIdNumber(ssc::v1::ImportFormat format,
+                                  const std::vector<std::string>& columns,
+                                  std::string_view text, absl::Time now) {
+  if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+  std::string_view found;
+  bool ambiguous = false;
+  auto consider = [&](std::string_view candidate) {
+    candidate = IfIdNumber(candidate, now);
+    if (candidate.empty()) return;
+    if (found.empty()) {
+      found = candidate;
+    } else if (!absl::EqualsIgnoreCase(Sv(found), Sv(candidate))) {
+      ambiguous = true;
+    }
+  };
+  if (format == ssc::v1::IMPORT_FORMAT_JSON_LINES) {
+    static constexpr std::string_view kKey = "\"id_number\"";
+    for (size_t at = text.find(kKey); at != std::string_view::npos;
+         at = text.find(kKey, at + kKey.size())) {
+      size_t i = at + kKey.size();
+      while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) ++i;
+      if (i >= text.size() || text[i] != ':') continue;
+      ++i;
+      while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) ++i;
+      if (i >= text.size() || text[i] != '"') continue;
+      const size_t end = text.find('"', i + 1);
+      if (end == std::string_view::npos) continue;
+      consider(text.substr(i + 1, end - i - 1));
+    }
+  } else {
+    const size_t k = static_cast<size_t>(
+        std::find(columns.begin(), columns.end(), "id_number") -
+        columns.begin());
+    if (k >= columns.size()) return {};
+    // Fields split at every comma (quoting aside: the line is broken).
+    const size_t fields =
+        static_cast<size_t>(std::count(text.begin(), text.end(), ',')) + 1;
+    auto nth = [&](size_t n) {
+      size_t from = 0;
+      for (size_t i = 0; i < n; ++i) from = text.find(',', from) + 1;
+      const size_t to = text.find(',', from);
+      return text.substr(from, to == std::string_view::npos
+                                   ? std::string_view::npos
+                                   : to - from);
+    };
+    if (k < fields) consider(nth(k));
+    const size_t from_end = columns.size() - k;  // >= 1
+    if (fields >= from_end && fields - from_end != k) {
+      consider(nth(fields - from_end));
+    }
+  }
+  return ambiguous ? std::string_view() : found;
+}
+
 }  // namespace
 
 absl::StatusOr<RegisterRow> Importer::ParseLine(
@@ -1834,7 +1975,8 @@ absl::StatusOr<std::vector<RejectedRow>> Importer::Rejects(
 
 absl::StatusOr<std::unique_ptr<ImportSession>> Importer::Begin(
     const common::Caller& caller, std::string_view import_id,
-    ssc::v1::ImportFormat format, std::string_view csv_header) {
+    ssc::v1::ImportFormat format, std::string_view csv_header,
+    std::function<bool()> abandoned) {
   if (import_id.empty() || import_id.size() > 128 ||
       !IsPrintableAscii(import_id)) {
     return common::InvalidField("start.import_id",
@@ -1844,6 +1986,9 @@ absl::StatusOr<std::unique_ptr<ImportSession>> Importer::Begin(
   if (format == ssc::v1::IMPORT_FORMAT_CSV) {
     if (!csv_header.empty() && csv_header.back() == '\r') {
       csv_header.remove_suffix(1);
+    }
+    if (csv_header.starts_with(kUtf8Bom)) {
+      csv_header.remove_prefix(kUtf8Bom.size());
     }
     absl::StatusOr<std::vector<std::string>> cols = SplitCsv(csv_header);
     if (!cols.ok() || csv_header.empty()) {
@@ -1872,26 +2017,48 @@ absl::StatusOr<std::unique_ptr<ImportSession>> Importer::Begin(
   } else if (format != ssc::v1::IMPORT_FORMAT_JSON_LINES) {
     return common::InvalidField("start.format", "must be CSV or JSON_LINES");
   }
+  auto lease = std::make_shared<Lease>();
+  lease->abandoned = std::move(abandoned);
+  std::shared_ptr<Lease> previous;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!running_.insert(std::string(import_id)).second) {
-      return absl::AbortedError(
-          absl::StrCat("import ", Sv(import_id), " is running already"));
+    auto [it, inserted] = running_.try_emplace(std::string(import_id), lease);
+    if (!inserted) {
+      // A run whose client is gone (killed mid-file) is taken over rather
+      // than waited for: its handler may take a while to notice.
+      const Lease& running = *it->second;
+      if (!running.abandoned || !running.abandoned()) {
+        return absl::AbortedError(
+            absl::StrCat("import ", Sv(import_id), " is running already"));
+      }
+      previous = std::move(it->second);
+      it->second = lease;
     }
+  }
+  if (previous != nullptr) {
+    // Waits for the batch it is committing, if any; it commits nothing
+    // after this (its pending rows are dropped), so the checkpoint read
+    // below is final and one session writes at a time.
+    std::lock_guard<std::mutex> lock(previous->mu);
+    previous->revoked = true;
   }
   absl::StatusOr<ImportTotals> totals = Status(import_id);
   if (!totals.ok()) {
-    Release(std::string(import_id));
+    Release(std::string(import_id), lease.get());
     return totals.status();
   }
-  return std::unique_ptr<ImportSession>(
+  auto session = std::unique_ptr<ImportSession>(
       new ImportSession(this, caller, std::string(import_id), format,
                         std::move(columns), *totals));
+  session->lease_ = std::move(lease);
+  return session;
 }
 
-void Importer::Release(const std::string& import_id) {
+void Importer::Release(const std::string& import_id, const Lease* lease) {
   std::lock_guard<std::mutex> lock(mu_);
-  running_.erase(import_id);
+  auto it = running_.find(import_id);
+  // A session taken over leaves its successor's entry alone.
+  if (it != running_.end() && it->second.get() == lease) running_.erase(it);
 }
 
 ImportSession::ImportSession(Importer* importer, common::Caller caller,
@@ -1910,7 +2077,14 @@ ImportSession::ImportSession(Importer* importer, common::Caller caller,
 ImportSession::~ImportSession() {
   if (in_flight_.has_value()) in_flight_->done.wait();
   if (bulk_loading_) (void)importer_->ctx_.engine->EndBulkLoading();
-  importer_->Release(import_id_);
+  importer_->Release(import_id_, lease_.get());
+}
+
+absl::Status ImportSession::TakenOver() const {
+  return absl::AbortedError(absl::StrCat(
+      "import ", Sv(import_id_),
+      " was taken over by a new run (this run's client had gone); its "
+      "uncommitted rows were dropped"));
 }
 
 absl::Status ImportSession::AwaitCommit(std::vector<BatchResult>* out) {
@@ -1936,6 +2110,10 @@ absl::Status ImportSession::Add(uint64_t line, std::string_view text,
                      ": send lines in file order"));
   }
   last_line_ = line;
+  // As spreadsheet programs write: a byte order mark before the first line.
+  if (line == 1 && text.starts_with(kUtf8Bom)) {
+    text.remove_prefix(kUtf8Bom.size());
+  }
   if (absl::StripAsciiWhitespace(Sv(text)).empty()) return absl::OkStatus();
   pending_.push_back(Line{line, pending_text_.size(), text.size()});
   pending_text_.append(text);
@@ -1956,6 +2134,8 @@ absl::Status ImportSession::Finish(std::vector<BatchResult>* out) {
     t.resume_after_line = std::max(t.resume_after_line, last_line_);
     storage::WriteSet ws;
     ws.Put(Table::kMeta, CheckpointKey(import_id_), EncodeTotals(t));
+    std::lock_guard<std::mutex> lock(lease_->mu);
+    if (lease_->revoked) return TakenOver();
     RETURN_IF_ERROR(importer_->ctx_.engine->Commit(std::move(ws)).status());
     totals_ = t;
     out->push_back(BatchResult{totals_, {}});
@@ -1975,8 +2155,65 @@ absl::Status ImportSession::Finish(std::vector<BatchResult>* out) {
   return absl::OkStatus();
 }
 
+void Importer::GroupLines(const ImportSession& session,
+                          const std::vector<RegisterRow*>& parsed,
+                          const std::vector<absl::Status>& parse_errors,
+                          absl::Time now, std::vector<Group>* groups) {
+  // A line that does not parse joins the rows of its person when its id
+  // number can still be read; when it cannot, it is a group of its own and
+  // the groups just before and after it (its person's, if it has other
+  // rows) are rejected with it. A person's rows are accepted or rejected
+  // together.
+  uint64_t unread = session.unread_before_pending_;  // for the next group
+  for (size_t i = 0; i < parsed.size(); ++i) {
+    const uint64_t line = session.pending_[i].number;
+    std::string_view id_key;
+    std::optional<Problem> problem;
+    if (parse_errors[i].ok()) {
+      id_key = parsed[i]->id_number();
+    } else {
+      problem = FromStatus(parse_errors[i], "");
+      id_key = ReadableIdNumber(session.format_, session.csv_columns_,
+                                session.Text(session.pending_[i]), now);
+    }
+    const bool unreadable = problem.has_value() && id_key.empty();
+    if (groups->empty() || id_key.empty() ||
+        !absl::EqualsIgnoreCase(Sv(groups->back().id_key), Sv(id_key))) {
+      if (unreadable && !groups->empty() &&
+          groups->back().unread_neighbour == 0) {
+        groups->back().unread_neighbour = line;
+      }
+      Group g;
+      g.id_key = id_key;
+      g.unread_neighbour = unread;
+      unread = unreadable ? line : 0;
+      groups->push_back(std::move(g));
+    }
+    Group& g = groups->back();
+    if (problem.has_value()) {
+      if (!g.parse_error.has_value()) {
+        g.parse_error = std::move(problem);
+        g.parse_error_line = line;
+        if (unreadable) {
+          g.parse_error->reason = absl::StrCat(
+              g.parse_error->reason,
+              " (its id_number cannot be read: the rows next to it are "
+              "rejected with it)");
+        }
+      }
+      g.rows.push_back({line, &RegisterRow::default_instance()});
+    } else {
+      g.rows.push_back({line, parsed[i]});
+    }
+  }
+}
+
 absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
   if (pending_.empty()) return AwaitCommit(out);
+  {
+    std::lock_guard<std::mutex> lock(lease_->mu);
+    if (lease_->revoked) return TakenOver();
+  }
   Importer& imp = *importer_;
   // An import of more than one batch lets the batches' table files pile up
   // rather than having them merged every four batches
@@ -2040,30 +2277,21 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
   }
   const absl::Time parsed_at = absl::Now();
   std::vector<Importer::Group> groups;
-  for (size_t i = 0; i < n; ++i) {
-    if (!parse_errors[i].ok()) {
-      Importer::Group g;
-      g.rows.push_back({pending_[i].number, &RegisterRow::default_instance()});
-      g.parse_error = FromStatus(parse_errors[i], "");
-      groups.push_back(std::move(g));
-      continue;
-    }
-    const std::string_view id_key = parsed[i]->id_number();
-    if (groups.empty() || groups.back().parse_error.has_value() ||
-        id_key.empty() ||
-        !absl::EqualsIgnoreCase(Sv(groups.back().id_key), Sv(id_key))) {
-      Importer::Group g;
-      g.id_key = id_key;
-      groups.push_back(std::move(g));
-    }
-    groups.back().rows.push_back({pending_[i].number, parsed[i]});
-  }
+  Importer::GroupLines(*this, parsed, parse_errors, now, &groups);
   // The last person may continue in the next lines: its lines stay
-  // pending (moved to the front; the buffers keep their capacity).
+  // pending (moved to the front; the buffers keep their capacity), and
+  // with them an unreadable line just before them.
   size_t keep = 0;
-  if (!final && groups.size() > 1 && !groups.back().parse_error.has_value()) {
+  unread_before_pending_ = 0;
+  if (!final && groups.size() > 1) {
     keep = groups.back().rows.size();
+    unread_before_pending_ = groups.back().unread_neighbour;
     groups.pop_back();
+  } else if (!final && !groups.empty() && groups.back().id_key.empty() &&
+             groups.back().parse_error.has_value()) {
+    // The batch ended on an unreadable line: the next line may be of its
+    // person.
+    unread_before_pending_ = groups.back().parse_error_line;
   }
   const size_t kept_from =
       keep > 0 ? pending_[n - keep].offset : pending_text_.size();
@@ -2089,12 +2317,14 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
     for (size_t i = from; i < to; ++i) {
       prepared[i].Reset();
       if (groups[i].parse_error.has_value()) {
-        prepared[i].outcome = Importer::Prepared::Outcome::kRejected;
-        prepared[i].rows = 1;
-        prepared[i].last_line = groups[i].rows[0].line;
-        prepared[i].rejects.push_back({groups[i].rows[0].line,
-                                       groups[i].parse_error->field,
-                                       groups[i].parse_error->reason});
+        // The person's other rows are rejected with the broken one.
+        Importer::Prepared& p = prepared[i];
+        p.rows = groups[i].rows.size();
+        p.first_line = groups[i].rows.front().line;
+        p.last_line = groups[i].rows.back().line;
+        Importer::RejectAll(groups[i], groups[i].parse_error_line,
+                            groups[i].parse_error->field,
+                            groups[i].parse_error->reason, &p);
       } else if (groups[i].id_key.empty()) {
         prepared[i].outcome = Importer::Prepared::Outcome::kRejected;
         prepared[i].rows = groups[i].rows.size();
@@ -2103,6 +2333,11 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
           prepared[i].rejects.push_back({r.line, "id_number", "is required"});
         }
       } else if (imp.Plan(groups[i], now, &prepared[i], &plans[i - from])) {
+        if (groups[i].unread_neighbour != 0) {
+          Importer::RejectWithUnreadLine(groups[i], groups[i].unread_neighbour,
+                                         &prepared[i]);
+          continue;
+        }
         planned.push_back(&plans[i - from]);
         planned_group.push_back(i);
       }
@@ -2286,6 +2521,7 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
   f.batch = batch_groups;
   storage::Engine* engine = imp.ctx_.engine;
   const bool bulk = imp.options_.bulk_load;
+  absl::Status taken_over = TakenOver();
   // The groups' writes are moved into one set on the commit thread, so
   // that this thread goes on to the next batch sooner. The order is the
   // file order, as the events' sequences must be; the tail's writes touch
@@ -2293,9 +2529,14 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
   f.done =
       std::async(std::launch::async,
                  [engine, observe, bulk, accepted_ops, accepted_events,
+                  lease = lease_, taken_over = std::move(taken_over),
                   groups = std::move(batch_groups), tail = std::move(tail),
                   held = std::move(guard)]() mutable -> absl::Status {
                    storage::KeyLocks::Guard locks = std::move(held);
+                   // Held while committing: a run taking over waits for
+                   // this batch, and a batch after the takeover is dropped.
+                   std::lock_guard<std::mutex> leased(lease->mu);
+                   if (lease->revoked) return taken_over;
                    const absl::Time start = absl::Now();
                    storage::WriteSet batch;
                    batch.Reserve(accepted_ops + tail.ops().size(),

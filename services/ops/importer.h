@@ -9,7 +9,9 @@
 // validators, the region table, the lifecycle table); rows of one person
 // are consecutive and form a group that is accepted or rejected as a whole
 // (a rejected group reports the offending row with field and reason, and
-// the other rows as rejected with it).
+// the other rows as rejected with it). A line that does not parse belongs
+// to the person whose id number it still shows; if none can be read, the
+// persons just before and after it are rejected with it.
 //
 // An accepted group is replayed as its history: each step (applied, sent to
 // production, produced, issued, activated, lost, replaced, cancelled, e-card
@@ -31,10 +33,13 @@
 // hand them out) are rejected.
 //
 // Thread-safe: Importer may be shared; one ImportSession per import id runs
-// at a time (a second Begin gets ABORTED); a session is used by one thread.
+// at a time (a second Begin gets ABORTED, or takes over a run whose client
+// is gone); a session is used by one thread.
 
 #include <cstdint>
+#include <functional>
 #include <future>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -89,6 +94,17 @@ struct BatchResult {
 
 class Importer;
 
+// The right of one session to commit for an import id (Importer::Begin).
+// Thread-safe as noted per member.
+struct ImportLease {
+  // Held while the session commits.
+  std::mutex mu;
+  // Taken over: the session commits nothing more. Guarded by mu.
+  bool revoked = false;
+  // Set before the lease is shared; callable from any thread.
+  std::function<bool()> abandoned;
+};
+
 // One run of one import. Feed lines in file order with Add, then Finish.
 // A batch is committed in the background while the next one is prepared,
 // so a batch's result arrives with the next Add that fills a batch (or
@@ -130,6 +146,8 @@ class ImportSession {
   absl::Status Flush(bool final, std::vector<BatchResult>* out);
   // Waits for the batch being committed, if any, and appends its result.
   absl::Status AwaitCommit(std::vector<BatchResult>* out);
+  // The answer of a session whose run was taken over.
+  absl::Status TakenOver() const;
 
   // A batch's prepared groups (Importer::Prepared), one per person.
   struct PreparedBatch;
@@ -146,6 +164,8 @@ class ImportSession {
   };
 
   Importer* importer_;
+  // Its right to commit (Importer::Begin); never null once begun.
+  std::shared_ptr<ImportLease> lease_;
   common::Caller caller_;
   std::string import_id_;
   ssc::v1::ImportFormat format_;
@@ -156,6 +176,10 @@ class ImportSession {
   // The pending lines' text, one after another (one buffer for a batch,
   // rather than a string per line).
   std::string pending_text_;
+  // The line just before the pending ones when it does not parse and names
+  // no readable person (0: none): the first pending person is rejected
+  // with it.
+  uint64_t unread_before_pending_ = 0;
   // The first block of each parsing thread's arena (see Flush).
   std::vector<std::unique_ptr<char[]>> parse_blocks_;
   std::optional<InFlight> in_flight_;
@@ -181,11 +205,19 @@ class Importer {
            ImportOptions options = {});
 
   // Starts or resumes `import_id` (1..128 printable ASCII). CSV needs the
-  // header line. INVALID_ARGUMENT naming the field for bad arguments
-  // (unknown CSV column, ...); ABORTED if the import is running already.
+  // header line (a UTF-8 byte order mark before it is ignored).
+  // INVALID_ARGUMENT naming the field for bad arguments (unknown CSV
+  // column, ...); ABORTED if the import is running already, unless that
+  // run is abandoned: `abandoned` (called from any thread, e.g. "the
+  // client's call was cancelled"; null: never) says so for a session. A
+  // new run takes over an abandoned one: it waits for the batch that one
+  // is committing, that one commits nothing more (its uncommitted rows are
+  // dropped, its calls return ABORTED), and the new run resumes after the
+  // checkpoint.
   absl::StatusOr<std::unique_ptr<ImportSession>> Begin(
       const common::Caller& caller, std::string_view import_id,
-      ssc::v1::ImportFormat format, std::string_view csv_header);
+      ssc::v1::ImportFormat format, std::string_view csv_header,
+      std::function<bool()> abandoned = nullptr);
 
   // The checkpoint of an import (zeros if unknown).
   absl::StatusOr<ImportTotals> Status(std::string_view import_id) const;
@@ -213,11 +245,13 @@ class Importer {
 
  private:
   friend class ImportSession;
+  using Lease = ImportLease;
   struct Group;
   struct Prepared;
   struct GroupPlan;
   struct ReplayScratch;
-  void Release(const std::string& import_id);
+  // Ends `lease`'s run of `import_id` (nothing if it was taken over).
+  void Release(const std::string& import_id, const Lease* lease);
   // Validates and replays one person's rows into `*p` (no store writes):
   // Plan, then Replay (which reads what Fetch did not).
   void Prepare(const Group& g, absl::Time now, Prepared* p) const;
@@ -234,6 +268,16 @@ class Importer {
   // rows with it.
   static void RejectAll(const Group& g, uint64_t line, std::string field,
                         std::string reason, Prepared* p);
+  // Groups `session`'s pending lines (parsed, or not: their parse errors)
+  // into persons, in file order.
+  static void GroupLines(const ImportSession& session,
+                         const std::vector<ssc::v1::RegisterRow*>& parsed,
+                         const std::vector<absl::Status>& parse_errors,
+                         absl::Time now, std::vector<Group>* groups);
+  // Rejects the whole group because line `unread_line`, next to it, does
+  // not parse and names no readable person (Group::unread_neighbour).
+  static void RejectWithUnreadLine(const Group& g, uint64_t unread_line,
+                                   Prepared* p);
 
   common::StoreContext ctx_;
   const card::RegionTable* regions_;
@@ -241,7 +285,8 @@ class Importer {
   std::vector<card::CardObserver*> observers_;
   ImportOptions options_;
   std::mutex mu_;
-  std::set<std::string> running_;  // guarded by mu_
+  // The running imports' leases, by import id. Guarded by mu_.
+  std::map<std::string, std::shared_ptr<Lease>> running_;
 };
 
 }  // namespace ssc::ops

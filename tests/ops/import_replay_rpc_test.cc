@@ -596,8 +596,9 @@ TEST_F(ImportReplayRpcTest, ClientGoneMidFileLeavesNoPartialBatch) {
     ctx->TryCancel();
     EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
   }
-  // The server ends the cancelled call on its own thread; until then the
-  // import is running and a rerun is refused (ABORTED).
+  // The server ends the cancelled call on its own thread; a rerun takes
+  // over its run once the server has seen the cancellation (until then it
+  // is refused, ABORTED).
   std::vector<ImportResponse> rerun;
   for (int attempt = 0; attempt < 500 && rerun.empty(); ++attempt) {
     auto ctx = Ctx();
