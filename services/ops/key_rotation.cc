@@ -30,11 +30,10 @@ absl::StatusOr<ssc::v1::RotateDataKeyResponse> KeyRotation::Rotate(
         *target = absl::StrCat("data key ", previous);
         if (req.expected_active_key_id() != 0 &&
             req.expected_active_key_id() != previous) {
-          return common::WrongState(
-              "data key", absl::StrCat("active key ", previous),
-              absl::StrCat("expected_active_key_id is ",
-                           req.expected_active_key_id(),
-                           " but the active data key is ", previous));
+          return common::WrongState("the active data key",
+                                    absl::StrCat(previous),
+                                    absl::StrCat("expected_active_key_id is ",
+                                                 req.expected_active_key_id()));
         }
         // The key file is rewritten last, once nothing else can fail
         // before the commit. Should the commit still fail, the job sees an
