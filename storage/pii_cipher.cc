@@ -352,6 +352,21 @@ uint32_t PiiCipher::active_key_id() const {
   return active_;
 }
 
+std::vector<uint32_t> PiiCipher::data_key_ids() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<uint32_t> ids;
+  ids.reserve(data_keys_.size());
+  for (const auto& [id, key] : data_keys_) ids.push_back(id);
+  return ids;
+}
+
+std::optional<uint32_t> PiiCipher::KeyIdOf(std::string_view ciphertext) {
+  if (ciphertext.size() < kHeaderLen + kTagLen || ciphertext[0] != kVersion) {
+    return std::nullopt;
+  }
+  return GetU32BE(ciphertext.data() + 1);
+}
+
 absl::StatusOr<std::string> PiiCipher::Encrypt(std::string_view plaintext,
                                                std::string_view aad) const {
   ThreadCipher& tc = ThreadCtx();

@@ -19,8 +19,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -47,6 +49,12 @@ class PiiCipher {
   // Adds a new data key and makes it active; rewrites the key file.
   absl::StatusOr<uint32_t> RotateDataKey();
   uint32_t active_key_id() const;
+  // Every data key id of the key file, ascending.
+  std::vector<uint32_t> data_key_ids() const;
+
+  // The data key id written in a ciphertext's header; nullopt if `ciphertext`
+  // is too short or of an unknown version to be one.
+  static std::optional<uint32_t> KeyIdOf(std::string_view ciphertext);
 
  private:
   PiiCipher();

@@ -1720,4 +1720,59 @@ CardLogic::FindPayeesByIdNumber(
   return out;
 }
 
+absl::StatusOr<storage::ReencryptStep> ReencryptPersons(
+    const common::StoreContext& ctx, std::string_view from, size_t limit) {
+  storage::EncryptedRecordLayout layout;
+  layout.table = Table::kPersons;
+  layout.lock_key = [](std::string_view key, std::string_view) {
+    return CardLogic::PersonLockKey(key);
+  };
+  layout.rewrite = [](std::string_view key, std::string* value,
+                      storage::CipherFieldFn field) -> absl::StatusOr<bool> {
+    ASSIGN_OR_RETURN(store::PersonRecord rec, ParsePerson(*value));
+    bool changed = false;
+    const std::pair<const char*, std::string*> fields[] = {
+        {"id_number", rec.mutable_id_number()},
+        {"name", rec.mutable_name()},
+        {"phone", rec.mutable_phone()},
+        {"address", rec.mutable_address()}};
+    for (const auto& [name, ct] : fields) {
+      if (ct->empty()) continue;
+      ASSIGN_OR_RETURN(bool c, field(Aad(key, name), ct));
+      changed = changed || c;
+    }
+    if (changed) *value = rec.SerializeAsString();
+    return changed;
+  };
+  return storage::ReencryptRange(ctx.engine, ctx.locks, *ctx.cipher, layout,
+                                 from, limit);
+}
+
+absl::StatusOr<storage::ReencryptStep> ReencryptCards(
+    const common::StoreContext& ctx, std::string_view from, size_t limit) {
+  storage::EncryptedRecordLayout layout;
+  layout.table = Table::kCards;
+  // A card changes under its holder's lock (see StepCard).
+  layout.lock_key = [](std::string_view key, std::string_view value) {
+    store::CardRecord rec;
+    if (!rec.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+      // Not skipped: the rewrite reports the damaged record.
+      return absl::StrCat("card/", Sv(key));
+    }
+    return CardLogic::PersonLockKey(rec.person_key());
+  };
+  layout.rewrite = [](std::string_view key, std::string* value,
+                      storage::CipherFieldFn field) -> absl::StatusOr<bool> {
+    ASSIGN_OR_RETURN(store::CardRecord rec, ParseCard(key, *value));
+    if (rec.bank_account().empty()) return false;
+    ASSIGN_OR_RETURN(bool changed,
+                     field(Aad(rec.application_id(), "bank_account"),
+                           rec.mutable_bank_account()));
+    if (changed) *value = rec.SerializeAsString();
+    return changed;
+  };
+  return storage::ReencryptRange(ctx.engine, ctx.locks, *ctx.cipher, layout,
+                                 from, limit);
+}
+
 }  // namespace ssc::card

@@ -37,6 +37,7 @@
 #include "services/common/mutation.h"
 #include "ssc/v1/card.pb.h"
 #include "storage/engine.h"
+#include "storage/reencryption.h"
 
 namespace ssc::card {
 
@@ -289,5 +290,14 @@ class CardLogic {
   std::unique_ptr<SequenceAllocator> sequences_;
   std::vector<CardObserver*> observers_;
 };
+
+// Re-encryption after a data-key rotation (storage/reencryption.h) of the
+// records the card side owns: persons (ID number, name, phone, address)
+// and cards (bank account), each under the person lock its writers hold.
+// Visits at most `limit` keys from `from`; thread-safe.
+absl::StatusOr<storage::ReencryptStep> ReencryptPersons(
+    const common::StoreContext& ctx, std::string_view from, size_t limit);
+absl::StatusOr<storage::ReencryptStep> ReencryptCards(
+    const common::StoreContext& ctx, std::string_view from, size_t limit);
 
 }  // namespace ssc::card

@@ -201,4 +201,30 @@ absl::Status KeyManager::Reload() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<storage::ReencryptStep> ReencryptSigningKeys(
+    storage::Engine* engine, storage::KeyLocks* locks,
+    const storage::PiiCipher& cipher, std::string_view from, size_t limit) {
+  storage::EncryptedRecordLayout layout;
+  layout.table = storage::Table::kECards;
+  layout.lower = SigningKeyPrefix();
+  layout.upper = storage::PrefixSuccessor(layout.lower);
+  layout.lock_key = [](std::string_view, std::string_view) {
+    return std::string(KeyManager::kLockKey);
+  };
+  layout.rewrite = [](std::string_view, std::string* value,
+                      storage::CipherFieldFn field) -> absl::StatusOr<bool> {
+    store::SigningKeyRecord r;
+    if (!r.ParseFromString(*value)) {
+      return absl::DataLossError("signing key record cannot be parsed");
+    }
+    if (r.private_pkcs8().empty()) return false;
+    absl::StatusOr<bool> changed =
+        field(SigningKeyAad(r.number()), r.mutable_private_pkcs8());
+    if (!changed.ok() || !*changed) return changed;
+    *value = r.SerializeAsString();
+    return true;
+  };
+  return storage::ReencryptRange(engine, locks, cipher, layout, from, limit);
+}
+
 }  // namespace ssc::ecard

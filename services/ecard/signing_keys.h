@@ -24,6 +24,7 @@
 #include "storage/clock.h"
 #include "storage/engine.h"
 #include "storage/pii_cipher.h"
+#include "storage/reencryption.h"
 
 namespace ssc::ecard {
 
@@ -104,5 +105,12 @@ class KeyManager {
 
 // The aad binding an encrypted private key to its record.
 std::string SigningKeyAad(uint32_t number);
+
+// Re-encryption after a data-key rotation (storage/reencryption.h) of the
+// stored private signing keys, under KeyManager::kLockKey like every
+// writer of them. Visits at most `limit` keys from `from`; thread-safe.
+absl::StatusOr<storage::ReencryptStep> ReencryptSigningKeys(
+    storage::Engine* engine, storage::KeyLocks* locks,
+    const storage::PiiCipher& cipher, std::string_view from, size_t limit);
 
 }  // namespace ssc::ecard

@@ -196,4 +196,34 @@ grpc::Status AdminServiceImpl::VerifyBackup(
       });
 }
 
+grpc::Status AdminServiceImpl::RotateDataKey(
+    grpc::ServerContext* ctx, const ssc::v1::RotateDataKeyRequest* req,
+    ssc::v1::RotateDataKeyResponse* resp) {
+  return runner_->Run(
+      ctx, Method("RotateDataKey"), *req, resp,
+      [&](const common::Caller& caller, const ssc::v1::RotateDataKeyRequest& r)
+          -> absl::StatusOr<ssc::v1::RotateDataKeyResponse> {
+        if (key_rotation_ == nullptr) {
+          return absl::UnimplementedError("data-key rotation is not set up");
+        }
+        return key_rotation_->Rotate(caller, r);
+      });
+}
+
+grpc::Status AdminServiceImpl::GetReencryptionStatus(
+    grpc::ServerContext* ctx, const ssc::v1::GetReencryptionStatusRequest* req,
+    ssc::v1::GetReencryptionStatusResponse* resp) {
+  return runner_->Run(
+      ctx, Method("GetReencryptionStatus"), *req, resp,
+      [&](const common::Caller&, const ssc::v1::GetReencryptionStatusRequest&)
+          -> absl::StatusOr<ssc::v1::GetReencryptionStatusResponse> {
+        if (key_rotation_ == nullptr) {
+          return absl::UnimplementedError("data-key rotation is not set up");
+        }
+        ssc::v1::GetReencryptionStatusResponse out;
+        ASSIGN_OR_RETURN(*out.mutable_status(), key_rotation_->Status());
+        return out;
+      });
+}
+
 }  // namespace ssc::ops

@@ -10,6 +10,7 @@
 #include "services/common/grpc/rpc_runner.h"
 #include "services/ops/backup.h"
 #include "services/ops/importer.h"
+#include "services/ops/key_rotation.h"
 #include "ssc/v1/admin.grpc.pb.h"
 
 namespace ssc::ops {
@@ -37,11 +38,25 @@ class AdminServiceImpl final : public ssc::v1::AdminService::Service {
   grpc::Status VerifyBackup(grpc::ServerContext* ctx,
                             const ssc::v1::VerifyBackupRequest* req,
                             ssc::v1::VerifyBackupResponse* resp) override;
+  grpc::Status RotateDataKey(grpc::ServerContext* ctx,
+                             const ssc::v1::RotateDataKeyRequest* req,
+                             ssc::v1::RotateDataKeyResponse* resp) override;
+  grpc::Status GetReencryptionStatus(
+      grpc::ServerContext* ctx,
+      const ssc::v1::GetReencryptionStatusRequest* req,
+      ssc::v1::GetReencryptionStatusResponse* resp) override;
+
+  // Data-key rotation (not owned; must outlive the service). Set before
+  // serving; without it the rotation RPCs answer UNIMPLEMENTED.
+  void set_key_rotation(KeyRotation* key_rotation) {
+    key_rotation_ = key_rotation;
+  }
 
  private:
   Importer* importer_;
   BackupManager* backups_;
   const grpc_common::RpcRunner* runner_;
+  KeyRotation* key_rotation_ = nullptr;
 };
 
 }  // namespace ssc::ops

@@ -3,6 +3,7 @@
 //   sscctl import --file register.csv [--rejects register.csv.rejects]
 //   sscctl backup create | list | verify --id N
 //   sscctl backup restore --backup-dir D [--id N] --data-dir D   (offline)
+//   sscctl data-key rotate [--expected-active-key-id N] | status
 
 #include "services/ops/sscctl_ops.h"
 
@@ -342,6 +343,71 @@ class BackupRunnable final : public sscctl::Runnable {
   std::string backup_dir_, data_dir_;
 };
 
+// A line per kind on stderr (stdout keeps the message or its JSON): how far
+// the re-encryption after a data-key rotation is.
+int ShowReencryption(const ssc::v1::ReencryptionStatus& s) {
+  if (!s.started()) {
+    std::cerr << "no data-key rotation yet; active key " << s.active_key_id()
+              << "\n";
+    return kExitOk;
+  }
+  std::cerr << absl::StrFormat(
+      "re-encryption under key %d (was %d): %s, pass %d%s\n", s.active_key_id(),
+      s.previous_key_id(), s.done() ? "DONE" : "running", s.pass(),
+      s.current_kind().empty() ? "" : absl::StrCat(", at ", s.current_kind()));
+  for (const ssc::v1::ReencryptionKindProgress& k : s.kinds()) {
+    std::cerr << absl::StrFormat("  %-20s %12d scanned %12d re-encrypted%s\n",
+                                 k.kind(), k.records_scanned(),
+                                 k.records_reencrypted(),
+                                 k.done() ? "  (pass done)" : "");
+  }
+  auto ids = [](const google::protobuf::RepeatedField<uint32_t>& v) {
+    std::string out;
+    for (uint32_t id : v) absl::StrAppend(&out, out.empty() ? "" : ",", id);
+    return out.empty() ? std::string("none") : out;
+  };
+  std::cerr << "  old keys still in use: " << ids(s.key_ids_in_use()) << "\n";
+  if (s.done()) {
+    std::cerr << "  keys no stored value uses: " << ids(s.unused_key_ids())
+              << " (keep them while backups taken before "
+              << "the job finished are kept)\n";
+  }
+  if (!s.last_error().empty()) {
+    std::cerr << "  last error (retrying): " << s.last_error() << "\n";
+  }
+  return kExitOk;
+}
+
+sscctl::ServiceCommands DataKeyCommands() {
+  return {
+      .name = "data-key",
+      .help =
+          "rotate the personal-data key and follow the re-encryption "
+          "(ssc.v1.AdminService; admin role)",
+      .service = ssc::v1::RotateDataKeyRequest::descriptor()
+                     ->file()
+                     ->FindServiceByName("AdminService"),
+      .commands =
+          {
+              {"rotate", "RotateDataKey",
+               "add a new active data key and re-encrypt stored personal "
+               "data in the background",
+               [](const google::protobuf::Message& m) {
+                 ssc::v1::RotateDataKeyResponse r;
+                 r.ParseFromString(m.SerializeAsString());
+                 return ShowReencryption(r.status());
+               }},
+              {"status", "GetReencryptionStatus",
+               "progress of the re-encryption after the last rotation",
+               [](const google::protobuf::Message& m) {
+                 ssc::v1::GetReencryptionStatusResponse r;
+                 r.ParseFromString(m.SerializeAsString());
+                 return ShowReencryption(r.status());
+               }},
+          },
+  };
+}
+
 }  // namespace
 
 void RegisterOpsCommands(CLI::App& app,
@@ -359,6 +425,7 @@ void RegisterOpsCommands(CLI::App& app,
   out.push_back(std::make_unique<BackupRunnable>(
       backup, "restore",
       "OFFLINE: restore a backup into a new data directory (local files)"));
+  sscctl::RegisterService(app, DataKeyCommands(), out);
 }
 
 }  // namespace ssc::ops

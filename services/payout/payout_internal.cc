@@ -615,3 +615,44 @@ absl::StatusOr<ssc::v1::PayoutItem> ToPublicItem(
 }
 
 }  // namespace ssc::payout::internal
+
+namespace ssc::payout {
+
+absl::StatusOr<storage::ReencryptStep> ReencryptItems(
+    const common::StoreContext& ctx, std::string_view from, size_t limit) {
+  // The batch of an item record's key; nullopt for other records (the
+  // items' outcomes, ItemResult, hold nothing encrypted).
+  auto batch_of = [](std::string_view key) -> std::optional<std::string> {
+    storage::KeyReader r(key);
+    std::optional<std::string> batch = r.Str();
+    std::optional<uint32_t> part = r.U32();
+    if (!batch.has_value() || part != 0u) return std::nullopt;
+    return batch;
+  };
+  storage::EncryptedRecordLayout layout;
+  layout.table = storage::Table::kPayoutItems;
+  layout.lock_key = [batch_of](std::string_view key, std::string_view) {
+    std::optional<std::string> batch = batch_of(key);
+    return batch.has_value() ? internal::BatchLock(*batch) : std::string();
+  };
+  layout.rewrite = [](std::string_view key, std::string* value,
+                      storage::CipherFieldFn field) -> absl::StatusOr<bool> {
+    ASSIGN_OR_RETURN(store::ItemRecord rec, internal::ParseItem(*value));
+    bool changed = false;
+    const std::pair<const char*, std::string*> fields[] = {
+        {"id_number", rec.mutable_id_number()},
+        {"name", rec.mutable_name()},
+        {"bank_account", rec.mutable_bank_account()}};
+    for (const auto& [name, ct] : fields) {
+      if (ct->empty()) continue;
+      ASSIGN_OR_RETURN(bool c, field(internal::ItemKeyAad(key, name), ct));
+      changed = changed || c;
+    }
+    if (changed) *value = rec.SerializeAsString();
+    return changed;
+  };
+  return storage::ReencryptRange(ctx.engine, ctx.locks, *ctx.cipher, layout,
+                                 from, limit);
+}
+
+}  // namespace ssc::payout

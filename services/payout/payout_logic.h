@@ -71,6 +71,7 @@
 #include "services/common/mutation.h"
 #include "services/payout/bank_gateway.h"
 #include "ssc/v1/payout.pb.h"
+#include "storage/reencryption.h"
 
 namespace ssc::payout {
 
@@ -224,5 +225,12 @@ class PayoutLogic {
   std::condition_variable progress_cv_;
   uint64_t progress_version_ = 0;
 };
+
+// Re-encryption after a data-key rotation (storage/reencryption.h) of the
+// uploaded items (ID number, name, bank account), under the lock of their
+// batch like every writer of items. Visits at most `limit` keys from
+// `from`; thread-safe.
+absl::StatusOr<storage::ReencryptStep> ReencryptItems(
+    const common::StoreContext& ctx, std::string_view from, size_t limit);
 
 }  // namespace ssc::payout

@@ -37,6 +37,7 @@
 #include "services/ops/admin_service.h"
 #include "services/ops/backup.h"
 #include "services/ops/importer.h"
+#include "services/ops/key_rotation.h"
 #include "services/ops/observability.h"
 #include "services/payout/grpc_bank_gateway.h"
 #include "services/payout/payout_logic.h"
@@ -49,6 +50,7 @@
 #include "storage/idempotency.h"
 #include "storage/key_lock.h"
 #include "storage/pii_cipher.h"
+#include "storage/reencryption.h"
 #include "storage/rocksdb_engine.h"
 #include "storage/status_macros.h"
 
@@ -64,6 +66,8 @@ struct ServiceDeps {
   // derived state (e-card status, report counters) must be attached in
   // Server::Start whatever the services list says, not in a factory.
   card::CardLogic* card;
+  // Data-key rotation and the re-encryption job (AdminService).
+  ops::KeyRotation* key_rotation;
 };
 
 // A hosted gRPC service and the logic it owns (kept alive with it).
@@ -152,6 +156,7 @@ const ServiceEntry kServices[] = {
                               static_cast<uint32_t>(d.config.backup_keep)});
        auto service = std::make_unique<ops::AdminServiceImpl>(
            owned->importer.get(), owned->backups.get(), d.runner);
+       service->set_key_rotation(d.key_rotation);
        return HostedService{ssc::v1::AdminService::service_full_name(),
                             std::move(owned), std::move(service)};
      }},
@@ -191,6 +196,31 @@ const ServiceEntry kServices[] = {
                             std::move(owned), std::move(service)};
      }},
 };
+
+// THE list of stored records that hold encrypted personal data, each
+// re-encrypted by the code of the service that owns (writes) it after a
+// data-key rotation (storage/reencryption.h). Registered whatever services
+// are hosted: the records are in the store either way. A new kind of
+// encrypted record is one row here.
+void AddReencryptionKinds(const common::StoreContext& s,
+                          storage::ReencryptionJob* job) {
+  auto kind = [&](std::string name,
+                  absl::StatusOr<storage::ReencryptStep> (*fn)(
+                      const common::StoreContext&, std::string_view, size_t)) {
+    job->AddKind(
+        {std::move(name), [s, fn](std::string_view from, size_t limit) {
+           return fn(s, from, limit);
+         }});
+  };
+  kind("person", &card::ReencryptPersons);
+  kind("card", &card::ReencryptCards);
+  kind("payout_item", &payout::ReencryptItems);
+  kind("ecard_signing_key",
+       [](const common::StoreContext& c, std::string_view from, size_t limit) {
+         return ecard::ReencryptSigningKeys(c.engine, c.locks, *c.cipher, from,
+                                            limit);
+       });
+}
 
 const ServiceEntry* FindService(std::string_view name) {
   for (const ServiceEntry& e : kServices) {
@@ -468,6 +498,9 @@ struct Server::State {
   // Keeps the e-card status following the card; outlives `card`.
   std::unique_ptr<ecard::ECardObserver> ecard_status;
   std::unique_ptr<card::CardLogic> card;
+  // Re-encryption after data-key rotations; its thread stops at Shutdown.
+  std::unique_ptr<storage::ReencryptionJob> reencryption;
+  std::unique_ptr<ops::KeyRotation> key_rotation;
   std::vector<HostedService> hosted;
   // Operations: /metrics and /healthz, JSON logs, engine figures.
   std::unique_ptr<ops::MetricsHttpServer> metrics_http;
@@ -568,8 +601,20 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   st->ecard_status = std::make_unique<ecard::ECardObserver>(st->engine.get());
   st->card->AddObserver(st->ecard_status.get());
 
+  // Re-encryption after data-key rotations: resumes an unfinished job.
+  st->reencryption = std::make_unique<storage::ReencryptionJob>(
+      st->engine.get(), st->locks.get(), st->cipher.get(), st->clock,
+      storage::ReencryptionOptions{
+          .batch = static_cast<size_t>(std::max(1, config.reencrypt_batch)),
+          .stop_after_steps = static_cast<uint64_t>(
+              std::max(0, config.reencrypt_stop_after_steps))});
+  AddReencryptionKinds(st->store, st->reencryption.get());
+  st->key_rotation =
+      std::make_unique<ops::KeyRotation>(st->store, st->reencryption.get());
+
   // The services chosen in the configuration.
-  ServiceDeps deps{st->config, st->store, st->runner.get(), st->card.get()};
+  ServiceDeps deps{st->config, st->store, st->runner.get(), st->card.get(),
+                   st->key_rotation.get()};
   for (const std::string& name : config.services) {
     ASSIGN_OR_RETURN(HostedService hosted, FindService(name)->make(deps));
     st->hosted.push_back(std::move(hosted));
@@ -622,6 +667,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     health->SetServingStatus(h.full_name, true);
   }
   health->SetServingStatus("", true);
+  st->reencryption->Start();
   if (st->metrics_http != nullptr) {
     st->metrics_http->SetState(ops::ServingState::kServing);
   }
@@ -666,6 +712,7 @@ absl::Status Server::Shutdown(absl::Duration drain) {
       std::chrono::milliseconds(absl::ToInt64Milliseconds(drain));
   state_->server->Shutdown(deadline);
   state_->server->Wait();
+  state_->reencryption->Stop();
   state_->shutdown_status = state_->engine->Flush();
   // The engine goes with the server: no more figures from it.
   state_->engine_figures->Detach();

@@ -79,6 +79,11 @@ struct ServerConfig {
   // after each backup only the newest `backup_keep` are kept (0: all).
   std::string backup_dir;
   int backup_keep = 7;
+  // Not configuration keys (tests and tuning in code): records visited per
+  // step of the re-encryption after a data-key rotation, and a step after
+  // which that job stops as if sscd died there (0: never).
+  int reencrypt_batch = 256;
+  int reencrypt_stop_after_steps = 0;
 };
 
 // The service names a configuration may list ("card", "audit", ...).
