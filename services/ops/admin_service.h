@@ -10,6 +10,7 @@
 #include "services/common/grpc/rpc_runner.h"
 #include "services/ops/backup.h"
 #include "services/ops/importer.h"
+#include "services/payout/restore_fence.h"
 #include "ssc/v1/admin.grpc.pb.h"
 
 namespace ssc::ops {
@@ -17,9 +18,15 @@ namespace ssc::ops {
 class AdminServiceImpl final : public ssc::v1::AdminService::Service {
  public:
   // Not owned; must outlive the service.
+  // `restore_import` may be null: ReconcileBankAfterRestore then answers
+  // FAILED_PRECONDITION.
   AdminServiceImpl(Importer* importer, BackupManager* backups,
-                   const grpc_common::RpcRunner* runner)
-      : importer_(importer), backups_(backups), runner_(runner) {}
+                   const grpc_common::RpcRunner* runner,
+                   payout::BankRestoreImport* restore_import = nullptr)
+      : importer_(importer),
+        backups_(backups),
+        runner_(runner),
+        restore_import_(restore_import) {}
 
   grpc::Status Import(
       grpc::ServerContext* ctx,
@@ -37,11 +44,16 @@ class AdminServiceImpl final : public ssc::v1::AdminService::Service {
   grpc::Status VerifyBackup(grpc::ServerContext* ctx,
                             const ssc::v1::VerifyBackupRequest* req,
                             ssc::v1::VerifyBackupResponse* resp) override;
+  grpc::Status ReconcileBankAfterRestore(
+      grpc::ServerContext* ctx,
+      const ssc::v1::ReconcileBankAfterRestoreRequest* req,
+      ssc::v1::ReconcileBankAfterRestoreResponse* resp) override;
 
  private:
   Importer* importer_;
   BackupManager* backups_;
   const grpc_common::RpcRunner* runner_;
+  payout::BankRestoreImport* restore_import_;
 };
 
 }  // namespace ssc::ops
