@@ -183,7 +183,7 @@ TEST_F(RestoreFenceTest, RestoreNeverPaysWronglyOrTwice) {
       << twice.status();
 
   // Y pays Q, once each; W pays R.
-  ASSERT_TRUE(Approve(y, checker_).ok());
+  EXPECT_TRUE(Approve(y, checker_).ok());
   RunToCompletion(y);
   RunToCompletion(w);
   for (const auto& [id, item] : Items(y)) {
@@ -193,7 +193,7 @@ TEST_F(RestoreFenceTest, RestoreNeverPaysWronglyOrTwice) {
   std::map<int, std::string> z_people = p;
   z_people[13] = "蒋十三";
   const std::string z = PrepareBatch(z_people);
-  ASSERT_TRUE(Approve(z, checker_).ok());
+  EXPECT_TRUE(Approve(z, checker_).ok());
   RunToCompletion(z);
   for (const auto& [id, item] : Items(z)) {
     if (id == "i13") {
