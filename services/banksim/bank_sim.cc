@@ -343,6 +343,12 @@ absl::StatusOr<bank::v1::ListInstructionsResponse> BankSim::List(
   if (request.page_size() < 0 || request.page_size() > 10000) {
     return absl::InvalidArgumentError("page_size must be within 0..10000");
   }
+  if (request.has_booked_since() &&
+      (request.booked_since().seconds() < 0 ||
+       request.booked_since().nanos() < 0 ||
+       request.booked_since().nanos() > 999999999)) {
+    return absl::InvalidArgumentError("booked_since is not a valid time");
+  }
   const int page_size = request.page_size() == 0 ? 1000 : request.page_size();
   std::string lower;
   if (!request.page_token().empty()) {

@@ -279,6 +279,40 @@ TEST_F(RestoreFenceTest, InstructionIdsNameTheIncarnation) {
   EXPECT_EQ(PayoutLogic::InstructionPrefix(legacy), "PB00000007");
 }
 
+// A store from before incarnations: its batches keep their ids (and their
+// bank reference) after sscd gives it an incarnation; new batches get one.
+TEST_F(RestoreFenceTest, OldStoreKeepsItsBatchIds) {
+  storage::WriteSet ws;
+  ws.Delete(storage::Table::kMeta, storage::kIncarnationKey);
+  ASSERT_TRUE(engine_->Commit(std::move(ws)).ok());
+  AddHolder(1, "赵一");
+  AddHolder(2, "钱二");
+  RegisterProgramme("CJBT", 100000);
+  ASSERT_TRUE(SetBudget("CJBT", "2026-11", 10000000).ok());
+  const std::string old_batch = PrepareBatch({{1, "赵一"}});
+  EXPECT_EQ(Get(old_batch).incarnation(), "");
+  ASSERT_TRUE(Approve(old_batch, checker_).ok());
+  // The upgrade: sscd opens the store.
+  auto inc = storage::EnsureIncarnation(*engine_);
+  ASSERT_TRUE(inc.ok() && !inc->empty());
+  RunToCompletion(old_batch);
+  const std::string legacy_id = absl::StrCat(old_batch, "-00000001");
+  EXPECT_EQ(Items(old_batch)["i1"].instruction_id(), legacy_id);
+  EXPECT_EQ(Statement(old_batch).count(legacy_id), 1u);
+  ReconcileRequest rec;
+  rec.set_request_id(Rid());
+  rec.set_batch_id(old_batch);
+  auto reconciled = payout_->Reconcile(maker_, rec);
+  ASSERT_TRUE(reconciled.ok()) << reconciled.status();
+  EXPECT_TRUE(reconciled->reconciled());
+  const std::string new_batch = PrepareBatch({{2, "钱二"}});
+  EXPECT_EQ(Get(new_batch).incarnation(), *inc);
+  ASSERT_TRUE(Approve(new_batch, checker_).ok());
+  RunToCompletion(new_batch);
+  EXPECT_EQ(Items(new_batch)["i2"].instruction_id(),
+            absl::StrCat(*inc, "-", new_batch, "-00000001"));
+}
+
 TEST_F(RestoreFenceTest, NothingToLiftWithoutARestore) {
   auto got = LiftFence("lift-1");
   EXPECT_EQ(got.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -320,6 +354,11 @@ TEST_F(RestoreFenceTest, BankListingValidatesItsFields) {
   r.set_page_size(10001);
   EXPECT_EQ(sim_->List(r).status().code(), absl::StatusCode::kInvalidArgument);
   r.set_page_size(0);
+  r.mutable_booked_since()->set_nanos(-1);
+  got = sim_->List(r);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(got.status().message(), "booked_since"));
+  r.clear_booked_since();
   r.set_page_token("not*a*token");
   got = sim_->List(r);
   EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
