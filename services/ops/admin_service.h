@@ -1,9 +1,10 @@
 #pragma once
 
-// ssc.v1.AdminService over gRPC: bulk import (bidirectional stream) and
-// online backups. Every call goes through the RpcRunner (identity, the
-// authorization table: admin only, audit of refusals); imports audit each
-// committed batch, backups audit their creation. Thread-safe.
+// ssc.v1.AdminService over gRPC: bulk import (bidirectional stream),
+// online backups, and lifting the payout fence after a restore. Every call goes
+// through the RpcRunner (identity, the authorization table: admin only, audit
+// of refusals); imports audit each committed batch, backups audit their
+// creation. Thread-safe.
 
 #include <grpcpp/grpcpp.h>
 

@@ -83,6 +83,26 @@ absl::StatusOr<ssc::v1::VerifyBackupResponse> BackupManager::Verify(
   return out;
 }
 
+namespace {
+
+// A new incarnation and the payout fence, written into the restored store.
+absl::Status MarkRestoredStore(const std::string& db_dir, uint32_t backup_id,
+                               int64_t backup_micros) {
+  storage::RocksDbOptions o;
+  o.path = db_dir;
+  o.block_cache_bytes = 8 << 20;
+  o.memtable_bytes = 4 << 20;
+  ASSIGN_OR_RETURN(std::unique_ptr<storage::Engine> engine,
+                   storage::OpenRocksDbEngine(o));
+  RETURN_IF_ERROR(storage::MarkRestored(
+      *engine, backup_id, backup_micros,
+      absl::ToUnixMicros(storage::SystemClock::Get()->Now())));
+  // Destroying the engine closes it.
+  return engine->Flush();
+}
+
+}  // namespace
+
 absl::Status RestoreStore(const std::string& backup_dir, uint32_t id,
                           const std::string& data_dir) {
   if (data_dir.empty()) {
@@ -109,17 +129,14 @@ absl::Status RestoreStore(const std::string& backup_dir, uint32_t id,
       if (!absl::SimpleAtoi(kv.second, &backup_micros)) backup_micros = 0;
     }
   }
-  storage::RocksDbOptions o;
-  o.path = db_dir;
-  o.block_cache_bytes = 8 << 20;
-  o.memtable_bytes = 4 << 20;
-  ASSIGN_OR_RETURN(std::unique_ptr<storage::Engine> engine,
-                   storage::OpenRocksDbEngine(o));
-  RETURN_IF_ERROR(storage::MarkRestored(
-      *engine, chosen->id, backup_micros,
-      absl::ToUnixMicros(storage::SystemClock::Get()->Now())));
-  // Destroying the engine flushes and closes it.
-  return engine->Flush();
+  absl::Status marked = MarkRestoredStore(db_dir, chosen->id, backup_micros);
+  if (!marked.ok()) {
+    // A restored store without its fence could pay twice: leave none.
+    std::error_code ec;
+    std::filesystem::remove_all(db_dir, ec);
+    return marked;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace ssc::ops

@@ -10,7 +10,10 @@
 #include <set>
 
 #include "absl/strings/match.h"
+#include "grpcpp/grpcpp.h"
+#include "services/banksim/bank_sim_service.h"
 #include "services/ops/backup.h"
+#include "services/payout/grpc_bank_gateway.h"
 #include "services/payout/payout_internal.h"
 #include "storage/incarnation.h"
 #include "tests/payout/payout_fixture.h"
@@ -64,9 +67,32 @@ class RestoreFenceTest : public PayoutFixture {
     RestartPayout();
   }
 
+  // The bank simulator served over gRPC (loopback, plain text), as sscd
+  // reaches it, and a gateway to it (started once).
+  BankGateway* ServeBank() {
+    if (grpc_bank_ != nullptr) return grpc_bank_.get();
+    bank_service_ = std::make_unique<banksim::BankGatewayService>(sim_.get());
+    grpc::ServerBuilder b;
+    int port = 0;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    b.RegisterService(bank_service_.get());
+    bank_server_ = b.BuildAndStart();
+    EXPECT_NE(bank_server_, nullptr);
+    GrpcBankGatewayOptions o;
+    o.address = absl::StrCat("127.0.0.1:", port);
+    auto g = GrpcBankGateway::Create(o);
+    EXPECT_TRUE(g.ok()) << g.status();
+    if (g.ok()) grpc_bank_ = std::move(*g);
+    return grpc_bank_.get();
+  }
+  void TearDown() override {
+    if (bank_server_ != nullptr) bank_server_->Shutdown();
+    PayoutFixture::TearDown();
+  }
+
   absl::StatusOr<ReconcileBankAfterRestoreResponse> LiftFence(
       const std::string& request_id) {
-    BankRestoreImport import(ctx_, gateway_.get());
+    BankRestoreImport import(ctx_, ServeBank());
     ReconcileBankAfterRestoreRequest r;
     r.set_request_id(request_id);
     return import.Run(admin_, r);
@@ -121,6 +147,9 @@ class RestoreFenceTest : public PayoutFixture {
   }
 
   common::Caller admin_{"admin-01", common::Role::kAdmin, "op-7"};
+  std::unique_ptr<banksim::BankGatewayService> bank_service_;
+  std::unique_ptr<grpc::Server> bank_server_;
+  std::unique_ptr<BankGateway> grpc_bank_;
 };
 
 TEST_F(RestoreFenceTest, RestoreNeverPaysWronglyOrTwice) {
