@@ -15,6 +15,7 @@
 #include "services/ops/backup.h"
 #include "services/payout/grpc_bank_gateway.h"
 #include "services/payout/payout_internal.h"
+#include "storage/audit.h"
 #include "storage/incarnation.h"
 #include "tests/payout/payout_fixture.h"
 
@@ -210,6 +211,31 @@ TEST_F(RestoreFenceTest, RestoreNeverPaysWronglyOrTwice) {
   EXPECT_EQ(twice.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(absl::StrContains(twice.status().message(), "LIFTED"))
       << twice.status();
+  // The fence (at the first start after the restore), the refused approval
+  // and the lifting are in the audit chain, which still verifies.
+  auto audit = storage::ReadAudit(*engine_, 0, 100000);
+  ASSERT_TRUE(audit.ok()) << audit.status();
+  int fenced = 0, refused_approvals = 0, lifts = 0;
+  for (const storage::AuditRecordView& a : *audit) {
+    if (a.input.rpc == "sscd/RestoreFence" && a.input.code == 0) ++fenced;
+    if (absl::EndsWith(a.input.rpc, "/ApproveBatch") &&
+        a.input.code ==
+            static_cast<int>(absl::StatusCode::kFailedPrecondition)) {
+      ++refused_approvals;
+    }
+    if (absl::EndsWith(a.input.rpc, "/ReconcileBankAfterRestore") &&
+        a.input.code == 0) {
+      ++lifts;
+      EXPECT_EQ(a.input.caller, "admin-01");
+      EXPECT_EQ(a.input.operator_id, "op-7");
+    }
+  }
+  EXPECT_EQ(fenced, 1);
+  EXPECT_EQ(refused_approvals, 1);
+  EXPECT_EQ(lifts, 1);
+  auto chain = storage::VerifyAuditChain(*engine_);
+  ASSERT_TRUE(chain.ok());
+  EXPECT_TRUE(chain->ok) << chain->problem;
 
   // Y pays Q, once each; W pays R.
   EXPECT_TRUE(Approve(y, checker_).ok());
