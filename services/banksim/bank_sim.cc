@@ -3,12 +3,14 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <optional>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
 #include "google/protobuf/util/time_util.h"
 #include "storage/key_codec.h"
@@ -30,6 +32,13 @@ std::string IndexKey(std::string_view instruction_id) {
 // kPayoutItems: (batch reference, instruction id) -> StatementEntry.
 std::string EntryKey(std::string_view batch, std::string_view instruction_id) {
   return KeyBuilder().Str(batch).Str(instruction_id).Build();
+}
+
+// kIndex: (booking time in micros, instruction id) -> batch reference: the
+// journal ListInstructions pages through.
+std::string JournalKey(uint64_t booked_micros,
+                       std::string_view instruction_id) {
+  return KeyBuilder().U64(booked_micros).Str(instruction_id).Build();
 }
 
 bool IsAccount(const std::string& a) {
@@ -122,6 +131,9 @@ bank::v1::StatementEntry BankSim::Decide(
   bank::v1::StatementEntry e;
   e.set_instruction_id(in.instruction_id());
   e.set_account(in.account());
+  e.set_account_name(in.account_name());
+  e.set_batch_reference(in.batch_reference());
+  e.set_entitlement_reference(in.entitlement_reference());
   e.set_amount_fen(in.amount_fen());
   *e.mutable_booked_at() = now;
   bank::v1::RejectReason reason = bank::v1::REJECT_REASON_UNSPECIFIED;
@@ -171,6 +183,12 @@ absl::StatusOr<bank::v1::SubmitInstructionsResponse> BankSim::Submit(
       return absl::InvalidArgumentError(
           absl::StrFormat("instructions[%d].batch_reference is empty", i));
     }
+    if (in.entitlement_reference().size() > 256) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "instructions[%d].entitlement_reference must have at most 256 "
+          "characters",
+          i));
+    }
   }
   bank::v1::SubmitInstructionsResponse response;
   response.mutable_results()->Reserve(request.instructions_size());
@@ -188,9 +206,12 @@ absl::StatusOr<bank::v1::SubmitInstructionsResponse> BankSim::Submit(
   ASSIGN_OR_RETURN(std::vector<std::optional<bank::v1::StatementEntry>> stored,
                    LoadEntries(engine_, ids));
   // Every instruction of one call is booked at the same time.
+  const absl::Time now = clock_->Now();
   const google::protobuf::Timestamp booked_at =
       google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
-          absl::ToUnixNanos(clock_->Now()));
+          absl::ToUnixNanos(now));
+  const uint64_t booked_micros =
+      static_cast<uint64_t>(std::max<int64_t>(0, absl::ToUnixMicros(now)));
   for (int i = 0; i < request.instructions_size(); ++i) {
     const auto& in = request.instructions(i);
     const bank::v1::StatementEntry* known = nullptr;
@@ -219,6 +240,8 @@ absl::StatusOr<bank::v1::SubmitInstructionsResponse> BankSim::Submit(
     ws.Put(Table::kPayoutItems,
            EntryKey(in.batch_reference(), in.instruction_id()),
            e.SerializeAsString());
+    ws.Put(Table::kIndex, JournalKey(booked_micros, in.instruction_id()),
+           in.batch_reference());
     *response.add_results() = ToResult(e);
     fresh.emplace(in.instruction_id(), std::move(e));
     ++processed_;
@@ -313,6 +336,78 @@ absl::Status BankSim::Statement(
   page.set_rejected_count(rejected);
   emit(page);
   return absl::OkStatus();
+}
+
+absl::StatusOr<bank::v1::ListInstructionsResponse> BankSim::List(
+    const bank::v1::ListInstructionsRequest& request) {
+  if (request.page_size() < 0 || request.page_size() > 10000) {
+    return absl::InvalidArgumentError("page_size must be within 0..10000");
+  }
+  if (request.has_booked_since() &&
+      (request.booked_since().seconds() < 0 ||
+       request.booked_since().nanos() < 0 ||
+       request.booked_since().nanos() > 999999999)) {
+    return absl::InvalidArgumentError("booked_since is not a valid time");
+  }
+  const int page_size = request.page_size() == 0 ? 1000 : request.page_size();
+  std::string lower;
+  if (!request.page_token().empty()) {
+    std::string raw;
+    if (!absl::WebSafeBase64Unescape(request.page_token(), &raw) ||
+        raw.empty()) {
+      return absl::InvalidArgumentError("page_token is not a token of ours");
+    }
+    lower = raw;
+    lower.push_back('\0');  // after the last entry of the previous page
+  } else if (request.has_booked_since()) {
+    const int64_t since =
+        google::protobuf::util::TimeUtil::TimestampToMicroseconds(
+            request.booked_since());
+    lower = KeyBuilder()
+                .U64(static_cast<uint64_t>(std::max<int64_t>(0, since)))
+                .Build();
+  }
+  std::vector<std::string> ids, batches;
+  std::string last_key;
+  bool more = false;
+  RETURN_IF_ERROR(
+      engine_->Scan(Table::kIndex, lower, "",
+                    [&](std::string_view key, std::string_view value) {
+                      if (static_cast<int>(ids.size()) >= page_size) {
+                        more = true;
+                        return false;
+                      }
+                      storage::KeyReader r(key);
+                      r.U64();
+                      std::optional<std::string> id = r.Str();
+                      if (!id.has_value()) return true;
+                      ids.push_back(*std::move(id));
+                      batches.emplace_back(value);
+                      last_key.assign(key.data(), key.size());
+                      return true;
+                    }));
+  std::vector<std::string> entry_keys;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    entry_keys.push_back(EntryKey(batches[i], ids[i]));
+  }
+  std::vector<std::string_view> keys(entry_keys.begin(), entry_keys.end());
+  ASSIGN_OR_RETURN(std::vector<std::optional<std::string>> entries,
+                   engine_->MultiGet(Table::kPayoutItems, keys));
+  bank::v1::ListInstructionsResponse response;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    bank::v1::StatementEntry* e = response.add_entries();
+    if (!entries[i].has_value() || !e->ParseFromString(*entries[i])) {
+      return absl::DataLossError("statement entry missing or corrupt");
+    }
+    // Entries booked before the batch reference was kept in them.
+    if (e->batch_reference().empty()) e->set_batch_reference(batches[i]);
+  }
+  if (more) {
+    std::string token;
+    absl::WebSafeBase64Escape(last_key, &token);
+    response.set_next_page_token(std::move(token));
+  }
+  return response;
 }
 
 }  // namespace ssc::banksim

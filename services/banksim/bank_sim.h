@@ -62,6 +62,11 @@ class BankSim {
       const std::string& batch_reference, size_t chunk,
       const std::function<bool(const bank::v1::GetStatementResponse&)>& emit);
 
+  // Every recorded instruction booked at or after `booked_since` (or after
+  // the page token's entry), in booking order, one page at a time.
+  absl::StatusOr<bank::v1::ListInstructionsResponse> List(
+      const bank::v1::ListInstructionsRequest& request);
+
   // Instructions processed (recorded) since start.
   uint64_t processed() const;
 

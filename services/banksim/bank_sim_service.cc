@@ -45,4 +45,13 @@ grpc::Status BankGatewayService::GetStatement(
                       }));
 }
 
+grpc::Status BankGatewayService::ListInstructions(
+    grpc::ServerContext*, const bank::v1::ListInstructionsRequest* req,
+    bank::v1::ListInstructionsResponse* resp) {
+  absl::StatusOr<bank::v1::ListInstructionsResponse> r = sim_->List(*req);
+  if (!r.ok()) return ToGrpc(r.status());
+  resp->Swap(&*r);
+  return grpc::Status::OK;
+}
+
 }  // namespace ssc::banksim

@@ -25,6 +25,9 @@ class BankGatewayService final : public bank::v1::BankGatewayService::Service {
   grpc::Status GetStatement(
       grpc::ServerContext* ctx, const bank::v1::GetStatementRequest* req,
       grpc::ServerWriter<bank::v1::GetStatementResponse>* writer) override;
+  grpc::Status ListInstructions(
+      grpc::ServerContext* ctx, const bank::v1::ListInstructionsRequest* req,
+      bank::v1::ListInstructionsResponse* resp) override;
 
  private:
   BankSim* sim_;

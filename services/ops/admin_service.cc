@@ -226,4 +226,21 @@ grpc::Status AdminServiceImpl::GetReencryptionStatus(
       });
 }
 
+grpc::Status AdminServiceImpl::ReconcileBankAfterRestore(
+    grpc::ServerContext* ctx,
+    const ssc::v1::ReconcileBankAfterRestoreRequest* req,
+    ssc::v1::ReconcileBankAfterRestoreResponse* resp) {
+  return runner_->Run(
+      ctx, Method("ReconcileBankAfterRestore"), *req, resp,
+      [&](const common::Caller& caller,
+          const ssc::v1::ReconcileBankAfterRestoreRequest& r)
+          -> absl::StatusOr<ssc::v1::ReconcileBankAfterRestoreResponse> {
+        if (restore_import_ == nullptr) {
+          return common::WrongState("payout_bank_address", "NOT_CONFIGURED",
+                                    "this sscd cannot reach the bank");
+        }
+        return restore_import_->Run(caller, r);
+      });
+}
+
 }  // namespace ssc::ops

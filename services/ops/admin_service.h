@@ -1,9 +1,10 @@
 #pragma once
 
-// ssc.v1.AdminService over gRPC: bulk import (bidirectional stream) and
-// online backups. Every call goes through the RpcRunner (identity, the
-// authorization table: admin only, audit of refusals); imports audit each
-// committed batch, backups audit their creation. Thread-safe.
+// ssc.v1.AdminService over gRPC: bulk import (bidirectional stream),
+// online backups, and lifting the payout fence after a restore. Every call goes
+// through the RpcRunner (identity, the authorization table: admin only, audit
+// of refusals); imports audit each committed batch, backups audit their
+// creation. Thread-safe.
 
 #include <grpcpp/grpcpp.h>
 
@@ -11,6 +12,7 @@
 #include "services/ops/backup.h"
 #include "services/ops/importer.h"
 #include "services/ops/key_rotation.h"
+#include "services/payout/restore_fence.h"
 #include "ssc/v1/admin.grpc.pb.h"
 
 namespace ssc::ops {
@@ -18,9 +20,15 @@ namespace ssc::ops {
 class AdminServiceImpl final : public ssc::v1::AdminService::Service {
  public:
   // Not owned; must outlive the service.
+  // `restore_import` may be null: ReconcileBankAfterRestore then answers
+  // FAILED_PRECONDITION.
   AdminServiceImpl(Importer* importer, BackupManager* backups,
-                   const grpc_common::RpcRunner* runner)
-      : importer_(importer), backups_(backups), runner_(runner) {}
+                   const grpc_common::RpcRunner* runner,
+                   payout::BankRestoreImport* restore_import = nullptr)
+      : importer_(importer),
+        backups_(backups),
+        runner_(runner),
+        restore_import_(restore_import) {}
 
   grpc::Status Import(
       grpc::ServerContext* ctx,
@@ -45,6 +53,10 @@ class AdminServiceImpl final : public ssc::v1::AdminService::Service {
       grpc::ServerContext* ctx,
       const ssc::v1::GetReencryptionStatusRequest* req,
       ssc::v1::GetReencryptionStatusResponse* resp) override;
+  grpc::Status ReconcileBankAfterRestore(
+      grpc::ServerContext* ctx,
+      const ssc::v1::ReconcileBankAfterRestoreRequest* req,
+      ssc::v1::ReconcileBankAfterRestoreResponse* resp) override;
 
   // Data-key rotation (not owned; must outlive the service). Set before
   // serving; without it the rotation RPCs answer UNIMPLEMENTED.
@@ -57,6 +69,7 @@ class AdminServiceImpl final : public ssc::v1::AdminService::Service {
   BackupManager* backups_;
   const grpc_common::RpcRunner* runner_;
   KeyRotation* key_rotation_ = nullptr;
+  payout::BankRestoreImport* restore_import_;
 };
 
 }  // namespace ssc::ops

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "ssc/v1/admin.pb.h"
+#include "storage/clock.h"
 #include "storage/engine.h"
 
 namespace ssc::ops {
@@ -19,6 +20,10 @@ namespace ssc::ops {
 struct BackupOptions {
   std::string dir;    // the backup directory (BackupEngine layout)
   uint32_t keep = 7;  // backups kept after each creation (0: all)
+  // The store's clock: each backup records its point in time on it, which
+  // the restore fence uses to ask the bank what happened since (SystemClock
+  // if null).
+  const storage::Clock* clock = nullptr;
 };
 
 class BackupManager {
@@ -48,7 +53,10 @@ absl::StatusOr<ssc::v1::ListBackupsResponse> ListBackupDir(
 // `data_dir` (into <data_dir>/db, which must not exist or be empty). sscd
 // must not be running on `data_dir`. The key file is not restored: copy it
 // from its own backup to <data_dir>/keys/ssc.key (or the configured
-// key_file) before starting sscd.
+// key_file) before starting sscd. The restored store gets a new incarnation
+// and a restore fence (storage/incarnation.h): payouts stay fenced until
+// AdminService.ReconcileBankAfterRestore has imported the bank's record
+// since the backup point.
 absl::Status RestoreStore(const std::string& backup_dir, uint32_t id,
                           const std::string& data_dir);
 

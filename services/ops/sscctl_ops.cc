@@ -296,7 +296,8 @@ class BackupRunnable final : public sscctl::Runnable {
       }
       std::cerr << "restored into " << data_dir_
                 << "/db; copy the key file from its own backup before "
-                   "starting sscd (deploy/README.md)\n";
+                   "starting sscd (deploy/README.md); payouts stay fenced "
+                   "until `sscctl admin reconcile-bank-after-restore`\n";
       return kExitOk;
     }
     auto channel = sscctl::OpenChannel(global.connection);
@@ -426,6 +427,20 @@ void RegisterOpsCommands(CLI::App& app,
       backup, "restore",
       "OFFLINE: restore a backup into a new data directory (local files)"));
   sscctl::RegisterService(app, DataKeyCommands(), out);
+  // Table-driven AdminService commands (flags from the request message).
+  sscctl::RegisterService(
+      app,
+      {.name = "admin",
+       .help = "store administration (ssc.v1.AdminService; admin role)",
+       .service = ssc::v1::ReconcileBankAfterRestoreRequest::descriptor()
+                      ->file()
+                      ->FindServiceByName("AdminService"),
+       .commands = {{.name = "reconcile-bank-after-restore",
+                     .method = "ReconcileBankAfterRestore",
+                     .help = "after a restore: import the bank's record "
+                             "since the backup point and lift the payout "
+                             "fence"}}},
+      out);
 }
 
 }  // namespace ssc::ops

@@ -33,6 +33,10 @@ class BankGateway {
       const std::string& batch_reference,
       const std::function<bool(const bank::v1::GetStatementResponse&)>&
           emit) = 0;
+  // One page of every instruction the bank recorded from a point in time
+  // (bank.v1 ListInstructions): what the store imports after a restore.
+  virtual absl::Status List(const bank::v1::ListInstructionsRequest& request,
+                            bank::v1::ListInstructionsResponse* response) = 0;
 };
 
 }  // namespace ssc::payout

@@ -103,4 +103,13 @@ absl::Status GrpcBankGateway::Statement(
   return FromGrpc(reader->Finish());
 }
 
+absl::Status GrpcBankGateway::List(
+    const bank::v1::ListInstructionsRequest& request,
+    bank::v1::ListInstructionsResponse* response) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() +
+                   absl::ToChronoMilliseconds(timeout_));
+  return FromGrpc(stub_->ListInstructions(&ctx, request, response));
+}
+
 }  // namespace ssc::payout

@@ -39,6 +39,8 @@ class GrpcBankGateway final : public BankGateway {
       const std::string& batch_reference,
       const std::function<bool(const bank::v1::GetStatementResponse&)>& emit)
       override;
+  absl::Status List(const bank::v1::ListInstructionsRequest& request,
+                    bank::v1::ListInstructionsResponse* response) override;
 
  private:
   GrpcBankGateway(std::unique_ptr<bank::v1::BankGatewayService::Stub> stub,

@@ -13,7 +13,9 @@
 #include "services/common/errors.h"
 #include "services/common/metrics.h"
 #include "services/payout/payout_impl.h"
+#include "services/payout/restore_fence.h"
 #include "services/report/counters.h"
+#include "storage/incarnation.h"
 #include "storage/key_codec.h"
 #include "storage/status_macros.h"
 
@@ -110,6 +112,11 @@ bool PayoutLogic::Impl::Backoff(PayoutLogic& self, absl::Duration d) {
 
 absl::Status PayoutLogic::Impl::RunDue(PayoutLogic& self, int max_attempts,
                                        absl::Time* next_due) {
+  // After a restore nothing is sent until the bank's record is imported:
+  // the store may not know what the bank paid since the backup.
+  absl::Status fenced = CheckPayoutsNotFenced(*self.ctx_.engine);
+  if (absl::IsFailedPrecondition(fenced)) return absl::OkStatus();
+  RETURN_IF_ERROR(fenced);
   std::vector<std::string> active;
   const std::string prefix = in::ActivePrefix();
   RETURN_IF_ERROR(self.ctx_.engine->Scan(
@@ -171,6 +178,7 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
   }
   const std::string& code = batch->programme_code();
   const std::string& period = batch->period();
+  const std::string prefix = InstructionPrefix(*batch);
 
   // Chunks already at the bank (after a restart: maybe sent).
   ASSIGN_OR_RETURN(in::InFlightRanges in_flight,
@@ -202,7 +210,7 @@ absl::Status PayoutLogic::Impl::PrepareChunk(PayoutLogic& self,
           w.key = keep(key);
           bad = in::ParseItemView(keep(item), &w.item);
           if (!bad.ok()) return false;
-          w.instruction_id = keep(InstructionId(batch_id, w.item.seq));
+          w.instruction_id = keep(InstructionId(prefix, w.item.seq));
           // SENT: written per item by earlier versions.
           w.recovered =
               v.status == ssc::v1::ITEM_STATUS_SENT || in_flight.Contains(key);
@@ -360,12 +368,15 @@ absl::Status PayoutLogic::Impl::SendChunk(
   const storage::PiiCipher& cipher = *self.ctx_.cipher;
   *finished = false;
   *clean = true;
-  std::string code, period;
+  std::string code, period, bank_batch;
+  bool store_instruction_id = false;
   {
     ASSIGN_OR_RETURN(auto b, in::LoadBatch(engine, batch_id));
     if (!b.has_value()) return absl::OkStatus();
     code = b->programme_code();
     period = b->period();
+    bank_batch = InstructionPrefix(*b);
+    store_instruction_id = !b->incarnation().empty();
   }
   // 3. Send (or ask about) until every item of the chunk has a result.
   absl::Duration backoff = self.options_.initial_backoff;
@@ -423,7 +434,9 @@ absl::Status PayoutLogic::Impl::SendChunk(
         bank::v1::Instruction* ins = submit->add_instructions();
         ins->set_instruction_id(w.instruction_id.data(),
                                 w.instruction_id.size());
-        ins->set_batch_reference(batch_id);
+        ins->set_batch_reference(bank_batch);
+        ins->set_entitlement_reference(
+            in::EntitlementReference(code, period, w.item.person_key));
         ins->set_bank_code(w.item.bank_code.data(), w.item.bank_code.size());
         ASSIGN_OR_RETURN(std::string account,
                          cipher.Decrypt(w.item.bank_account,
@@ -498,6 +511,10 @@ absl::Status PayoutLogic::Impl::SendChunk(
                     in::EntitlementKey(code, period, w.item.person_key));
           ++failed_n;
           failed_amt += w.item.amount_fen;
+        }
+        if (store_instruction_id) {
+          out.set_instruction_id(w.instruction_id.data(),
+                                 w.instruction_id.size());
         }
         ws.Put(Table::kPayoutItems, in::ResultKey(batch_id, w.item.item_id),
                out.SerializeAsString());
@@ -706,18 +723,23 @@ absl::StatusOr<ssc::v1::ReconcileResponse> PayoutLogic::Reconcile(
           bool credited = false;
           int64_t amount = 0;
           std::string reference;
+          std::string account;
+          std::string account_name;
         };
         std::unordered_map<std::string, BankEntry> bank;
         int64_t bank_count = 0, bank_amount = 0;
         bool got_last = false;
         RETURN_IF_ERROR(bank_->Statement(
-            b.batch_id(), [&](const bank::v1::GetStatementResponse& page) {
+            InstructionPrefix(b),
+            [&](const bank::v1::GetStatementResponse& page) {
               for (const auto& e : page.entries()) {
                 BankEntry be;
                 be.credited =
                     e.status() == bank::v1::INSTRUCTION_STATUS_CREDITED;
                 be.amount = e.amount_fen();
                 be.reference = e.bank_reference();
+                be.account = e.account();
+                be.account_name = e.account_name();
                 bank[e.instruction_id()] = std::move(be);
               }
               if (page.last()) {
@@ -745,6 +767,27 @@ absl::StatusOr<ssc::v1::ReconcileResponse> PayoutLogic::Reconcile(
           m->set_detail(std::move(detail));
         };
         int64_t paid_count = 0, paid_amount = 0;
+        absl::Status payee_status;
+        // Whether the bank credited the item's payee: its account, and its
+        // name where the bank reports one (entries booked before the bank
+        // kept names have none).
+        auto same_payee = [&](const ItemRecord& r,
+                              const BankEntry& be) -> absl::StatusOr<bool> {
+          std::string account;
+          if (!r.bank_account().empty()) {
+            ASSIGN_OR_RETURN(account, ctx_.cipher->Decrypt(
+                                          r.bank_account(),
+                                          in::ItemAad(b.batch_id(), r.item_id(),
+                                                      "bank_account")));
+          }
+          if (account != be.account) return false;
+          if (be.account_name.empty()) return true;
+          ASSIGN_OR_RETURN(
+              std::string name,
+              ctx_.cipher->Decrypt(
+                  r.name(), in::ItemAad(b.batch_id(), r.item_id(), "name")));
+          return name == be.account_name;
+        };
         RETURN_IF_ERROR(in::ScanItems(
             ctx_.engine, b.batch_id(), in::ItemPrefix(b.batch_id()),
             [&](std::string_view, ItemRecord& rec) {
@@ -763,6 +806,16 @@ absl::StatusOr<ssc::v1::ReconcileResponse> PayoutLogic::Reconcile(
                   add(ssc::v1::MISMATCH_KIND_AMOUNT_DIFFERS, r,
                       r->instruction_id(), r->amount_fen(), be->amount,
                       "amounts differ");
+                } else if (absl::StatusOr<bool> same = same_payee(*r, *be);
+                           !same.ok() || !*same) {
+                  if (!same.ok()) {
+                    payee_status = same.status();
+                    return false;
+                  }
+                  add(ssc::v1::MISMATCH_KIND_PAYEE_DIFFERS, r,
+                      r->instruction_id(), r->amount_fen(), be->amount,
+                      "the bank credited another account or name than the "
+                      "item's payee");
                 } else if (be->reference != r->bank_reference()) {
                   add(ssc::v1::MISMATCH_KIND_REFERENCE_DIFFERS, r,
                       r->instruction_id(), r->amount_fen(), be->amount,
@@ -778,6 +831,7 @@ absl::StatusOr<ssc::v1::ReconcileResponse> PayoutLogic::Reconcile(
               if (it != bank.end()) bank.erase(it);
               return true;
             }));
+        RETURN_IF_ERROR(payee_status);
         for (const auto& [id, be] : bank) {
           if (be.credited) {
             add(ssc::v1::MISMATCH_KIND_UNKNOWN_INSTRUCTION, nullptr, id, 0,
@@ -854,6 +908,8 @@ absl::StatusOr<ssc::v1::CreateRetryBatchResponse> PayoutLogic::CreateRetryBatch(
         ASSIGN_OR_RETURN(std::string id, Impl::NextBatchId(*this, ws));
         ssc::v1::Batch b;
         b.set_batch_id(id);
+        ASSIGN_OR_RETURN(*b.mutable_incarnation(),
+                         storage::ReadIncarnation(*ctx_.engine));
         b.set_programme_code(src.programme_code());
         b.set_period(src.period());
         *b.mutable_scheduled_at() = req.scheduled_at();

@@ -1,5 +1,6 @@
 #include "services/payout/payout_internal.h"
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/util/time_util.h"
@@ -186,8 +187,10 @@ void ApplyResult(std::string_view batch_id,
   rec->set_reason_detail(result.reason_detail());
   rec->set_bank_reference(result.bank_reference());
   rec->set_paid_micros(result.paid_micros());
-  if (result.status() == ssc::v1::ITEM_STATUS_PAID ||
-      result.status() == ssc::v1::ITEM_STATUS_FAILED) {
+  if (!result.instruction_id().empty()) {
+    rec->set_instruction_id(result.instruction_id());
+  } else if (result.status() == ssc::v1::ITEM_STATUS_PAID ||
+             result.status() == ssc::v1::ITEM_STATUS_FAILED) {
     rec->set_instruction_id(PayoutLogic::InstructionId(batch_id, rec->seq()));
   } else {
     rec->clear_instruction_id();
@@ -427,14 +430,21 @@ bool InFlightRanges::Contains(std::string_view item_key) const {
 }
 
 void PresentInFlight(const InFlightRanges& in_flight, std::string_view key,
-                     std::string_view batch_id,
+                     std::string_view instruction_prefix,
                      ssc::payout::store::ItemRecord* rec) {
   if (rec->status() != ssc::v1::ITEM_STATUS_VALID || in_flight.empty() ||
       !in_flight.Contains(key)) {
     return;
   }
   rec->set_status(ssc::v1::ITEM_STATUS_SENT);
-  rec->set_instruction_id(PayoutLogic::InstructionId(batch_id, rec->seq()));
+  rec->set_instruction_id(
+      PayoutLogic::InstructionId(instruction_prefix, rec->seq()));
+}
+
+std::string EntitlementReference(std::string_view code, std::string_view period,
+                                 std::string_view person_key) {
+  return absl::StrCat(AV(code), "/", AV(period), "/",
+                      absl::BytesToHexString(AV(person_key)));
 }
 
 google::protobuf::Timestamp ToProto(absl::Time t) {

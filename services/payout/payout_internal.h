@@ -148,8 +148,14 @@ class InFlightRanges {
 // The status an item is shown with: a VALID item inside an in-flight chunk
 // is SENT (with its derived instruction id).
 void PresentInFlight(const InFlightRanges& in_flight, std::string_view key,
-                     std::string_view batch_id,
+                     std::string_view instruction_prefix,
                      ssc::payout::store::ItemRecord* rec);
+
+// The entitlement an instruction pays, as sent to the bank
+// (bank.v1.Instruction.entitlement_reference): code "/" period "/" the
+// person key (a keyed hash of the ID number) in hex.
+std::string EntitlementReference(std::string_view code, std::string_view period,
+                                 std::string_view person_key);
 
 google::protobuf::Timestamp ToProto(absl::Time t);
 absl::Time FromProto(const google::protobuf::Timestamp& t);

@@ -11,6 +11,8 @@
 #include "absl/strings/str_format.h"
 #include "services/common/errors.h"
 #include "services/payout/payout_impl.h"
+#include "services/payout/restore_fence.h"
+#include "storage/incarnation.h"
 #include "storage/key_codec.h"
 #include "storage/status_macros.h"
 
@@ -475,9 +477,13 @@ PayoutLogic::PayoutLogic(common::StoreContext ctx, const card::CardLogic* cards,
 
 PayoutLogic::~PayoutLogic() { Stop(); }
 
-std::string PayoutLogic::InstructionId(std::string_view batch_id,
-                                       uint64_t seq) {
-  return absl::StrFormat("%s-%08d", batch_id, seq);
+std::string PayoutLogic::InstructionId(std::string_view prefix, uint64_t seq) {
+  return absl::StrFormat("%s-%08d", prefix, seq);
+}
+
+std::string PayoutLogic::InstructionPrefix(const ssc::v1::Batch& batch) {
+  if (batch.incarnation().empty()) return batch.batch_id();
+  return absl::StrCat(batch.incarnation(), "-", batch.batch_id());
 }
 
 void PayoutLogic::NotifyProgress() {
@@ -644,6 +650,8 @@ absl::StatusOr<ssc::v1::CreateBatchResponse> PayoutLogic::CreateBatch(
         *target = absl::StrCat("batch ", id);
         ssc::v1::Batch b;
         b.set_batch_id(id);
+        ASSIGN_OR_RETURN(*b.mutable_incarnation(),
+                         storage::ReadIncarnation(*ctx_.engine));
         b.set_programme_code(req.programme_code());
         b.set_period(req.period());
         b.set_state(ssc::v1::BATCH_STATE_DRAFT);
@@ -955,6 +963,7 @@ absl::StatusOr<ssc::v1::ApproveBatchResponse> PayoutLogic::ApproveBatch(
             RequireRole(caller, Role::kFinanceChecker, "approving a batch"));
         RETURN_IF_ERROR(BatchInState(b, {ssc::v1::BATCH_STATE_PENDING_APPROVAL},
                                      "approval"));
+        RETURN_IF_ERROR(CheckPayoutsNotFenced(*ctx_.engine));
         if (caller.identity == b.maker()) {
           return absl::PermissionDeniedError(
               "review is separated from preparation: the maker of a batch "
@@ -1126,7 +1135,9 @@ absl::Status PayoutLogic::WatchBatch(
 
 absl::StatusOr<ssc::v1::ListBatchItemsResponse> PayoutLogic::ListBatchItems(
     const Caller&, const ssc::v1::ListBatchItemsRequest& req) {
-  RETURN_IF_ERROR(Impl::MustLoadBatch(*this, req.batch_id()).status());
+  ASSIGN_OR_RETURN(const ssc::v1::Batch batch,
+                   Impl::MustLoadBatch(*this, req.batch_id()));
+  const std::string instruction_prefix = InstructionPrefix(batch);
   if (!ssc::v1::ItemStatus_IsValid(req.status())) {
     return InvalidField("status", "unknown item status");
   }
@@ -1152,30 +1163,30 @@ absl::StatusOr<ssc::v1::ListBatchItemsResponse> PayoutLogic::ListBatchItems(
   int64_t scanned = 0;
   constexpr int64_t kMaxScan = 200000;
   absl::Status inner;
-  RETURN_IF_ERROR(
-      in::ScanItems(ctx_.engine, req.batch_id(), lower,
-                    [&](std::string_view key, ItemRecord& item_rec) {
-                      if (resp.items_size() >= size || scanned >= kMaxScan) {
-                        more = true;
-                        return false;
-                      }
-                      ++scanned;
-                      ItemRecord* rec = &item_rec;
-                      in::PresentInFlight(in_flight, key, req.batch_id(), rec);
-                      last_id = rec->item_id();
-                      if (req.status() != ssc::v1::ITEM_STATUS_UNSPECIFIED &&
-                          rec->status() != req.status()) {
-                        return true;
-                      }
-                      absl::StatusOr<ssc::v1::PayoutItem> item =
-                          in::ToPublicItem(*ctx_.cipher, req.batch_id(), *rec);
-                      if (!item.ok()) {
-                        inner = item.status();
-                        return false;
-                      }
-                      *resp.add_items() = std::move(*item);
-                      return true;
-                    }));
+  RETURN_IF_ERROR(in::ScanItems(
+      ctx_.engine, req.batch_id(), lower,
+      [&](std::string_view key, ItemRecord& item_rec) {
+        if (resp.items_size() >= size || scanned >= kMaxScan) {
+          more = true;
+          return false;
+        }
+        ++scanned;
+        ItemRecord* rec = &item_rec;
+        in::PresentInFlight(in_flight, key, instruction_prefix, rec);
+        last_id = rec->item_id();
+        if (req.status() != ssc::v1::ITEM_STATUS_UNSPECIFIED &&
+            rec->status() != req.status()) {
+          return true;
+        }
+        absl::StatusOr<ssc::v1::PayoutItem> item =
+            in::ToPublicItem(*ctx_.cipher, req.batch_id(), *rec);
+        if (!item.ok()) {
+          inner = item.status();
+          return false;
+        }
+        *resp.add_items() = std::move(*item);
+        return true;
+      }));
   RETURN_IF_ERROR(inner);
   if (more) resp.mutable_page()->set_next_page_token(last_id);
   return resp;
@@ -1185,34 +1196,36 @@ absl::Status PayoutLogic::ExportBatchResults(
     const Caller&, const ssc::v1::ExportBatchResultsRequest& req,
     const std::function<bool(const ssc::v1::ExportBatchResultsResponse&)>&
         emit) {
-  RETURN_IF_ERROR(Impl::MustLoadBatch(*this, req.batch_id()).status());
+  ASSIGN_OR_RETURN(const ssc::v1::Batch batch,
+                   Impl::MustLoadBatch(*this, req.batch_id()));
+  const std::string instruction_prefix = InstructionPrefix(batch);
   ASSIGN_OR_RETURN(in::InFlightRanges in_flight,
                    in::InFlightRanges::Load(ctx_.engine, req.batch_id()));
   const std::string prefix = in::ItemPrefix(req.batch_id());
   ssc::v1::ExportBatchResultsResponse chunk;
   absl::Status inner;
   bool stopped = false;
-  RETURN_IF_ERROR(
-      in::ScanItems(ctx_.engine, req.batch_id(), prefix,
-                    [&](std::string_view key, ItemRecord& item_rec) {
-                      ItemRecord* rec = &item_rec;
-                      in::PresentInFlight(in_flight, key, req.batch_id(), rec);
-                      absl::StatusOr<ssc::v1::PayoutItem> item =
-                          in::ToPublicItem(*ctx_.cipher, req.batch_id(), *rec);
-                      if (!item.ok()) {
-                        inner = item.status();
-                        return false;
-                      }
-                      *chunk.add_items() = std::move(*item);
-                      if (chunk.items_size() >= options_.export_chunk) {
-                        if (!emit(chunk)) {
-                          stopped = true;
-                          return false;
-                        }
-                        chunk.Clear();
-                      }
-                      return true;
-                    }));
+  RETURN_IF_ERROR(in::ScanItems(
+      ctx_.engine, req.batch_id(), prefix,
+      [&](std::string_view key, ItemRecord& item_rec) {
+        ItemRecord* rec = &item_rec;
+        in::PresentInFlight(in_flight, key, instruction_prefix, rec);
+        absl::StatusOr<ssc::v1::PayoutItem> item =
+            in::ToPublicItem(*ctx_.cipher, req.batch_id(), *rec);
+        if (!item.ok()) {
+          inner = item.status();
+          return false;
+        }
+        *chunk.add_items() = std::move(*item);
+        if (chunk.items_size() >= options_.export_chunk) {
+          if (!emit(chunk)) {
+            stopped = true;
+            return false;
+          }
+          chunk.Clear();
+        }
+        return true;
+      }));
   RETURN_IF_ERROR(inner);
   if (stopped) return absl::CancelledError("the reader went away");
   if (chunk.items_size() > 0 && !emit(chunk)) {

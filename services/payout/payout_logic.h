@@ -33,19 +33,23 @@
 // events, audit, and the in-flight marker.
 //
 // Exactly-once execution: the instruction id of an item is derived from the
-// batch id and the item's upload sequence, so every retry re-sends the same
-// id. Before a chunk is sent, its items' entitlements are claimed (so no
-// other batch can pay the same programme, period and person meanwhile) and
-// the chunk is recorded as at the bank (an InFlightChunk marker naming its
-// key range), durably and in one write; the results are applied in one write
-// per chunk, which also drops the marker. A VALID item inside a marker's
-// range is shown as SENT. After a crash, such items are re-queried
-// (GetInstructionStatus) and re-sent with their id when the bank never
-// received them. A PAID item's entitlement stays as claimed (whether it was
-// paid is read from the item); a FAILED item's is deleted. While the bank
-// answers at the first attempt, the next chunk is read, claimed and recorded
-// while the current one is at the bank (two chunks in flight; items of a
-// batch have distinct persons); after a failed call, chunks go one at a time.
+// store incarnation the batch was created in, the batch id and the item's
+// upload sequence, so every retry re-sends the same id and no batch made
+// after a restore reuses one (a restore starts a new incarnation). After a
+// restore, approval and execution are fenced until the bank's record since
+// the backup point is imported (restore_fence.h). Before a chunk is sent, its
+// items' entitlements are claimed (so no other batch can pay the same
+// programme, period and person meanwhile) and the chunk is recorded as at the
+// bank (an InFlightChunk marker naming its key range), durably and in one
+// write; the results are applied in one write per chunk, which also drops the
+// marker. A VALID item inside a marker's range is shown as SENT. After a crash,
+// such items are re-queried (GetInstructionStatus) and re-sent with their id
+// when the bank never received them. A PAID item's entitlement stays as claimed
+// (whether it was paid is read from the item); a FAILED item's is deleted.
+// While the bank answers at the first attempt, the next chunk is read, claimed
+// and recorded while the current one is at the bank (two chunks in flight;
+// items of a batch have distinct persons); after a failed call, chunks go one
+// at a time.
 //
 // Thread-safe: all methods may be called concurrently. The executor runs in
 // a background thread (Start/Stop) or, in tests, synchronously through
@@ -199,8 +203,14 @@ class PayoutLogic {
   // (`max_attempts` consecutive failed bank calls per chunk).
   absl::Status RunExecutorOnce(int max_attempts = 3);
 
-  // The instruction id of an item: batch id + "-" + 8-digit upload sequence.
-  static std::string InstructionId(std::string_view batch_id, uint64_t seq);
+  // The instruction id of an item: its batch's InstructionPrefix + "-" +
+  // 8-digit upload sequence.
+  static std::string InstructionId(std::string_view prefix, uint64_t seq);
+  // Store incarnation + "-" + batch id; the batch id alone for batches made
+  // before incarnations (storage/incarnation.h). Also the batch reference
+  // sent to the bank, so that the bank's statement of a batch made after a
+  // restore never mixes in the instructions of one the restore rolled back.
+  static std::string InstructionPrefix(const ssc::v1::Batch& batch);
 
  private:
   struct Impl;

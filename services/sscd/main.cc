@@ -126,7 +126,9 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr,
                  "sscd: restored into %s/db; put the key file back from its "
-                 "own backup before starting (deploy/README.md)\n",
+                 "own backup before starting (deploy/README.md); payouts "
+                 "stay fenced until `sscctl admin "
+                 "reconcile-bank-after-restore`\n",
                  config.data_dir.c_str());
     return 0;
   }

@@ -42,12 +42,14 @@
 #include "services/payout/grpc_bank_gateway.h"
 #include "services/payout/payout_logic.h"
 #include "services/payout/payout_service.h"
+#include "services/payout/restore_fence.h"
 #include "services/report/ecard_recount.h"
 #include "services/report/holder_observer.h"
 #include "services/report/report_logic.h"
 #include "services/report/report_service.h"
 #include "services/sscd/audit_service.h"
 #include "storage/idempotency.h"
+#include "storage/incarnation.h"
 #include "storage/key_lock.h"
 #include "storage/pii_cipher.h"
 #include "storage/reencryption.h"
@@ -83,6 +85,16 @@ struct ServiceEntry {
   const char* name;  // as listed in the configuration
   ServiceFactory make;
 };
+
+payout::GrpcBankGatewayOptions BankOptionsOf(const ServiceDeps& d) {
+  payout::GrpcBankGatewayOptions bank;
+  bank.address = d.config.payout_bank_address;
+  bank.ca_file = d.config.payout_bank_ca;
+  bank.cert_file = d.config.payout_bank_cert;
+  bank.key_file = d.config.payout_bank_key;
+  bank.server_name = d.config.payout_bank_server_name;
+  return bank;
+}
 
 // THE list of services sscd can host. To add one: a row here and its rows
 // in services/common/grpc/authz_table.cc.
@@ -143,6 +155,9 @@ const ServiceEntry kServices[] = {
        struct Owned {
          std::unique_ptr<ops::Importer> importer;
          std::unique_ptr<ops::BackupManager> backups;
+         // Reads the bank's record after a restore (when a bank is set).
+         std::unique_ptr<payout::GrpcBankGateway> bank;
+         std::unique_ptr<payout::BankRestoreImport> restore_import;
        };
        auto owned = std::make_shared<Owned>();
        ops::ImportOptions import;
@@ -153,21 +168,24 @@ const ServiceEntry kServices[] = {
        owned->backups = std::make_unique<ops::BackupManager>(
            d.store.engine,
            ops::BackupOptions{BackupDirOf(d.config),
-                              static_cast<uint32_t>(d.config.backup_keep)});
+                              static_cast<uint32_t>(d.config.backup_keep),
+                              d.store.clock});
+       if (!d.config.payout_bank_address.empty()) {
+         ASSIGN_OR_RETURN(owned->bank,
+                          payout::GrpcBankGateway::Create(BankOptionsOf(d)));
+       }
+       owned->restore_import = std::make_unique<payout::BankRestoreImport>(
+           d.store, owned->bank.get());
        auto service = std::make_unique<ops::AdminServiceImpl>(
-           owned->importer.get(), owned->backups.get(), d.runner);
+           owned->importer.get(), owned->backups.get(), d.runner,
+           owned->restore_import.get());
        service->set_key_rotation(d.key_rotation);
        return HostedService{ssc::v1::AdminService::service_full_name(),
                             std::move(owned), std::move(service)};
      }},
     {"payout",
      [](ServiceDeps& d) -> absl::StatusOr<HostedService> {
-       payout::GrpcBankGatewayOptions bank;
-       bank.address = d.config.payout_bank_address;
-       bank.ca_file = d.config.payout_bank_ca;
-       bank.cert_file = d.config.payout_bank_cert;
-       bank.key_file = d.config.payout_bank_key;
-       bank.server_name = d.config.payout_bank_server_name;
+       const payout::GrpcBankGatewayOptions bank = BankOptionsOf(d);
        if (bank.address.empty()) {
          return common::InvalidField("payout_bank_address",
                                      "required when hosting payout");
@@ -588,6 +606,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   st->runner = std::make_unique<grpc_common::RpcRunner>(
       st->store, grpc_common::RpcRunnerOptions{.plaintext_dev_mode =
                                                    config.insecure_plaintext});
+
+  // Every store has an incarnation (new at creation and at each restore);
+  // a restore's payout fence is audited once the audit chain is at hand.
+  RETURN_IF_ERROR(storage::EnsureIncarnation(*st->engine).status());
+  RETURN_IF_ERROR(payout::AuditRestoreFence(st->store));
 
   // The core logic every service builds on.
   card::CardLogicOptions card_options;

@@ -185,6 +185,26 @@ TEST(ServerOps, BackupUnderLoadRestoresEverythingAcknowledged) {
   EXPECT_TRUE(counters.ok());
   EXPECT_GE(counters.card_holders(),
             static_cast<int64_t>(before_backup.size()));
+  // The restored store's payouts are fenced; lifting the fence needs the
+  // bank, which this sscd has not: refused naming the setting, over gRPC
+  // and through the mutation path (request_id required).
+  ssc::v1::AdminService::Stub admin2(ch2);
+  ssc::v1::ReconcileBankAfterRestoreRequest lift;
+  ssc::v1::ReconcileBankAfterRestoreResponse lifted;
+  grpc::Status ls =
+      admin2.ReconcileBankAfterRestore(Ctx().get(), lift, &lifted);
+  EXPECT_EQ(ls.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StrContains(ls.error_message(), "request_id"))
+      << ls.error_message();
+  lift.set_request_id("lift-1");
+  ls = admin2.ReconcileBankAfterRestore(Ctx().get(), lift, &lifted);
+  EXPECT_EQ(ls.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_TRUE(absl::StrContains(ls.error_message(), "payout_bank_address"))
+      << ls.error_message();
+  EXPECT_EQ(admin2.ReconcileBankAfterRestore(Ctx("counter").get(), lift,
+                                             &lifted)
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
 }
 
 TEST(ServerOps, MetricsHealthAndLogsWithoutPersonalData) {

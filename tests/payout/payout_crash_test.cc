@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bank/v1/bank.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -267,6 +268,8 @@ TEST_F(PayoutCrashTest, KillNineDuringExecutionPaysEveryItemExactlyOnce) {
   int64_t total = 0;
   for (int n = 1; n <= kPeople; ++n) total += 1000 + n;
   std::string batch_id;
+  // The batch's reference at the bank: store incarnation "-" batch id.
+  std::string bank_reference;
   {
     CreateBatchRequest r;
     r.set_request_id("batch");
@@ -280,6 +283,8 @@ TEST_F(PayoutCrashTest, KillNineDuringExecutionPaysEveryItemExactlyOnce) {
     grpc::Status s = maker->CreateBatch(ctx.get(), r, &resp);
     ASSERT_TRUE(s.ok()) << s.error_message();
     batch_id = resp.batch().batch_id();
+    EXPECT_FALSE(resp.batch().incarnation().empty());
+    bank_reference = absl::StrCat(resp.batch().incarnation(), "-", batch_id);
   }
   {
     auto ctx = Ctx();
@@ -388,7 +393,7 @@ TEST_F(PayoutCrashTest, KillNineDuringExecutionPaysEveryItemExactlyOnce) {
     auto stub =
         bank::v1::BankGatewayService::NewStub(Channel("admin", bank_port_));
     bank::v1::GetStatementRequest r;
-    r.set_batch_reference(batch_id);
+    r.set_batch_reference(bank_reference);
     auto ctx = Ctx();
     auto reader = stub->GetStatement(ctx.get(), r);
     bank::v1::GetStatementResponse page;

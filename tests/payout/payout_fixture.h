@@ -53,6 +53,13 @@ class SimGateway : public BankGateway {
       override {
     return sim_->Statement(batch, 3, emit);
   }
+  absl::Status List(const bank::v1::ListInstructionsRequest& r,
+                    bank::v1::ListInstructionsResponse* out) override {
+    absl::StatusOr<bank::v1::ListInstructionsResponse> got = sim_->List(r);
+    if (!got.ok()) return got.status();
+    *out = *std::move(got);
+    return absl::OkStatus();
+  }
   void set_sim(banksim::BankSim* sim) { sim_ = sim; }
   int submits = 0;
   int submitted_instructions = 0;
