@@ -285,7 +285,7 @@ TEST_F(ServerTest, EveryCardRpcSucceedsForAnAllowedRole) {
   s = Card("mobile_channel")->ReportLoss(Ctx().get(), temp_loss, &lost);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(s.error_message(), "card not found");
-  temp_loss.set_request_id("loss-2");
+  temp_loss.set_request_id("loss-1-counter");
   s = Card("counter")->ReportLoss(Ctx().get(), temp_loss, &lost);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(lost.card().state(), v1::CARD_STATE_TEMP_LOST);
@@ -689,7 +689,9 @@ TEST(PlaintextTest, LoopbackServesCallersNamedInMetadata) {
 
 // ---- pieces without a network ----
 
-TEST(AuthzTableTest, EveryHostedMethodHasARowAndAdminMayCallIt) {
+// Which roles may call what is pinned row by row by authz_readme_test
+// (README's table against the code's); admins take no card lifecycle step.
+TEST(AuthzTableTest, EveryHostedMethodHasARow) {
   for (const google::protobuf::ServiceDescriptor* service :
        {ServiceDescriptor("ssc.v1.CardService"),
         ServiceDescriptor("ssc.v1.AuditService")}) {
@@ -698,7 +700,6 @@ TEST(AuthzTableTest, EveryHostedMethodHasARowAndAdminMayCallIt) {
           absl::StrCat(service->full_name(), "/", service->method(i)->name());
       SCOPED_TRACE(full);
       EXPECT_TRUE(grpc_common::IsKnownMethod(full));
-      EXPECT_TRUE(grpc_common::IsAllowed(full, Role::kAdmin));
     }
   }
 }
