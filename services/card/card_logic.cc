@@ -657,6 +657,27 @@ absl::StatusOr<std::optional<std::string>> CardLogic::ApplicationIdOfNumber(
   return ctx_.engine->Get(Table::kIndex, CardNumberKey(card_number));
 }
 
+bool CardLogic::LimitedByRelationship(common::Role role) {
+  return role == common::Role::kMobileChannel;
+}
+
+absl::Status CardLogic::ScopedNotFound() { return common::NotFound("card"); }
+
+absl::Status CardLogic::ForScope(const common::Caller& caller, absl::Status s) {
+  if (LimitedByRelationship(caller.role) && absl::IsNotFound(s)) {
+    return ScopedNotFound();
+  }
+  return s;
+}
+
+absl::Status CardLogic::CheckHolderScope(const common::Caller& caller,
+                                         std::string_view person_key) const {
+  if (!LimitedByRelationship(caller.role)) return absl::OkStatus();
+  if (holder_scope_ == nullptr) return ScopedNotFound();
+  ASSIGN_OR_RETURN(bool covered, holder_scope_->Covers(caller, person_key));
+  return covered ? absl::OkStatus() : ScopedNotFound();
+}
+
 absl::StatusOr<std::pair<std::string, std::string>> CardLogic::Resolve(
     const ssc::v1::CardSelector& selector, std::string_view field) const {
   std::string app_id;
@@ -1136,8 +1157,11 @@ absl::StatusOr<ssc::v1::ReportLossResponse> CardLogic::ReportLoss(
       caller, "ReportLoss", req, req.request_id(), std::move(locks),
       [&](Txn& txn, ssc::v1::ReportLossResponse& resp,
           std::string* target) -> absl::Status {
-        RETURN_IF_ERROR(r.status());
+        RETURN_IF_ERROR(ForScope(caller, r.status()));
         *target = absl::StrCat("card ", r->first);
+        // Under the person's lock: the e-card service changes bindings
+        // under the same lock.
+        RETURN_IF_ERROR(CheckHolderScope(caller, r->second));
         Operation op;
         if (req.kind() == ssc::v1::LOSS_KIND_TEMPORARY) {
           op = Operation::kReportTempLoss;
@@ -1439,11 +1463,8 @@ absl::StatusOr<ssc::v1::GetCardResponse> CardLogic::GetCard(
     ASSIGN_OR_RETURN(std::optional<std::string> id,
                      ApplicationIdOfNumber(req.card_number()));
     if (!id.has_value()) {
-      return common::NotFound(absl::StrCat("card number ", req.card_number()));
-    }
-    if (!req.application_id().empty() && req.application_id() != *id) {
-      return InvalidField("application_id",
-                          "names a different card than card_number");
+      return ForScope(caller, common::NotFound(absl::StrCat(
+                                  "card number ", req.card_number())));
     }
     app_id = *std::move(id);
   } else if (!req.application_id().empty()) {
@@ -1457,9 +1478,17 @@ absl::StatusOr<ssc::v1::GetCardResponse> CardLogic::GetCard(
   const absl::Time now = ctx_.clock->Now();
   ASSIGN_OR_RETURN(std::optional<std::string> bytes,
                    ctx_.engine->Get(Table::kCards, app_id));
-  if (!bytes.has_value())
-    return common::NotFound(absl::StrCat("card ", app_id));
+  if (!bytes.has_value()) {
+    return ForScope(caller, common::NotFound(absl::StrCat("card ", app_id)));
+  }
   ASSIGN_OR_RETURN(store::CardRecord rec, ParseCard(app_id, *bytes));
+  RETURN_IF_ERROR(CheckHolderScope(caller, rec.person_key()));
+  // After the scope check: a channel learns nothing of other holders' cards.
+  if (!req.card_number().empty() && !req.application_id().empty() &&
+      req.application_id() != app_id) {
+    return InvalidField("application_id",
+                        "names a different card than card_number");
+  }
   ASSIGN_OR_RETURN(std::optional<PersonView> person,
                    LoadPersonByKey(rec.person_key()));
   if (!person.has_value()) {

@@ -103,6 +103,18 @@ class CardObserver {
                                     const CardChange& change) = 0;
 };
 
+// Which holders a caller limited by relationship may act on: a mobile
+// channel only on holders whose e-card is bound in its own channel. The
+// e-card service keeps the bindings (ecard::ChannelHolderScope); the card
+// service asks it through this interface. Implementations are thread-safe.
+class HolderScope {
+ public:
+  virtual ~HolderScope() = default;
+  // Whether `caller` may act on the person with kPersons key `person_key`.
+  virtual absl::StatusOr<bool> Covers(const common::Caller& caller,
+                                      std::string_view person_key) const = 0;
+};
+
 // A person with personal data decrypted (clear: do not return it to callers
 // who may not see it).
 struct PersonView {
@@ -148,6 +160,13 @@ class CardLogic {
 
   // Not thread-safe: call before serving.
   void AddObserver(CardObserver* observer);
+  // Not thread-safe: call before serving. `scope` must outlive the object.
+  // Without one, callers limited by relationship reach no holder.
+  void SetHolderScope(const HolderScope* scope) { holder_scope_ = scope; }
+  // Whether `role` acts only on holders in its HolderScope (mobile channels:
+  // GetCard and ReportLoss). Any other card answers NOT_FOUND "card not
+  // found", as an unknown card does, naming no id.
+  static bool LimitedByRelationship(common::Role role);
   // The observers added (services/ops/importer.h calls them for imported
   // history).
   const std::vector<CardObserver*>& observers() const { return observers_; }
@@ -283,12 +302,22 @@ class CardLogic {
   char InstantLetter(std::string_view issuing_region) const;
   absl::Status ValidateIssuingRegion(std::string_view field,
                                      std::string_view code) const;
+  // For a caller limited by relationship: OK when the person is in its
+  // scope, else the answer an unknown card gets (ScopedNotFound). OK for
+  // every other caller.
+  absl::Status CheckHolderScope(const common::Caller& caller,
+                                std::string_view person_key) const;
+  // `s` as the caller may see it: for a caller limited by relationship a
+  // card NOT_FOUND (which may name the card) becomes ScopedNotFound.
+  static absl::Status ForScope(const common::Caller& caller, absl::Status s);
+  static absl::Status ScopedNotFound();
 
   common::StoreContext ctx_;
   const RegionTable* regions_;
   CardLogicOptions options_;
   std::unique_ptr<SequenceAllocator> sequences_;
   std::vector<CardObserver*> observers_;
+  const HolderScope* holder_scope_ = nullptr;
 };
 
 // Re-encryption after a data-key rotation (storage/reencryption.h) of the

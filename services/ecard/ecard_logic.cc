@@ -209,6 +209,23 @@ struct ECardLogic::Impl {
     return *std::move(rec);
   }
 
+  // What a mobile channel hears about an e-card that is not bound in its
+  // channel, or does not exist: the same answer, naming no id, so a channel
+  // cannot tell another channel's holders from nobody.
+  static absl::Status NotInChannel() { return common::NotFound("e-card"); }
+  static absl::Status PersonNotInRegister(const std::string& fields) {
+    return common::NotFound("person with this " + fields);
+  }
+
+  // `s` as the caller may see it: for a mobile channel, an unknown e-card
+  // answers as one bound elsewhere does (NotInChannel).
+  static absl::Status Hide(const common::Caller& caller, absl::Status s) {
+    if (caller.role == common::Role::kMobileChannel && absl::IsNotFound(s)) {
+      return NotInChannel();
+    }
+    return s;
+  }
+
   // Mobile channels act only on e-cards bound in their own channel.
   static absl::Status CheckAccess(const ECardLogic& l, const WriteSet* ws,
                                   const common::Caller& caller,
@@ -218,12 +235,19 @@ struct ECardLogic::Impl {
                      LoadRecord<store::ChannelBindingRecord>(
                          *l.ctx_.engine, ws, Table::kECards,
                          BindingKey(rec.ecard_id(), caller.identity)));
-    if (!b.has_value() || !b->active()) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("e-card ", rec.ecard_id(), " is not bound in channel ",
-                       caller.identity));
-    }
+    if (!b.has_value() || !b->active()) return NotInChannel();
     return absl::OkStatus();
+  }
+
+  // The e-card `id` names, if the caller may act on it (CheckAccess); a
+  // mobile channel hears NotInChannel() for an unknown one too.
+  static absl::StatusOr<store::ECardRecord> RequireOwn(
+      const ECardLogic& l, const WriteSet* ws, const common::Caller& caller,
+      std::string_view field, std::string_view id) {
+    absl::StatusOr<store::ECardRecord> rec = RequireECard(l, ws, field, id);
+    if (!rec.ok()) return Hide(caller, rec.status());
+    RETURN_IF_ERROR(CheckAccess(l, ws, caller, *rec));
+    return rec;
   }
 
   // The person's handed-over card that is not void: what an e-card needs.
@@ -385,10 +409,10 @@ struct ECardLogic::Impl {
       const v1::GenerateQrCodeRequest& req, absl::Time now,
       std::string* target) {
     RETURN_IF_ERROR(ValidateBusinessType(req.business_type()));
-    ASSIGN_OR_RETURN(store::ECardRecord holder,
-                     RequireECard(l, nullptr, "ecard_id", req.ecard_id()));
+    ASSIGN_OR_RETURN(
+        store::ECardRecord holder,
+        RequireOwn(l, nullptr, caller, "ecard_id", req.ecard_id()));
     *target = absl::StrCat("ecard ", holder.ecard_id());
-    RETURN_IF_ERROR(CheckAccess(l, nullptr, caller, holder));
     store::ECardRecord subject = holder;
     if (!req.family_member_ecard_id().empty()) {
       RETURN_IF_ERROR(ValidateECardId("family_member_ecard_id",
@@ -472,10 +496,15 @@ absl::StatusOr<v1::IssueECardResponse> ECardLogic::IssueECard(
             ValidateEvidence("evidence", req.evidence(), options_, now));
         ASSIGN_OR_RETURN(std::optional<card::PersonView> person,
                          cards_->FindPersonByIdNumber(id->normalized));
+        // A channel may not learn whether an ID number is in the register
+        // from a name it got wrong: both answer alike.
+        const bool channel = caller.role == common::Role::kMobileChannel;
         if (!person.has_value()) {
-          return common::NotFound("person with this id_number");
+          return Impl::PersonNotInRegister(channel ? "id_number and name"
+                                                   : "id_number");
         }
         if (!SameText(person->name, req.name())) {
+          if (channel) return Impl::PersonNotInRegister("id_number and name");
           return common::InvalidField("name",
                                       "does not match the holder register");
         }
@@ -529,8 +558,8 @@ absl::StatusOr<v1::GetECardResponse> ECardLogic::GetECard(
   }
   store::ECardRecord rec;
   if (!req.ecard_id().empty()) {
-    ASSIGN_OR_RETURN(
-        rec, Impl::RequireECard(*this, nullptr, "ecard_id", req.ecard_id()));
+    ASSIGN_OR_RETURN(rec, Impl::RequireOwn(*this, nullptr, caller, "ecard_id",
+                                           req.ecard_id()));
   } else {
     ASSIGN_OR_RETURN(card::IdNumberInfo id,
                      card::ValidateIdNumber("id_number", req.id_number(), now));
@@ -539,12 +568,12 @@ absl::StatusOr<v1::GetECardResponse> ECardLogic::GetECard(
         ctx_.engine->Get(Table::kECards,
                          PersonIndexKey(cards_->PersonKey(id.normalized))));
     if (!ref.has_value()) {
-      return common::NotFound("e-card of the person with this id_number");
+      return Impl::Hide(
+          caller, common::NotFound("e-card of the person with this id_number"));
     }
-    ASSIGN_OR_RETURN(rec,
-                     Impl::RequireECard(*this, nullptr, "id_number", *ref));
+    ASSIGN_OR_RETURN(
+        rec, Impl::RequireOwn(*this, nullptr, caller, "id_number", *ref));
   }
-  RETURN_IF_ERROR(Impl::CheckAccess(*this, nullptr, caller, rec));
   ASSIGN_OR_RETURN(card::PersonView person, Impl::Person(*this, rec));
   v1::GetECardResponse out;
   ASSIGN_OR_RETURN(*out.mutable_ecard(),
@@ -556,8 +585,7 @@ absl::StatusOr<v1::ListChannelBindingsResponse> ECardLogic::ListChannelBindings(
     const common::Caller& caller, const v1::ListChannelBindingsRequest& req) {
   ASSIGN_OR_RETURN(
       store::ECardRecord rec,
-      Impl::RequireECard(*this, nullptr, "ecard_id", req.ecard_id()));
-  RETURN_IF_ERROR(Impl::CheckAccess(*this, nullptr, caller, rec));
+      Impl::RequireOwn(*this, nullptr, caller, "ecard_id", req.ecard_id()));
   v1::ListChannelBindingsResponse out;
   bool corrupt = false;
   const std::string prefix = BindingPrefix(rec.ecard_id());
@@ -609,13 +637,12 @@ absl::StatusOr<v1::UnbindChannelResponse> ECardLogic::UnbindChannel(
       locks, &out,
       [&](WriteSet& ws, google::protobuf::Message*,
           std::string* target) -> absl::Status {
-        RETURN_IF_ERROR(pre.status());
+        RETURN_IF_ERROR(Impl::Hide(caller, pre.status()));
         RETURN_IF_ERROR(channel_ok);
+        *target = absl::StrCat("ecard ", req.ecard_id(), " channel ", channel);
         ASSIGN_OR_RETURN(
             store::ECardRecord rec,
-            Impl::RequireECard(*this, &ws, "ecard_id", req.ecard_id()));
-        *target = absl::StrCat("ecard ", rec.ecard_id(), " channel ", channel);
-        RETURN_IF_ERROR(Impl::CheckAccess(*this, &ws, caller, rec));
+            Impl::RequireOwn(*this, &ws, caller, "ecard_id", req.ecard_id()));
         const std::string bkey = BindingKey(rec.ecard_id(), channel);
         ASSIGN_OR_RETURN(std::optional<store::ChannelBindingRecord> b,
                          LoadRecord<store::ChannelBindingRecord>(
@@ -721,12 +748,11 @@ absl::StatusOr<v1::AddFamilyMemberResponse> ECardLogic::AddFamilyMember(
       locks, &out,
       [&](WriteSet& ws, google::protobuf::Message*,
           std::string* target) -> absl::Status {
-        RETURN_IF_ERROR(pre.status());
+        RETURN_IF_ERROR(Impl::Hide(caller, pre.status()));
+        *target = absl::StrCat("ecard ", req.ecard_id());
         ASSIGN_OR_RETURN(
             store::ECardRecord holder,
-            Impl::RequireECard(*this, &ws, "ecard_id", req.ecard_id()));
-        *target = absl::StrCat("ecard ", holder.ecard_id());
-        RETURN_IF_ERROR(Impl::CheckAccess(*this, &ws, caller, holder));
+            Impl::RequireOwn(*this, &ws, caller, "ecard_id", req.ecard_id()));
         if (StatusOf(holder, now).status == v1::E_CARD_STATUS_REVOKED) {
           return common::WrongState(
               absl::StrCat("e-card ", holder.ecard_id()), "REVOKED",
@@ -742,10 +768,18 @@ absl::StatusOr<v1::AddFamilyMemberResponse> ECardLogic::AddFamilyMember(
             ValidateEvidence("evidence", req.evidence(), options_, now));
         ASSIGN_OR_RETURN(std::optional<card::PersonView> member,
                          cards_->FindPersonByIdNumber(member_id->normalized));
+        // As IssueECard: a channel's wrong name answers as an unknown person.
+        const bool channel = caller.role == common::Role::kMobileChannel;
         if (!member.has_value()) {
-          return common::NotFound("person with this member_id_number");
+          return Impl::PersonNotInRegister(
+              channel ? "member_id_number and member_name"
+                      : "member_id_number");
         }
         if (!SameText(member->name, req.member_name())) {
+          if (channel) {
+            return Impl::PersonNotInRegister(
+                "member_id_number and member_name");
+          }
           return common::InvalidField("member_name",
                                       "does not match the holder register");
         }
@@ -823,14 +857,13 @@ absl::StatusOr<v1::RemoveFamilyMemberResponse> ECardLogic::RemoveFamilyMember(
       locks, &out,
       [&](WriteSet& ws, google::protobuf::Message*,
           std::string* target) -> absl::Status {
-        RETURN_IF_ERROR(pre.status());
+        RETURN_IF_ERROR(Impl::Hide(caller, pre.status()));
         RETURN_IF_ERROR(
             ValidateECardId("member_ecard_id", req.member_ecard_id()));
+        *target = absl::StrCat("ecard ", req.ecard_id());
         ASSIGN_OR_RETURN(
             store::ECardRecord holder,
-            Impl::RequireECard(*this, &ws, "ecard_id", req.ecard_id()));
-        *target = absl::StrCat("ecard ", holder.ecard_id());
-        RETURN_IF_ERROR(Impl::CheckAccess(*this, &ws, caller, holder));
+            Impl::RequireOwn(*this, &ws, caller, "ecard_id", req.ecard_id()));
         const std::string fkey =
             FamilyKey(holder.ecard_id(), req.member_ecard_id());
         ASSIGN_OR_RETURN(std::optional<std::string> existing,
@@ -860,8 +893,7 @@ absl::StatusOr<v1::ListFamilyMembersResponse> ECardLogic::ListFamilyMembers(
   const absl::Time now = ctx_.clock->Now();
   ASSIGN_OR_RETURN(
       store::ECardRecord holder,
-      Impl::RequireECard(*this, nullptr, "ecard_id", req.ecard_id()));
-  RETURN_IF_ERROR(Impl::CheckAccess(*this, nullptr, caller, holder));
+      Impl::RequireOwn(*this, nullptr, caller, "ecard_id", req.ecard_id()));
   std::vector<store::FamilyRecord> records;
   bool corrupt = false;
   const std::string prefix = FamilyPrefix(holder.ecard_id());

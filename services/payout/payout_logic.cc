@@ -43,6 +43,42 @@ absl::Status RequireRole(const Caller& caller, Role role,
   return absl::OkStatus();
 }
 
+// Maker and checker are told apart by certificate and by operator: a person
+// holding both a maker and a checker certificate must not review their own
+// batch. The steps that separate them (submit, approve, reject) therefore
+// need the operator id (metadata x-ssc-operator); without it nothing is done.
+absl::Status RequireOperator(const Caller& caller, std::string_view what) {
+  if (caller.operator_id.empty()) {
+    return InvalidField(
+        "x-ssc-operator",
+        absl::StrCat(AV(what),
+                     " needs the operator id in metadata "
+                     "x-ssc-operator (maker and checker must be "
+                     "different operators)"));
+  }
+  return absl::OkStatus();
+}
+
+// A checker reviewing `b`: neither the certificate nor the operator that
+// submitted it. A batch submitted before operators were recorded has no
+// maker operator; only its certificate is compared.
+absl::Status RequireOtherThanMaker(const Caller& caller,
+                                   const ssc::v1::Batch& b,
+                                   std::string_view what) {
+  if (caller.identity == b.maker()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "review is separated from preparation: the maker of a batch cannot ",
+        AV(what), " it"));
+  }
+  if (!b.maker_operator().empty() && caller.operator_id == b.maker_operator()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("review is separated from preparation: operator ",
+                     AV(caller.operator_id), " submitted the batch and cannot ",
+                     AV(what), " it"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status BatchInState(const ssc::v1::Batch& b,
                           std::initializer_list<ssc::v1::BatchState> allowed,
                           std::string_view what) {
@@ -941,10 +977,12 @@ absl::StatusOr<ssc::v1::SubmitBatchResponse> PayoutLogic::SubmitBatch(
       [&](ssc::v1::Batch& b, storage::WriteSet&) -> absl::Status {
         RETURN_IF_ERROR(
             RequireRole(caller, Role::kFinanceMaker, "submitting a batch"));
+        RETURN_IF_ERROR(RequireOperator(caller, "submitting a batch"));
         RETURN_IF_ERROR(
             BatchInState(b, {ssc::v1::BATCH_STATE_SEALED}, "submitting"));
         b.set_state(ssc::v1::BATCH_STATE_PENDING_APPROVAL);
         b.set_maker(caller.identity);
+        b.set_maker_operator(caller.operator_id);
         return absl::OkStatus();
       });
   if (r.ok()) NotifyProgress();
@@ -961,15 +999,11 @@ absl::StatusOr<ssc::v1::ApproveBatchResponse> PayoutLogic::ApproveBatch(
       [&](ssc::v1::Batch& b, storage::WriteSet& ws) -> absl::Status {
         RETURN_IF_ERROR(
             RequireRole(caller, Role::kFinanceChecker, "approving a batch"));
+        RETURN_IF_ERROR(RequireOperator(caller, "approving a batch"));
         RETURN_IF_ERROR(BatchInState(b, {ssc::v1::BATCH_STATE_PENDING_APPROVAL},
                                      "approval"));
         RETURN_IF_ERROR(CheckPayoutsNotFenced(*ctx_.engine));
-        if (caller.identity == b.maker()) {
-          return absl::PermissionDeniedError(
-              "review is separated from preparation: the maker of a batch "
-              "cannot "
-              "approve it");
-        }
+        RETURN_IF_ERROR(RequireOtherThanMaker(caller, b, "approve"));
         ASSIGN_OR_RETURN(ssc::v1::BatchTotals t,
                          in::ReadTotals(ctx_.engine, b.batch_id()));
         absl::StatusOr<ssc::v1::Budget> budget =
@@ -993,6 +1027,7 @@ absl::StatusOr<ssc::v1::ApproveBatchResponse> PayoutLogic::ApproveBatch(
         ws.Put(Table::kPayouts, in::ActiveKey(b.batch_id()), "");
         b.set_state(ssc::v1::BATCH_STATE_APPROVED);
         b.set_checker(caller.identity);
+        b.set_checker_operator(caller.operator_id);
         b.set_reserved_amount_fen(t.valid_amount_fen());
         *b.mutable_approved_at() = in::ToProto(ctx_.clock->Now());
         return absl::OkStatus();
@@ -1011,17 +1046,14 @@ absl::StatusOr<ssc::v1::RejectBatchResponse> PayoutLogic::RejectBatch(
       [&](ssc::v1::Batch& b, storage::WriteSet&) -> absl::Status {
         RETURN_IF_ERROR(
             RequireRole(caller, Role::kFinanceChecker, "rejecting a batch"));
+        RETURN_IF_ERROR(RequireOperator(caller, "rejecting a batch"));
         RETURN_IF_ERROR(BatchInState(b, {ssc::v1::BATCH_STATE_PENDING_APPROVAL},
                                      "rejection"));
-        if (caller.identity == b.maker()) {
-          return absl::PermissionDeniedError(
-              "review is separated from preparation: the maker of a batch "
-              "cannot "
-              "review it");
-        }
+        RETURN_IF_ERROR(RequireOtherThanMaker(caller, b, "review"));
         RETURN_IF_ERROR(in::ValidateText("reason", req.reason(), 500, false));
         b.set_state(ssc::v1::BATCH_STATE_REJECTED);
         b.set_checker(caller.identity);
+        b.set_checker_operator(caller.operator_id);
         b.set_reason(req.reason());
         return absl::OkStatus();
       });

@@ -30,6 +30,7 @@
 #include "services/common/grpc/rpc_runner.h"
 #include "services/common/metrics.h"
 #include "services/common/mutation.h"
+#include "services/ecard/channel_scope.h"
 #include "services/ecard/ecard_logic.h"
 #include "services/ecard/ecard_observer.h"
 #include "services/ecard/ecard_service.h"
@@ -515,6 +516,9 @@ struct Server::State {
   report::HolderCounterObserver holder_counters;
   // Keeps the e-card status following the card; outlives `card`.
   std::unique_ptr<ecard::ECardObserver> ecard_status;
+  // Limits mobile channels in the card service to their holders; outlives
+  // `card`.
+  std::unique_ptr<ecard::ChannelHolderScope> channel_scope;
   std::unique_ptr<card::CardLogic> card;
   // Re-encryption after data-key rotations; its thread stops at Shutdown.
   std::unique_ptr<storage::ReencryptionJob> reencryption;
@@ -623,6 +627,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   // So does the e-card status (also while the e-card service is not hosted).
   st->ecard_status = std::make_unique<ecard::ECardObserver>(st->engine.get());
   st->card->AddObserver(st->ecard_status.get());
+  // A mobile channel reads and reports loss only of holders bound in it.
+  st->channel_scope =
+      std::make_unique<ecard::ChannelHolderScope>(st->engine.get());
+  st->card->SetHolderScope(st->channel_scope.get());
 
   // Re-encryption after data-key rotations: resumes an unfinished job.
   st->reencryption = std::make_unique<storage::ReencryptionJob>(

@@ -949,8 +949,7 @@ TEST_F(CardLogicTest, MaskingPerRole) {
   EXPECT_EQ(clear.bank_account(), "6222021234567890");
   EXPECT_FALSE(Get(app, admin_).masked());
 
-  for (const Caller* who :
-       {&terminal_, &mobile_, &statistician_, &auditor_, &bureau_}) {
+  for (const Caller* who : {&terminal_, &statistician_, &auditor_, &bureau_}) {
     SCOPED_TRACE(who->identity);
     Card m = Get(app, *who);
     EXPECT_TRUE(m.masked());
@@ -967,15 +966,12 @@ TEST_F(CardLogicTest, MaskingPerRole) {
     EXPECT_EQ(p->person().birth_date(), "1980-**-**");
     EXPECT_TRUE(p->current_card().masked());
   }
-  // A masked caller's mutation answers masked too.
-  ReportLossRequest lr;
-  lr.set_request_id(Rid());
-  lr.mutable_card()->set_card_number("X10000001");
-  lr.set_kind(LOSS_KIND_TEMPORARY);
-  auto lost = logic_->ReportLoss(mobile_, lr);
-  ASSERT_TRUE(lost.ok()) << lost.status();
-  EXPECT_TRUE(lost->card().masked());
-  EXPECT_EQ(lost->card().holder_name(), "张**");
+  // A mobile channel sees only holders bound in its channel, masked
+  // (tests/ecard/channel_scope_test.cc); this store has no e-cards.
+  GetCardRequest by_app;
+  by_app.set_application_id(app);
+  EXPECT_EQ(logic_->GetCard(mobile_, by_app).status().code(),
+            absl::StatusCode::kNotFound);
 
   // Events never carry personal data in clear.
   ListCardEventsRequest er;
@@ -1373,30 +1369,29 @@ TEST_F(CardLogicTest, InstantIssuanceAndProductionResultsNeverShareANumber) {
             static_cast<size_t>(bureau_ok.load() + kThreads * kPerThread));
 }
 
-TEST_F(CardLogicTest, MobileChannelMayOnlyReportTemporaryLoss) {
+// Without a holder scope (the e-card service keeps the channel bindings) a
+// mobile channel reaches no holder: it fails closed, with the answer of an
+// unknown card, and nothing is written. The temporary-loss-only rule and the
+// channel's own holders are tested with real bindings in
+// tests/ecard/channel_scope_test.cc.
+TEST_F(CardLogicTest, MobileChannelWithoutAScopeReachesNoHolder) {
   auto applied = logic_->ApplyCard(counter_, ApplyReq(id1_, /*instant=*/true));
   ASSERT_TRUE(applied.ok()) << applied.status();
   const std::string app = applied->card().application_id();
   ASSERT_TRUE(Activate(app).ok());
 
   const uint64_t events = LastEvent();
-  ReportLossRequest formal;
-  formal.set_request_id(Rid());
-  *formal.mutable_card() = Sel(app);
-  formal.set_kind(LOSS_KIND_FORMAL);
-  auto refused = logic_->ReportLoss(mobile_, formal);
-  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_NE(std::string(refused.status().message()).find("kind"),
-            std::string::npos);
+  for (LossKind kind : {LOSS_KIND_TEMPORARY, LOSS_KIND_FORMAL}) {
+    ReportLossRequest r;
+    r.set_request_id(Rid());
+    *r.mutable_card() = Sel(app);
+    r.set_kind(kind);
+    auto refused = logic_->ReportLoss(mobile_, r);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kNotFound);
+    EXPECT_EQ(refused.status().message(), "card not found");
+  }
   EXPECT_EQ(LastEvent(), events);
-
-  ReportLossRequest temporary = formal;
-  temporary.set_request_id(Rid());
-  temporary.set_kind(LOSS_KIND_TEMPORARY);
-  auto ok = logic_->ReportLoss(mobile_, temporary);
-  ASSERT_TRUE(ok.ok()) << ok.status();
-  EXPECT_EQ(ok->card().state(), CARD_STATE_TEMP_LOST);
-  EXPECT_TRUE(ok->card().masked());
+  EXPECT_EQ(Get(app, counter_).state(), CARD_STATE_ACTIVE);
 }
 
 }  // namespace

@@ -66,8 +66,12 @@ TEST_F(ECardLogicTest, BadInputNamesTheFieldAndWritesNothingButAudit) {
   auto bad_id = IssueReq("51052419800101001");  // 17 characters
   EXPECT_EQ(common::FieldOf(ecard_->IssueECard(app_a_, bad_id).status()),
             "id_number");
+  // A channel's wrong name answers as an unknown person does: the register
+  // is no oracle of who is in it.
   auto wrong_name = ecard_->IssueECard(app_a_, IssueReq(id, "李四"));
-  EXPECT_EQ(common::FieldOf(wrong_name.status()), "name");
+  EXPECT_EQ(wrong_name.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(wrong_name.status().message(),
+            "person with this id_number and name not found");
   auto no_method = IssueReq(id);
   no_method.mutable_evidence()->set_method(VERIFICATION_METHOD_UNSPECIFIED);
   EXPECT_EQ(common::FieldOf(ecard_->IssueECard(app_a_, no_method).status()),
@@ -137,12 +141,13 @@ TEST_F(ECardLogicTest, RolesSeeWhatTheyMay) {
   ASSERT_TRUE(admin.ok());
   EXPECT_EQ(admin->ecard().ecard_id(), e);
 
-  // A channel where the holder is not bound sees nothing.
+  // A channel where the holder is not bound sees nothing, not even that
+  // the e-card exists (tests/ecard/channel_scope_test.cc: every method).
   GetECardRequest r;
   r.set_ecard_id(e);
   EXPECT_EQ(ecard_->GetECard(app_b_, r).status().code(),
-            absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(Qr(app_b_, e).status().code(), absl::StatusCode::kPermissionDenied);
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(Qr(app_b_, e).status().code(), absl::StatusCode::kNotFound);
 
   // Terminal: VALID with masked identity; counter: in clear.
   auto qr = Qr(app_a_, e);
@@ -176,7 +181,7 @@ TEST_F(ECardLogicTest, UnbindLeavesOneChannel) {
   auto left = ecard_->UnbindChannel(app_a_, u);
   ASSERT_TRUE(left.ok()) << left.status();
   EXPECT_FALSE(left->binding().active());
-  EXPECT_EQ(Qr(app_a_, e).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(Qr(app_a_, e).status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(Qr(app_b_, e).ok());
   EXPECT_EQ(GetECard(e).active_channel_count(), 1);
   // Binding again in the channel is an ordinary IssueECard.

@@ -156,19 +156,19 @@ class TlsServer {
 };
 
 // Plays the history through CardService and ECardService: counters' work as
-// admin, production as the card bureau, e-cards as the mobile channel.
+// a counter, production as the card bureau, e-cards as the mobile channel.
 class GrpcDriver : public testing::HistoryDriver {
  public:
   explicit GrpcDriver(TlsServer* server)
       : server_(server),
-        admin_(server->Cards("admin")),
+        counter_(server->Cards("counter")),
         bureau_(server->Cards("card_bureau")),
         channel_(server->ECards("mobile_channel")) {}
 
   void SetTime(absl::Time t) override { server_->clock()->Set(t); }
   Card Apply(const ApplyCardRequest& req) override {
     ApplyCardResponse resp;
-    Check(admin_->ApplyCard(Ctx().get(), req, &resp), "ApplyCard");
+    Check(counter_->ApplyCard(Ctx().get(), req, &resp), "ApplyCard");
     return resp.card();
   }
   void Send(const SendToProductionRequest& req) override {
@@ -184,25 +184,25 @@ class GrpcDriver : public testing::HistoryDriver {
   }
   void Issue(const IssueCardRequest& req) override {
     IssueCardResponse resp;
-    Check(admin_->IssueCard(Ctx().get(), req, &resp), "IssueCard");
+    Check(counter_->IssueCard(Ctx().get(), req, &resp), "IssueCard");
   }
   void Activate(const ActivateCardRequest& req) override {
     ActivateCardResponse resp;
-    Check(admin_->ActivateCard(Ctx().get(), req, &resp), "ActivateCard");
+    Check(counter_->ActivateCard(Ctx().get(), req, &resp), "ActivateCard");
   }
   void Lose(const ReportLossRequest& req) override {
     ReportLossResponse resp;
-    Check(admin_->ReportLoss(Ctx().get(), req, &resp), "ReportLoss");
+    Check(counter_->ReportLoss(Ctx().get(), req, &resp), "ReportLoss");
   }
   Card Replace(const ApplyReplacementRequest& req) override {
     ApplyReplacementResponse resp;
-    Check(admin_->ApplyReplacement(Ctx().get(), req, &resp),
+    Check(counter_->ApplyReplacement(Ctx().get(), req, &resp),
           "ApplyReplacement");
     return resp.new_card();
   }
   void Cancel(const CancelCardRequest& req) override {
     CancelCardResponse resp;
-    Check(admin_->CancelCard(Ctx().get(), req, &resp), "CancelCard");
+    Check(counter_->CancelCard(Ctx().get(), req, &resp), "CancelCard");
   }
   void BindECard(const IssueECardRequest& req,
                  const std::string& channel) override {
@@ -219,7 +219,7 @@ class GrpcDriver : public testing::HistoryDriver {
   }
 
   TlsServer* server_;
-  std::unique_ptr<CardService::Stub> admin_;
+  std::unique_ptr<CardService::Stub> counter_;
   std::unique_ptr<CardService::Stub> bureau_;
   std::unique_ptr<ECardService::Stub> channel_;
 };

@@ -69,7 +69,7 @@ grpc::Status Apply(ssc::v1::CardService::Stub& stub, const std::string& id,
   req.set_instant_issuance(true);
   req.set_bank_account(absl::StrCat("62284800", 10000000 + n));
   ssc::v1::ApplyCardResponse resp;
-  return stub.ApplyCard(Ctx().get(), req, &resp);
+  return stub.ApplyCard(Ctx("counter").get(), req, &resp);
 }
 
 std::string IdOf(int n) {
@@ -225,7 +225,7 @@ TEST(ServerOps, MetricsHealthAndLogsWithoutPersonalData) {
   bad.mutable_person()->set_id_number(id.substr(0, 17) + "0");
   bad.mutable_person()->set_name(name);
   ssc::v1::ApplyCardResponse ignored;
-  EXPECT_EQ(cards.ApplyCard(Ctx().get(), bad, &ignored).error_code(),
+  EXPECT_EQ(cards.ApplyCard(Ctx("counter").get(), bad, &ignored).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
   ssc::v1::GetPersonRequest g;
   g.set_id_number(id);

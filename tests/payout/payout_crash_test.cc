@@ -322,12 +322,14 @@ TEST_F(PayoutCrashTest, KillNineDuringExecutionPaysEveryItemExactlyOnce) {
     sr.set_batch_id(batch_id);
     SubmitBatchResponse sresp;
     auto c2 = Ctx();
+    c2->AddMetadata("x-ssc-operator", "op-maker-1");  // maker != checker
     ASSERT_TRUE(maker->SubmitBatch(c2.get(), sr, &sresp).ok());
     ApproveBatchRequest ar;
     ar.set_request_id("approve");
     ar.set_batch_id(batch_id);
     ApproveBatchResponse aresp;
     auto c3 = Ctx();
+    c3->AddMetadata("x-ssc-operator", "op-checker-1");
     grpc::Status s =
         Payout("finance_checker")->ApproveBatch(c3.get(), ar, &aresp);
     ASSERT_TRUE(s.ok()) << s.error_message();

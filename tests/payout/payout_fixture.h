@@ -359,10 +359,14 @@ class PayoutFixture : public ::testing::Test {
   std::map<std::string, std::string> app_ids_;
   common::Caller counter_{"counter-510524100-01", common::Role::kCounter,
                           "op-1"};
-  common::Caller maker_{"finance-maker-01", common::Role::kFinanceMaker, ""};
-  common::Caller maker2_{"finance-maker-02", common::Role::kFinanceMaker, ""};
+  // Finance callers name their operator (x-ssc-operator): submit, approve
+  // and reject need it.
+  common::Caller maker_{"finance-maker-01", common::Role::kFinanceMaker,
+                        "op-maker-1"};
+  common::Caller maker2_{"finance-maker-02", common::Role::kFinanceMaker,
+                         "op-maker-2"};
   common::Caller checker_{"finance-checker-01", common::Role::kFinanceChecker,
-                          ""};
+                          "op-checker-1"};
 };
 
 }  // namespace ssc::payout::testing

@@ -223,8 +223,8 @@ TEST_F(PayoutLogicTest, MakerCheckerRules) {
             absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(Submit(id, maker_).ok());
   // The maker cannot approve, not even with a checker role.
-  common::Caller maker_as_checker{maker_.identity,
-                                  common::Role::kFinanceChecker, ""};
+  common::Caller maker_as_checker{
+      maker_.identity, common::Role::kFinanceChecker, "op-checker-9"};
   EXPECT_EQ(Approve(id, maker_as_checker).code(),
             absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(Approve(id, maker2_).code(), absl::StatusCode::kPermissionDenied);
@@ -250,6 +250,65 @@ TEST_F(PayoutLogicTest, MakerCheckerRules) {
   ASSERT_TRUE(payout_->RunExecutorOnce().ok());
   EXPECT_EQ(sim_->processed(), 0u);
   EXPECT_EQ(GetBudget(kProg, kPeriod).reserved_fen(), 0);
+}
+
+// Maker and checker are different operators, not only different
+// certificates: one person holding a maker and a checker certificate cannot
+// review their own batch, and the steps that separate them need the operator
+// id (x-ssc-operator). Refusals change nothing.
+TEST_F(PayoutLogicTest, MakerAndCheckerAreDifferentOperators) {
+  const std::string a = AddHolder(1, "王小明");
+  auto b = CreateBatch(kProg, kPeriod, 1, 100);
+  ASSERT_TRUE(b.ok()) << b.status();
+  const std::string id = b->batch_id();
+  ASSERT_TRUE(Upload(id, {{"x1", a, "王小明", 100}}).ok());
+  ASSERT_TRUE(Seal(id).ok());
+
+  // Submitting without an operator id is refused, naming the metadata.
+  common::Caller anonymous_maker = maker_;
+  anonymous_maker.operator_id.clear();
+  absl::Status s = Submit(id, anonymous_maker);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_EQ(common::FieldOf(s), "x-ssc-operator");
+  EXPECT_EQ(Get(id).state(), BATCH_STATE_SEALED);
+  ASSERT_TRUE(Submit(id, maker_).ok());
+  EXPECT_EQ(Get(id).maker_operator(), maker_.operator_id);
+
+  // The maker's operator with a checker certificate: refused.
+  const common::Caller same_operator{
+      "finance-checker-02", common::Role::kFinanceChecker, maker_.operator_id};
+  s = Approve(id, same_operator);
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_NE(std::string(s.message()).find(maker_.operator_id),
+            std::string::npos)
+      << s;
+  RejectBatchRequest rr;
+  rr.set_request_id(Rid());
+  rr.set_batch_id(id);
+  rr.set_reason("复核");
+  EXPECT_EQ(payout_->RejectBatch(same_operator, rr).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  // A checker without an operator id: refused, naming the metadata.
+  common::Caller anonymous_checker = checker_;
+  anonymous_checker.operator_id.clear();
+  s = Approve(id, anonymous_checker);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_EQ(common::FieldOf(s), "x-ssc-operator");
+  rr.set_request_id(Rid());
+  EXPECT_EQ(
+      common::FieldOf(payout_->RejectBatch(anonymous_checker, rr).status()),
+      "x-ssc-operator");
+  // Nothing of it changed the batch, and nothing is paid.
+  ASSERT_TRUE(payout_->RunExecutorOnce().ok());
+  EXPECT_EQ(sim_->processed(), 0u);
+  EXPECT_EQ(Get(id).state(), BATCH_STATE_PENDING_APPROVAL);
+  EXPECT_EQ(Get(id).checker(), "");
+
+  // Another operator approves; both operators are recorded.
+  ASSERT_TRUE(Approve(id, checker_).ok());
+  EXPECT_EQ(Get(id).state(), BATCH_STATE_APPROVED);
+  EXPECT_EQ(Get(id).maker_operator(), maker_.operator_id);
+  EXPECT_EQ(Get(id).checker_operator(), checker_.operator_id);
 }
 
 TEST_F(PayoutLogicTest, BudgetExhaustionRefusesApproval) {

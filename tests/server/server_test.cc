@@ -280,7 +280,13 @@ TEST_F(ServerTest, EveryCardRpcSucceedsForAnAllowedRole) {
   temp_loss.mutable_card()->set_card_number("X00000019");
   temp_loss.set_kind(v1::LOSS_KIND_TEMPORARY);
   v1::ReportLossResponse lost;
+  // A mobile channel acts only on holders bound in its channel; this holder
+  // has no e-card, so to the channel the card does not exist.
   s = Card("mobile_channel")->ReportLoss(Ctx().get(), temp_loss, &lost);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(s.error_message(), "card not found");
+  temp_loss.set_request_id("loss-1-counter");
+  s = Card("counter")->ReportLoss(Ctx().get(), temp_loss, &lost);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(lost.card().state(), v1::CARD_STATE_TEMP_LOST);
 
@@ -342,7 +348,7 @@ TEST_F(ServerTest, EveryCardRpcSucceedsForAnAllowedRole) {
       replaced.new_card().application_id());
   cancel.set_reason(v1::CANCEL_REASON_MOVED_OUT);
   v1::CancelCardResponse cancelled;
-  s = Card("admin")->CancelCard(Ctx().get(), cancel, &cancelled);
+  s = Card("counter")->CancelCard(Ctx().get(), cancel, &cancelled);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(cancelled.card().state(), v1::CARD_STATE_CANCELLED);
 
@@ -390,7 +396,7 @@ TEST_F(ServerTest, EveryCardRpcIsDeniedToAForbiddenRoleAndAudited) {
       {"ReportLoss", "terminal", Call(&S::ReportLoss)},
       {"CancelLossReport", "mobile_channel", Call(&S::CancelLossReport)},
       {"ApplyReplacement", "card_bureau", Call(&S::ApplyReplacement)},
-      {"CancelCard", "auditor", Call(&S::CancelCard)},
+      {"CancelCard", "admin", Call(&S::CancelCard)},  // e.g. as a death
       {"UpdateHolderContact", "mobile_channel", Call(&S::UpdateHolderContact)},
       {"GetCard", "statistician", Call(&S::GetCard)},
       {"GetPerson", "terminal", Call(&S::GetPerson)},
@@ -683,7 +689,9 @@ TEST(PlaintextTest, LoopbackServesCallersNamedInMetadata) {
 
 // ---- pieces without a network ----
 
-TEST(AuthzTableTest, EveryHostedMethodHasARowAndAdminMayCallIt) {
+// Which roles may call what is pinned row by row by authz_readme_test
+// (README's table against the code's); admins take no card lifecycle step.
+TEST(AuthzTableTest, EveryHostedMethodHasARow) {
   for (const google::protobuf::ServiceDescriptor* service :
        {ServiceDescriptor("ssc.v1.CardService"),
         ServiceDescriptor("ssc.v1.AuditService")}) {
@@ -692,7 +700,6 @@ TEST(AuthzTableTest, EveryHostedMethodHasARowAndAdminMayCallIt) {
           absl::StrCat(service->full_name(), "/", service->method(i)->name());
       SCOPED_TRACE(full);
       EXPECT_TRUE(grpc_common::IsKnownMethod(full));
-      EXPECT_TRUE(grpc_common::IsAllowed(full, Role::kAdmin));
     }
   }
 }
@@ -723,19 +730,19 @@ TEST(AuthzTableTest, RolesFollowTheTable) {
     std::vector<Role> allowed;
   };
   const std::vector<Row> rows = {
-      {"ssc.v1.CardService/ApplyCard", {Role::kCounter, Role::kAdmin}},
+      {"ssc.v1.CardService/ApplyCard", {Role::kCounter}},
       {"ssc.v1.CardService/SendToProduction",
-       {Role::kCounter, Role::kCardBureau, Role::kAdmin}},
+       {Role::kCounter, Role::kCardBureau}},
       {"ssc.v1.CardService/RecordProduction",
-       {Role::kCounter, Role::kCardBureau, Role::kAdmin}},
-      {"ssc.v1.CardService/ReportLoss",
-       {Role::kCounter, Role::kMobileChannel, Role::kAdmin}},
+       {Role::kCounter, Role::kCardBureau}},
+      {"ssc.v1.CardService/ReportLoss", {Role::kCounter, Role::kMobileChannel}},
+      {"ssc.v1.CardService/CancelCard", {Role::kCounter}},
       {"ssc.v1.CardService/GetCard",
        {Role::kCounter, Role::kCardBureau, Role::kTerminal,
         Role::kMobileChannel, Role::kAuditor, Role::kAdmin}},
       {"ssc.v1.CardService/CheckInvalidCard",
-       {Role::kCounter, Role::kCardBureau, Role::kTerminal,
-        Role::kMobileChannel, Role::kAuditor, Role::kAdmin}},
+       {Role::kCounter, Role::kCardBureau, Role::kTerminal, Role::kAuditor,
+        Role::kAdmin}},
       {"ssc.v1.CardService/GetPerson",
        {Role::kCounter, Role::kAuditor, Role::kAdmin}},
       {"ssc.v1.AuditService/VerifyAuditChain", {Role::kAuditor, Role::kAdmin}},

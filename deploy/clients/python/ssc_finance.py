@@ -7,17 +7,21 @@ from the repository's proto/ folder into a temporary directory (Debian's
 python3-grpcio and python3-grpc-tools; run with /usr/bin/python3).
 
   ssc_finance.py --addr localhost:7443 --certs /etc/ssc/tls --role finance_maker \
+      --operator 0421 \
       register-programme --code LIVING --name 生活补贴 --category agricultural \
       --max-item 100000 --unit person
   ssc_finance.py ... set-budget --programme LIVING --period 2026-11 --amount 5000000
   ssc_finance.py ... upload --programme LIVING --period 2026-11 --csv items.csv
-  ssc_finance.py --role finance_checker ... approve --batch PB00000001
+  ssc_finance.py --role finance_checker --operator 0533 ... approve --batch PB00000001
   ssc_finance.py ... watch --batch PB00000001
   ssc_finance.py ... export --batch PB00000001 --out results.csv
 
 The CSV has the header item_id,id_number,name,amount_fen,note (UTF-8).
 Amounts are integers in fen. Every mutation carries a fresh request_id; the
-upload is safe to repeat (items are idempotent by item id).
+upload is safe to repeat (items are idempotent by item id). --operator names
+the person at the keyboard (metadata x-ssc-operator): sscd refuses to submit,
+approve or reject without it, and a checker operator who submitted a batch
+cannot approve it.
 """
 
 import argparse
@@ -80,20 +84,23 @@ def rid():
 class FinanceClient:
     """Thin wrapper over PayoutService for the finance office's tasks."""
 
-    def __init__(self, ch, pb, rpc):
+    def __init__(self, ch, pb, rpc, operator=""):
         self.pb = pb
         self.stub = rpc.PayoutServiceStub(ch)
+        # Sent with every mutation: audited, and maker != checker by operator.
+        self.md = [("x-ssc-operator", operator)] if operator else []
 
     def register_programme(self, code, name, category, max_item_fen, unit):
         p = self.pb.Programme(code=code, name=name, category=CATEGORIES[category],
                               max_item_amount_fen=max_item_fen, unit=UNITS[unit])
         return self.stub.RegisterProgramme(
-            self.pb.RegisterProgrammeRequest(request_id=rid(), programme=p)).programme
+            self.pb.RegisterProgrammeRequest(request_id=rid(), programme=p),
+            metadata=self.md).programme
 
     def set_budget(self, programme, period, amount_fen):
         return self.stub.SetBudget(self.pb.SetBudgetRequest(
             request_id=rid(), programme_code=programme, period=period,
-            amount_fen=amount_fen)).budget
+            amount_fen=amount_fen), metadata=self.md).budget
 
     @staticmethod
     def read_csv(path):
@@ -121,7 +128,7 @@ class FinanceClient:
         batch = self.stub.CreateBatch(self.pb.CreateBatchRequest(
             request_id=rid(), programme_code=programme, period=period,
             scheduled_at={"seconds": scheduled_unix}, control_count=len(items),
-            control_amount_fen=total)).batch
+            control_amount_fen=total), metadata=self.md).batch
         upload_id = rid()
 
         def messages():
@@ -134,17 +141,17 @@ class FinanceClient:
                     m.items.add(item_id=item_id, id_number=id_number, name=name,
                                 amount_fen=amount, note=note)
                 yield m
-        self.stub.UploadItems(messages())
+        self.stub.UploadItems(messages(), metadata=self.md)
         batch = self.stub.SealBatch(self.pb.SealBatchRequest(
-            request_id=rid(), batch_id=batch.batch_id)).batch
+            request_id=rid(), batch_id=batch.batch_id), metadata=self.md).batch
         if submit:
             batch = self.stub.SubmitBatch(self.pb.SubmitBatchRequest(
-                request_id=rid(), batch_id=batch.batch_id)).batch
+                request_id=rid(), batch_id=batch.batch_id), metadata=self.md).batch
         return batch
 
     def approve(self, batch_id):
         return self.stub.ApproveBatch(self.pb.ApproveBatchRequest(
-            request_id=rid(), batch_id=batch_id)).batch
+            request_id=rid(), batch_id=batch_id), metadata=self.md).batch
 
     def watch(self, batch_id, out=sys.stderr, width=40):
         """Shows a progress bar until the batch is done; returns the last progress."""
@@ -186,6 +193,8 @@ def main(argv=None):
     ap.add_argument("--addr", default="localhost:7443")
     ap.add_argument("--certs", required=True, help="directory with ca.crt, <role>.crt/.key")
     ap.add_argument("--role", default="finance_maker")
+    ap.add_argument("--operator", default="",
+                    help="operator id (x-ssc-operator); needed to submit, approve")
     ap.add_argument("--proto", default=REPO_PROTO)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("register-programme")
@@ -213,7 +222,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
 
     pb, rpc = load_stubs(a.proto)
-    client = FinanceClient(channel(a.addr, a.certs, a.role), pb, rpc)
+    client = FinanceClient(channel(a.addr, a.certs, a.role), pb, rpc, a.operator)
     try:
         if a.cmd == "register-programme":
             print(client.register_programme(a.code, a.name, a.category, a.max_item, a.unit))

@@ -95,7 +95,8 @@ class FinanceClientTest(unittest.TestCase):
 
     def client(self, role):
         return ssc_finance.FinanceClient(
-            ssc_finance.channel(self.addr, self.certs, role), self.pb, self.rpc)
+            ssc_finance.channel(self.addr, self.certs, role), self.pb, self.rpc,
+            operator="op-" + role)
 
     def test_register_upload_watch_export(self):
         maker = self.client("finance_maker")

@@ -4,7 +4,14 @@
 // that every method of every hosted service has a row.
 //
 // Rules that depend on the request (e.g. a mobile channel may only report a
-// *temporary* loss) are enforced by the service logic on top of this table.
+// *temporary* loss) are enforced by the service logic on top of this table,
+// and so are rules that depend on a relationship: a mobile channel acts only
+// on holders whose e-card is bound in its own channel (card::HolderScope).
+//
+// Least privilege: admins administer (imports, backups, populations and
+// targets, the QR signing key) and read; they do not take part in the card
+// lifecycle, e-card channel operations or payouts. README.md "Services and
+// roles" lists this table row by row; tests/server checks both agree.
 
 #include "services/common/grpc/authz.h"
 
@@ -14,32 +21,32 @@ namespace {
 using common::Role;
 
 // Roles that read card data: look up a card or the invalid-card list.
-constexpr RoleSet kCardReaders = {Role::kCounter,  Role::kCardBureau,
-                                  Role::kTerminal, Role::kMobileChannel,
-                                  Role::kAuditor,  Role::kAdmin};
+constexpr RoleSet kCardReaders = {Role::kCounter, Role::kCardBureau,
+                                  Role::kTerminal, Role::kAuditor,
+                                  Role::kAdmin};
 
 // Roles that follow payouts.
 constexpr RoleSet kPayoutReaders = {Role::kFinanceMaker, Role::kFinanceChecker,
                                     Role::kAuditor, Role::kAdmin};
 
 constexpr AuthzRule kTable[] = {
-    // ssc.v1.CardService: counters do everything; the card bureau produces;
-    // terminals and mobile channels read; a mobile channel may report a
-    // (temporary) loss; auditors read.
-    {"ssc.v1.CardService/ApplyCard", {Role::kCounter, Role::kAdmin}},
+    // ssc.v1.CardService: counters change cards; the card bureau produces;
+    // terminals, auditors and admins read; a mobile channel reads and reports
+    // a (temporary) loss of its own holders' cards only.
+    {"ssc.v1.CardService/ApplyCard", {Role::kCounter}},
     {"ssc.v1.CardService/SendToProduction",
-     {Role::kCounter, Role::kCardBureau, Role::kAdmin}},
+     {Role::kCounter, Role::kCardBureau}},
     {"ssc.v1.CardService/RecordProduction",
-     {Role::kCounter, Role::kCardBureau, Role::kAdmin}},
-    {"ssc.v1.CardService/IssueCard", {Role::kCounter, Role::kAdmin}},
-    {"ssc.v1.CardService/ActivateCard", {Role::kCounter, Role::kAdmin}},
-    {"ssc.v1.CardService/ReportLoss",
-     {Role::kCounter, Role::kMobileChannel, Role::kAdmin}},
-    {"ssc.v1.CardService/CancelLossReport", {Role::kCounter, Role::kAdmin}},
-    {"ssc.v1.CardService/ApplyReplacement", {Role::kCounter, Role::kAdmin}},
-    {"ssc.v1.CardService/CancelCard", {Role::kCounter, Role::kAdmin}},
-    {"ssc.v1.CardService/UpdateHolderContact", {Role::kCounter, Role::kAdmin}},
-    {"ssc.v1.CardService/GetCard", kCardReaders},
+     {Role::kCounter, Role::kCardBureau}},
+    {"ssc.v1.CardService/IssueCard", {Role::kCounter}},
+    {"ssc.v1.CardService/ActivateCard", {Role::kCounter}},
+    {"ssc.v1.CardService/ReportLoss", {Role::kCounter, Role::kMobileChannel}},
+    {"ssc.v1.CardService/CancelLossReport", {Role::kCounter}},
+    {"ssc.v1.CardService/ApplyReplacement", {Role::kCounter}},
+    {"ssc.v1.CardService/CancelCard", {Role::kCounter}},
+    {"ssc.v1.CardService/UpdateHolderContact", {Role::kCounter}},
+    {"ssc.v1.CardService/GetCard",
+     kCardReaders | RoleSet{Role::kMobileChannel}},
     {"ssc.v1.CardService/GetPerson",
      {Role::kCounter, Role::kAuditor, Role::kAdmin}},
     {"ssc.v1.CardService/ListCardEvents",
@@ -69,12 +76,11 @@ constexpr AuthzRule kTable[] = {
 
     // ssc.v1.PayoutService: review is separated from payment. Finance makers
     // prepare programmes, budgets and batches; finance checkers approve or
-    // reject (the logic also refuses a checker who made the batch); both
-    // follow execution; auditors read.
-    {"ssc.v1.PayoutService/RegisterProgramme",
-     {Role::kFinanceMaker, Role::kAdmin}},
+    // reject (the logic also refuses a checker certificate or operator who
+    // made the batch); both follow execution; auditors and admins read.
+    {"ssc.v1.PayoutService/RegisterProgramme", {Role::kFinanceMaker}},
     {"ssc.v1.PayoutService/GetProgramme", kPayoutReaders},
-    {"ssc.v1.PayoutService/SetBudget", {Role::kFinanceMaker, Role::kAdmin}},
+    {"ssc.v1.PayoutService/SetBudget", {Role::kFinanceMaker}},
     {"ssc.v1.PayoutService/GetBudget", kPayoutReaders},
     {"ssc.v1.PayoutService/CreateBatch", {Role::kFinanceMaker}},
     {"ssc.v1.PayoutService/UploadItems", {Role::kFinanceMaker}},
@@ -85,8 +91,8 @@ constexpr AuthzRule kTable[] = {
     {"ssc.v1.PayoutService/CancelBatch",
      {Role::kFinanceMaker, Role::kFinanceChecker}},
     {"ssc.v1.PayoutService/PauseBatch",
-     {Role::kFinanceMaker, Role::kFinanceChecker, Role::kAdmin}},
-    {"ssc.v1.PayoutService/ResumeBatch", {Role::kFinanceChecker, Role::kAdmin}},
+     {Role::kFinanceMaker, Role::kFinanceChecker}},
+    {"ssc.v1.PayoutService/ResumeBatch", {Role::kFinanceChecker}},
     {"ssc.v1.PayoutService/GetBatch", kPayoutReaders},
     {"ssc.v1.PayoutService/WatchBatch", kPayoutReaders},
     {"ssc.v1.PayoutService/ListBatchItems", kPayoutReaders},
@@ -97,25 +103,22 @@ constexpr AuthzRule kTable[] = {
     // ssc.v1.ECardService: mobile channels act for their holders (the logic
     // also limits them to e-cards bound in their own channel); terminals
     // verify codes and keep the offline status list; counters look up,
-    // verify and revoke; admins everything, alone rotate the signing key.
-    {"ssc.v1.ECardService/IssueECard", {Role::kMobileChannel, Role::kAdmin}},
+    // verify, unbind and revoke; admins read and alone rotate the signing
+    // key.
+    {"ssc.v1.ECardService/IssueECard", {Role::kMobileChannel}},
     {"ssc.v1.ECardService/GetECard",
      {Role::kMobileChannel, Role::kCounter, Role::kAdmin}},
     {"ssc.v1.ECardService/ListChannelBindings",
      {Role::kMobileChannel, Role::kCounter, Role::kAdmin}},
     {"ssc.v1.ECardService/UnbindChannel",
-     {Role::kMobileChannel, Role::kCounter, Role::kAdmin}},
-    {"ssc.v1.ECardService/RevokeECard", {Role::kCounter, Role::kAdmin}},
-    {"ssc.v1.ECardService/AddFamilyMember",
-     {Role::kMobileChannel, Role::kAdmin}},
-    {"ssc.v1.ECardService/RemoveFamilyMember",
-     {Role::kMobileChannel, Role::kAdmin}},
+     {Role::kMobileChannel, Role::kCounter}},
+    {"ssc.v1.ECardService/RevokeECard", {Role::kCounter}},
+    {"ssc.v1.ECardService/AddFamilyMember", {Role::kMobileChannel}},
+    {"ssc.v1.ECardService/RemoveFamilyMember", {Role::kMobileChannel}},
     {"ssc.v1.ECardService/ListFamilyMembers",
      {Role::kMobileChannel, Role::kCounter, Role::kAdmin}},
-    {"ssc.v1.ECardService/GenerateQrCode",
-     {Role::kMobileChannel, Role::kAdmin}},
-    {"ssc.v1.ECardService/VerifyQrCode",
-     {Role::kTerminal, Role::kCounter, Role::kAdmin}},
+    {"ssc.v1.ECardService/GenerateQrCode", {Role::kMobileChannel}},
+    {"ssc.v1.ECardService/VerifyQrCode", {Role::kTerminal, Role::kCounter}},
     {"ssc.v1.ECardService/GetVerificationKeys",
      {Role::kTerminal, Role::kCounter, Role::kAdmin}},
     {"ssc.v1.ECardService/RotateSigningKey", {Role::kAdmin}},
