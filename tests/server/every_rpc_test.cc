@@ -993,9 +993,10 @@ uint64_t ServerErrorsCounted() {
   for (const MethodDescriptor* m : AllSscMethods()) {
     for (const char* code : {"INTERNAL", "UNKNOWN", "DATA_LOSS"}) {
       n += common::Metrics()
-               .GetCounter("ssc_rpc_requests_total",
-                           "RPCs handled, by full method and status code.",
-                           {{"method", absl::StrCat("/", FullName(m))}, {"code", code}})
+               .GetCounter(
+                   "ssc_rpc_requests_total",
+                   "RPCs handled, by full method and status code.",
+                   {{"method", absl::StrCat("/", FullName(m))}, {"code", code}})
                ->value();
     }
   }
