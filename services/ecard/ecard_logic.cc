@@ -955,18 +955,21 @@ absl::StatusOr<v1::VerifyQrCodeResponse> ECardLogic::VerifyQrCode(
   if (signed_ok) lock_keys.push_back(absl::StrCat("ecard.qr/", token_key));
 
   v1::VerifyQrCodeResponse out;
+  std::string audit_message;
   absl::Status s = common::RunMutation(
-      ctx_, common::MutationCall{caller, method, req.request_id(), req},
+      ctx_,
+      common::MutationCall{caller, method, req.request_id(), req,
+                           &audit_message},
       lock_keys, &out,
       [&](WriteSet& ws, google::protobuf::Message* response,
           std::string* target) -> absl::Status {
         RETURN_IF_ERROR(ValidateBusinessType(req.business_type()));
         auto* o = static_cast<v1::VerifyQrCodeResponse*>(response);
         RETURN_IF_ERROR(VerifyToken(caller, req, check, token_key, now, ws, o));
-        *target = absl::StrCat(
-            signed_ok ? absl::StrCat("ecard ", check.claims.ecard_id)
-                      : std::string("qr code"),
-            " outcome=", v1::QrVerifyOutcome_Name(o->outcome()),
+        *target = signed_ok ? absl::StrCat("ecard ", check.claims.ecard_id)
+                            : std::string("qr code");
+        audit_message = absl::StrCat(
+            "outcome=", v1::QrVerifyOutcome_Name(o->outcome()),
             " business=", TwoDigits(static_cast<int>(req.business_type())),
             check.kid.empty() ? "" : " kid=", check.kid);
         return absl::OkStatus();
