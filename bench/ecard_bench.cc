@@ -177,6 +177,7 @@ void VerifyFull(benchmark::State& state, bool sync) {
   size_t i = 0;
   for (auto _ : state) {
     v1::VerifyQrCodeRequest r;
+    r.set_request_id(absl::StrCat("bench-verify-", i));
     r.set_payload(codes[i++ % codes.size()]);
     r.set_business_type(v1::BUSINESS_TYPE_PAYMENT);
     auto resp = s.logic->VerifyQrCode(s.terminal, r);

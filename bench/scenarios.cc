@@ -379,6 +379,7 @@ class QrGenerateScenario final : public Scenario {
     call->ctx = sscctl::NewCallContext(st_->mobile->conn);
     call->request.set_ecard_id(st_->ecard_ids[n % st_->ecard_ids.size()]);
     call->request.set_business_type(ssc::v1::BUSINESS_TYPE_ENQUIRY);
+    call->request.set_request_id(sscctl::NewRequestId());
     stubs_[n % stubs_.size()]->async()->GenerateQrCode(
         call->ctx.get(), &call->request, &call->response,
         [this, call, done = std::move(done)](grpc::Status s) {
@@ -426,6 +427,7 @@ class QrVerifyScenario final : public Scenario {
     call->ctx = sscctl::NewCallContext(st_->terminal->conn);
     call->request.set_payload(st_->pool[n]);
     call->request.set_business_type(ssc::v1::BUSINESS_TYPE_ENQUIRY);
+    call->request.set_request_id(sscctl::NewRequestId());
     stubs_[n % stubs_.size()]->async()->VerifyQrCode(
         call->ctx.get(), &call->request, &call->response,
         [this, call, done = std::move(done)](grpc::Status s) {

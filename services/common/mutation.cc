@@ -110,8 +110,10 @@ absl::Status RunMutation(const StoreContext& ctx, const MutationCall& call,
     return FailWithAudit(ctx, call.caller, call.method, call.request_id, target,
                          outcome);
   }
-  ws.AppendAudit(MakeAudit(call.caller, call.method, call.request_id, target,
-                           absl::OkStatus()));
+  storage::AuditInput audit = MakeAudit(
+      call.caller, call.method, call.request_id, target, absl::OkStatus());
+  if (call.audit_message != nullptr) audit.message = *call.audit_message;
+  ws.AppendAudit(std::move(audit));
   ctx.idempotency->Record(ws, call.caller.identity, call.request_id,
                           fingerprint, SerializeDeterministic(*response));
   absl::StatusOr<storage::CommitResult> committed =

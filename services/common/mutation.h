@@ -35,6 +35,9 @@ struct MutationCall {
   std::string_view method;  // full method, e.g. "ssc.v1.CardService/ApplyCard"
   std::string_view request_id;
   const google::protobuf::Message& request;
+  // Optional: read after a successful body, the message of its audit record
+  // (e.g. a QR verification's outcome); empty by default.
+  const std::string* audit_message = nullptr;
 };
 
 // The body of a mutation: reads current state (it runs under the locks),

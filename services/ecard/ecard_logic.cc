@@ -976,122 +976,37 @@ absl::StatusOr<v1::VerifyQrCodeResponse> ECardLogic::VerifyQrCode(
     const common::Caller& caller, const v1::VerifyQrCodeRequest& req) {
   const absl::Time now = ctx_.clock->Now();
   const std::string method = Method("VerifyQrCode");
-  absl::Status bad_request = ValidateBusinessType(req.business_type());
-  if (bad_request.ok() && !req.request_id().empty()) {
-    bad_request = ValidatePrintable("request_id", req.request_id(), 64);
-  }
-  if (!bad_request.ok()) {
-    RETURN_IF_ERROR(
-        common::AuditOnly(ctx_, caller, method, "", "qr code", bad_request));
-    return bad_request;
-  }
-
-  v1::VerifyQrCodeResponse out;
   const TokenCheck check = CheckToken(req.payload(), now);
-  out.set_outcome(check.outcome);
-  out.set_key_id(check.kid);
   const bool signed_ok = !check.claims.nonce.empty();
-  if (signed_ok) {
-    out.set_ecard_id(check.claims.ecard_id);
-    out.set_business_type(
-        static_cast<v1::BusinessType>(check.claims.business_type));
-    SetTime(out.mutable_expires_at(),
-            absl::FromUnixSeconds(check.claims.expires_at));
-    if (out.outcome() == v1::QR_VERIFY_OUTCOME_VALID &&
-        check.claims.business_type != static_cast<int>(req.business_type())) {
-      out.set_outcome(v1::QR_VERIFY_OUTCOME_WRONG_BUSINESS);
-    }
-  }
-
-  // Serialize verifications of one code (and retries of one request).
   const std::string token_key =
       signed_ok ? QrTokenKey(check.claims.expires_at, check.claims.nonce)
                 : std::string();
-  const std::string nonce_lock = absl::StrCat("ecard.qr/", token_key);
-  const std::string idem_lock =
-      storage::Idempotency::LockKey(caller.identity, req.request_id());
-  std::vector<std::string_view> lock_keys;
-  if (signed_ok) lock_keys.push_back(nonce_lock);
-  if (!req.request_id().empty()) lock_keys.push_back(idem_lock);
-  storage::KeyLocks::Guard guard = ctx_.locks->Lock(lock_keys);
+  // Verifications of one code are serialized by its nonce; a retry of the
+  // request (after a lost answer) gets the original answer, not REPLAYED.
+  std::vector<std::string> lock_keys;
+  if (signed_ok) lock_keys.push_back(absl::StrCat("ecard.qr/", token_key));
 
-  std::string fingerprint;
-  if (!req.request_id().empty()) {
-    fingerprint =
-        storage::Idempotency::Fingerprint(method, req.SerializeAsString());
-    ASSIGN_OR_RETURN(std::optional<std::string> stored,
-                     ctx_.idempotency->Check(caller.identity, req.request_id(),
-                                             fingerprint));
-    if (stored.has_value()) {
-      v1::VerifyQrCodeResponse original;
-      if (!original.ParseFromString(*stored)) {
-        return absl::DataLossError(
-            "stored response of a repeated request cannot be parsed");
-      }
-      return original;
-    }
-  }
-
-  std::optional<store::ECardRecord> rec;
-  if (out.outcome() == v1::QR_VERIFY_OUTCOME_VALID) {
-    ASSIGN_OR_RETURN(std::optional<std::string> used,
-                     ctx_.engine->Get(Table::kQrTokens, token_key));
-    if (used.has_value()) out.set_outcome(v1::QR_VERIFY_OUTCOME_REPLAYED);
-  }
-  if (out.outcome() == v1::QR_VERIFY_OUTCOME_VALID) {
-    ASSIGN_OR_RETURN(rec, LoadRecord<store::ECardRecord>(
-                              *ctx_.engine, nullptr, Table::kECards,
-                              ECardKey(check.claims.ecard_id)));
-    const v1::ECardStatus st = rec.has_value() ? StatusOf(*rec, now).status
-                                               : v1::E_CARD_STATUS_REVOKED;
-    if (st == v1::E_CARD_STATUS_REVOKED) {
-      out.set_outcome(v1::QR_VERIFY_OUTCOME_REVOKED);
-    } else if (st == v1::E_CARD_STATUS_SUSPENDED) {
-      out.set_outcome(v1::QR_VERIFY_OUTCOME_SUSPENDED);
-    }
-  }
-
-  WriteSet ws;
-  if (out.outcome() == v1::QR_VERIFY_OUTCOME_VALID) {
-    ASSIGN_OR_RETURN(card::PersonView person, Impl::Person(*this, *rec));
-    bool masked = true;
-    Impl::SetIdentity(person, caller.role, out.mutable_holder_id_number(),
-                      out.mutable_holder_name(), &masked);
-    out.set_masked(masked);
-    // The single-use record, atomic with the audit record below.
-    std::string value;
-    storage::PutFixed64BE(
-        &value, static_cast<uint64_t>(
-                    ToMicros(absl::FromUnixSeconds(check.claims.expires_at))));
-    store::QrTokenRecord t;
-    t.set_ecard_id(check.claims.ecard_id);
-    t.set_terminal(caller.identity);
-    t.set_verified_micros(ToMicros(now));
-    t.set_business_type(req.business_type());
-    t.set_key_id(check.kid);
-    value += t.SerializeAsString();
-    ws.Put(Table::kQrTokens, token_key, std::move(value));
-  }
-  storage::AuditInput a;
-  a.caller = caller.identity;
-  a.role = std::string(common::RoleName(caller.role));
-  a.operator_id = caller.operator_id;
-  a.rpc = method;
-  a.target = signed_ok ? absl::StrCat("ecard ", check.claims.ecard_id)
-                       : std::string("qr code");
-  a.request_id = req.request_id();
-  a.code = 0;
-  a.message = absl::StrCat(
-      "outcome=", v1::QrVerifyOutcome_Name(out.outcome()),
-      " business=", TwoDigits(static_cast<int>(req.business_type())),
-      check.kid.empty() ? "" : " kid=", check.kid);
-  ws.AppendAudit(std::move(a));
-  if (!req.request_id().empty()) {
-    ctx_.idempotency->Record(ws, caller.identity, req.request_id(), fingerprint,
-                             out.SerializeAsString());
-  }
-  RETURN_IF_ERROR(ctx_.engine->Commit(std::move(ws)).status());
-  guard = storage::KeyLocks::Guard();  // the code is settled
+  v1::VerifyQrCodeResponse out;
+  std::string audit_message;
+  absl::Status s = common::RunMutation(
+      ctx_,
+      common::MutationCall{caller, method, req.request_id(), req,
+                           &audit_message},
+      lock_keys, &out,
+      [&](WriteSet& ws, google::protobuf::Message* response,
+          std::string* target) -> absl::Status {
+        RETURN_IF_ERROR(ValidateBusinessType(req.business_type()));
+        auto* o = static_cast<v1::VerifyQrCodeResponse*>(response);
+        RETURN_IF_ERROR(VerifyToken(caller, req, check, token_key, now, ws, o));
+        *target = signed_ok ? absl::StrCat("ecard ", check.claims.ecard_id)
+                            : std::string("qr code");
+        audit_message = absl::StrCat(
+            "outcome=", v1::QrVerifyOutcome_Name(o->outcome()),
+            " business=", TwoDigits(static_cast<int>(req.business_type())),
+            check.kid.empty() ? "" : " kid=", check.kid);
+        return absl::OkStatus();
+      });
+  RETURN_IF_ERROR(s);
   common::Metrics()
       .GetCounter("ssc_qr_verifications_total",
                   "QR code verifications by outcome.",
@@ -1104,6 +1019,65 @@ absl::StatusOr<v1::VerifyQrCodeResponse> ECardLogic::VerifyQrCode(
     (void)pruned;
   }
   return out;
+}
+
+absl::Status ECardLogic::VerifyToken(const common::Caller& caller,
+                                     const v1::VerifyQrCodeRequest& req,
+                                     const TokenCheck& check,
+                                     const std::string& token_key,
+                                     absl::Time now, WriteSet& ws,
+                                     v1::VerifyQrCodeResponse* out) {
+  out->set_outcome(check.outcome);
+  out->set_key_id(check.kid);
+  if (!check.claims.nonce.empty()) {
+    out->set_ecard_id(check.claims.ecard_id);
+    out->set_business_type(
+        static_cast<v1::BusinessType>(check.claims.business_type));
+    SetTime(out->mutable_expires_at(),
+            absl::FromUnixSeconds(check.claims.expires_at));
+    if (out->outcome() == v1::QR_VERIFY_OUTCOME_VALID &&
+        check.claims.business_type != static_cast<int>(req.business_type())) {
+      out->set_outcome(v1::QR_VERIFY_OUTCOME_WRONG_BUSINESS);
+    }
+  }
+  std::optional<store::ECardRecord> rec;
+  if (out->outcome() == v1::QR_VERIFY_OUTCOME_VALID) {
+    ASSIGN_OR_RETURN(std::optional<std::string> used,
+                     ctx_.engine->Get(Table::kQrTokens, token_key));
+    if (used.has_value()) out->set_outcome(v1::QR_VERIFY_OUTCOME_REPLAYED);
+  }
+  if (out->outcome() == v1::QR_VERIFY_OUTCOME_VALID) {
+    ASSIGN_OR_RETURN(rec, LoadRecord<store::ECardRecord>(
+                              *ctx_.engine, nullptr, Table::kECards,
+                              ECardKey(check.claims.ecard_id)));
+    const v1::ECardStatus st = rec.has_value() ? StatusOf(*rec, now).status
+                                               : v1::E_CARD_STATUS_REVOKED;
+    if (st == v1::E_CARD_STATUS_REVOKED) {
+      out->set_outcome(v1::QR_VERIFY_OUTCOME_REVOKED);
+    } else if (st == v1::E_CARD_STATUS_SUSPENDED) {
+      out->set_outcome(v1::QR_VERIFY_OUTCOME_SUSPENDED);
+    }
+  }
+  if (out->outcome() != v1::QR_VERIFY_OUTCOME_VALID) return absl::OkStatus();
+  ASSIGN_OR_RETURN(card::PersonView person, Impl::Person(*this, *rec));
+  bool masked = true;
+  Impl::SetIdentity(person, caller.role, out->mutable_holder_id_number(),
+                    out->mutable_holder_name(), &masked);
+  out->set_masked(masked);
+  // The single-use record, atomic with the audit record.
+  std::string value;
+  storage::PutFixed64BE(
+      &value, static_cast<uint64_t>(
+                  ToMicros(absl::FromUnixSeconds(check.claims.expires_at))));
+  store::QrTokenRecord t;
+  t.set_ecard_id(check.claims.ecard_id);
+  t.set_terminal(caller.identity);
+  t.set_verified_micros(ToMicros(now));
+  t.set_business_type(req.business_type());
+  t.set_key_id(check.kid);
+  value += t.SerializeAsString();
+  ws.Put(Table::kQrTokens, token_key, std::move(value));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::GetVerificationKeysResponse> ECardLogic::GetVerificationKeys(

@@ -119,6 +119,15 @@ class ECardLogic {
   struct Impl;
   friend struct Impl;
 
+  // The body of VerifyQrCode under its locks: the outcome of `check` against
+  // the store, and the single-use record of a VALID code into `ws`.
+  absl::Status VerifyToken(const common::Caller& caller,
+                           const ssc::v1::VerifyQrCodeRequest& req,
+                           const TokenCheck& check,
+                           const std::string& token_key, absl::Time now,
+                           storage::WriteSet& ws,
+                           ssc::v1::VerifyQrCodeResponse* out);
+
   common::StoreContext ctx_;
   const card::CardLogic* cards_;
   KeyManager* keys_;

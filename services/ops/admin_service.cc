@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/common/errors.h"
+#include "services/common/grpc/request_decoding.h"
 #include "services/common/metrics.h"
 #include "services/common/mutation.h"
 #include "storage/status_macros.h"
@@ -118,6 +119,8 @@ grpc::Status AdminServiceImpl::Import(
             return absl::CancelledError("call cancelled by the client");
           }
         }
+        // A chunk that could not be decoded is not the end of the file.
+        RETURN_IF_ERROR(grpc_common::TakeDecodeError(msg.GetDescriptor()));
         // A client that went away mid-file did not send the rest of the
         // last person's rows: the batches already committed stay, what is
         // pending is dropped, and the file's rerun resumes after the
@@ -151,28 +154,36 @@ grpc::Status AdminServiceImpl::GetImportStatus(
 grpc::Status AdminServiceImpl::CreateBackup(
     grpc::ServerContext* ctx, const ssc::v1::CreateBackupRequest* req,
     ssc::v1::CreateBackupResponse* resp) {
-  return runner_->Run(
-      ctx, Method("CreateBackup"), *req, resp,
-      [&](const common::Caller& caller, const ssc::v1::CreateBackupRequest& r)
-          -> absl::StatusOr<ssc::v1::CreateBackupResponse> {
-        absl::StatusOr<ssc::v1::BackupInfo> info = backups_->Create();
-        const std::string target =
-            info.ok() ? absl::StrCat("backup ", info->backup_id()) : "backup";
-        RETURN_IF_ERROR(
-            common::AuditOnly(runner_->store(), caller, Method("CreateBackup"),
-                              r.request_id(), target, info.status()));
-        common::Metrics()
-            .GetCounter("ssc_backups_total", "Backups attempted, by outcome.",
-                        {{"outcome", info.ok() ? "ok" : "failed"}})
-            ->Add();
-        if (!info.ok()) return info.status();
-        common::Metrics()
-            .GetGauge("ssc_backup_last_success_timestamp_seconds",
-                      "Unix time of the last successful backup.")
-            ->Set(static_cast<double>(info->created_at().seconds()));
-        ssc::v1::CreateBackupResponse out;
-        *out.mutable_backup() = *std::move(info);
-        return out;
+  // Through the mutation path like every mutating RPC: a retry with the
+  // same request_id answers the backup made by the first call instead of
+  // making another one (a client retrying after a timeout must not fill
+  // the backup directory, nor push the backups it meant to keep out of
+  // retention).
+  return runner_->RunBody(
+      ctx, Method("CreateBackup"), *req,
+      [&](const common::Caller& caller) -> absl::Status {
+        return common::RunMutation(
+            runner_->store(),
+            {caller, Method("CreateBackup"), req->request_id(), *req},
+            {"backup"}, resp,
+            [&](storage::WriteSet&, google::protobuf::Message* response,
+                std::string* target) -> absl::Status {
+              absl::StatusOr<ssc::v1::BackupInfo> info = backups_->Create();
+              common::Metrics()
+                  .GetCounter("ssc_backups_total",
+                              "Backups attempted, by outcome.",
+                              {{"outcome", info.ok() ? "ok" : "failed"}})
+                  ->Add();
+              if (!info.ok()) return info.status();
+              *target = absl::StrCat("backup ", info->backup_id());
+              common::Metrics()
+                  .GetGauge("ssc_backup_last_success_timestamp_seconds",
+                            "Unix time of the last successful backup.")
+                  ->Set(static_cast<double>(info->created_at().seconds()));
+              *static_cast<ssc::v1::CreateBackupResponse*>(response)
+                   ->mutable_backup() = *std::move(info);
+              return absl::OkStatus();
+            });
       });
 }
 

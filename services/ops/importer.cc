@@ -2481,6 +2481,14 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
     }
   }
   if (final && pending_.empty()) t.done = true;
+  // Figures of ended days this batch changes are restated (report.proto).
+  report::RestatementNotes restated(now);
+  for (const Importer::Prepared& g : batch_groups->groups) {
+    if (g.outcome == Importer::Prepared::Outcome::kAccepted) {
+      restated.Scan(g.ws);
+    }
+  }
+  restated.WriteTo(tail);
   tail.Put(Table::kMeta, CheckpointKey(import_id_), EncodeTotals(t));
   storage::AuditInput a;
   a.caller = caller_.identity;

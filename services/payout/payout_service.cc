@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/common/errors.h"
+#include "services/common/grpc/request_decoding.h"
 #include "storage/status_macros.h"
 
 namespace ssc::payout {
@@ -95,7 +96,11 @@ grpc::Status PayoutServiceImpl::UploadItems(
         absl::Status bad;
         auto read_next = [&] {
           auto m = std::make_unique<ssc::v1::UploadItemsRequest>();
-          if (!reader->Read(m.get())) return false;
+          if (!reader->Read(m.get())) {
+            // A message that could not be decoded is not the end.
+            bad = grpc_common::TakeDecodeError(m->GetDescriptor());
+            return false;
+          }
           bad = same_stream(*m);
           if (!bad.ok()) return false;
           launch(std::move(m));

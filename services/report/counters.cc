@@ -3,6 +3,7 @@
 #include <array>
 #include <iterator>
 #include <map>
+#include <set>
 #include <tuple>
 
 #include "absl/strings/ascii.h"
@@ -273,6 +274,93 @@ absl::StatusOr<std::vector<PayoutTotals>> ReadPayouts(
   out.reserve(by_key.size());
   for (auto& [k, t] : by_key) out.push_back(std::move(t));
   return out;
+}
+
+namespace {
+
+constexpr std::string_view kRestatedPrefix = "restated";
+
+uint32_t Ymd(absl::CivilDay d) {
+  return static_cast<uint32_t>(d.year()) * 10000 +
+         static_cast<uint32_t>(d.month()) * 100 +
+         static_cast<uint32_t>(d.day());
+}
+
+uint32_t ReadU32(std::string_view b) {
+  return (static_cast<uint32_t>(static_cast<uint8_t>(b[0])) << 24) |
+         (static_cast<uint32_t>(static_cast<uint8_t>(b[1])) << 16) |
+         (static_cast<uint32_t>(static_cast<uint8_t>(b[2])) << 8) |
+         static_cast<uint32_t>(static_cast<uint8_t>(b[3]));
+}
+
+std::string RestatedPrefix(std::string_view series_base) {
+  std::string key;
+  storage::AppendKeyString(&key, kRestatedPrefix);
+  key.append(series_base);
+  return key;
+}
+
+}  // namespace
+
+RestatementNotes::RestatementNotes(absl::Time now)
+    : today_(Ymd(BeijingDay(now))) {}
+
+void RestatementNotes::Scan(const storage::WriteSet& ws) {
+  for (const storage::WriteSet::Op& op : ws.ops()) {
+    if (op.table != storage::Table::kCounters ||
+        op.type != storage::WriteSet::OpType::kAdd || op.key.size() < 8) {
+      continue;
+    }
+    const std::string_view tail = op.key.substr(op.key.size() - 8);
+    if (ReadU32(tail) != static_cast<uint32_t>(Granularity::kDay)) continue;
+    const uint32_t day = ReadU32(tail.substr(4));
+    if (day >= today_) continue;
+    bool holder_series = false;
+    for (Metric m : kAllMetrics) {
+      holder_series = holder_series || op.key.starts_with(MetricHead(m));
+    }
+    if (!holder_series) continue;
+    const std::string_view base = op.key.substr(0, op.key.size() - 8);
+    auto [it, inserted] = earliest_.try_emplace(std::string(base), day);
+    if (!inserted && day < it->second) it->second = day;
+  }
+}
+
+void RestatementNotes::WriteTo(storage::WriteSet& ws) const {
+  for (const auto& [base, earliest] : earliest_) {
+    std::string key = RestatedPrefix(base);
+    AppendU32(&key, today_);
+    AppendU32(&key, earliest);
+    ws.Put(storage::Table::kReport, key, "");
+  }
+}
+
+absl::StatusOr<Revision> RevisionOf(storage::Engine& engine,
+                                    std::string_view region,
+                                    absl::CivilDay day) {
+  const uint32_t d = Ymd(day);
+  std::set<uint32_t> restated_on;
+  for (Metric m : kAllMetrics) {
+    std::string base = SeriesPrefix(m, region, Granularity::kDay);
+    base.resize(base.size() - 4);  // without the granularity
+    const std::string lower = RestatedPrefix(base);
+    RETURN_IF_ERROR(engine.Scan(
+        storage::Table::kReport, lower, storage::PrefixSuccessor(lower),
+        [&](std::string_view key, std::string_view) {
+          if (key.size() != lower.size() + 8) return true;
+          const uint32_t on = ReadU32(key.substr(lower.size()));
+          const uint32_t earliest = ReadU32(key.substr(lower.size() + 4));
+          if (earliest <= d && d < on) restated_on.insert(on);
+          return true;
+        }));
+  }
+  Revision r;
+  r.revision = static_cast<int>(restated_on.size());
+  if (!restated_on.empty()) {
+    const uint32_t on = *restated_on.rbegin();
+    r.restated_on = absl::CivilDay(on / 10000, on / 100 % 100, on % 100);
+  }
+  return r;
 }
 
 }  // namespace ssc::report

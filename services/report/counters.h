@@ -22,6 +22,8 @@
 // Free functions over storage::Engine / WriteSet; thread-safe as those are.
 
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -76,6 +78,44 @@ absl::StatusOr<int64_t> MetricTotal(storage::Engine& engine, Metric metric,
 // The key of one delta counter (exposed for tests).
 std::string MetricKey(Metric metric, std::string_view region,
                       Granularity granularity, uint32_t period);
+
+// Restatements. A figure of a day that has ended changes only when an
+// import adds history dated on or before that day (deploy/import-format.md):
+// the figure is then restated, and answers say so (Figures.revision and
+// restated_on in report.proto). An import batch notes, in its own write
+// set, the earliest ended day whose counters it changes for each (metric,
+// region):
+//   (kReport) Str("restated") Str(metric) Str(region) U32(restated on)
+//             U32(earliest day) -> ""   (days as YYYYMMDD, Beijing)
+// and the figure of region R as at day D was restated on T when a record
+// of R has earliest day <= D < T (D had ended when T's import ran).
+class RestatementNotes {
+ public:
+  // `now`: when the write sets will be committed.
+  explicit RestatementNotes(absl::Time now);
+  // Notes the day counters of ended days that `ws` changes.
+  void Scan(const storage::WriteSet& ws);
+  // Writes the records of what was noted into `ws` (nothing if nothing).
+  void WriteTo(storage::WriteSet& ws) const;
+
+ private:
+  uint32_t today_;
+  // Series base key (metric and region) -> earliest ended day changed.
+  std::map<std::string, uint32_t> earliest_;
+};
+
+struct Revision {
+  // How many days the figure was restated on (0: as first published).
+  int revision = 0;
+  // The latest of those days.
+  std::optional<absl::CivilDay> restated_on;
+};
+
+// The restatements of the figures of `region` as at the end of `day`
+// (card and e-card holders together).
+absl::StatusOr<Revision> RevisionOf(storage::Engine& engine,
+                                    std::string_view region,
+                                    absl::CivilDay day);
 
 // One-card payouts. The payout service calls this inside the write set that
 // records money as paid (or, with negative values, reverses it): it adds

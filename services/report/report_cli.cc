@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
+#include "google/protobuf/util/json_util.h"
 #include "services/report/report_format.h"
 #include "ssc/v1/report.grpc.pb.h"
 
@@ -87,10 +89,11 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
       ssc::v1::GetIndicatorsResponse resp;
       auto ctx = hooks_.new_context();
       grpc::Status s = stub.GetIndicators(ctx.get(), req, &resp);
-      if (!s.ok()) return hooks_.print_error(s);
+      if (!s.ok()) return PrintError(running_, s);
+      std::ostream& text = TextOut(resp, out);
       const std::vector<std::vector<std::string>> rows = {
           FiguresRow(resp.figures())};
-      out << ToTextTable(FiguresHeader(), rows);
+      text << ToTextTable(FiguresHeader(), rows);
       if (!resp.targets().empty()) {
         std::vector<std::vector<std::string>> trows;
         for (const ssc::v1::TargetProgress& p : resp.targets()) {
@@ -107,10 +110,10 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
         std::vector<std::string> th = TargetHeader();
         th.pop_back();
         th.insert(th.end(), {"current", "progress", "achieved"});
-        out << "\n" << ToTextTable(th, trows);
+        text << "\n" << ToTextTable(th, trows);
       }
       if (resp.figures().provisional()) {
-        out << "\n(provisional: the day has not ended yet)\n";
+        text << "\n(provisional: the day has not ended yet)\n";
       }
       if (!csv_.empty() &&
           !WriteFile(csv_, ToCsv(FiguresHeader(), rows), err)) {
@@ -143,11 +146,12 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
       ssc::v1::GetIndicatorSeriesResponse resp;
       auto ctx = hooks_.new_context();
       grpc::Status s = stub.GetIndicatorSeries(ctx.get(), req, &resp);
-      if (!s.ok()) return hooks_.print_error(s);
+      if (!s.ok()) return PrintError(running_, s);
+      std::ostream& text = TextOut(resp, out);
       std::vector<std::vector<std::string>> rows;
       for (const ssc::v1::Figures& f : resp.points())
         rows.push_back(FiguresRow(f));
-      out << ToTextTable(FiguresHeader(), rows);
+      text << ToTextTable(FiguresHeader(), rows);
       if (!csv_.empty() &&
           !WriteFile(csv_, ToCsv(FiguresHeader(), rows), err)) {
         return kCliUsage;
@@ -172,13 +176,14 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
       ssc::v1::GetBreakdownResponse resp;
       auto ctx = hooks_.new_context();
       grpc::Status s = stub.GetBreakdown(ctx.get(), req, &resp);
-      if (!s.ok()) return hooks_.print_error(s);
+      if (!s.ok()) return PrintError(running_, s);
+      std::ostream& text = TextOut(resp, out);
       std::vector<std::vector<std::string>> rows;
       for (const ssc::v1::Figures& f : resp.townships()) {
         rows.push_back(FiguresRow(f));
       }
       rows.push_back(FiguresRow(resp.county()));
-      out << ToTextTable(FiguresHeader(), rows);
+      text << ToTextTable(FiguresHeader(), rows);
       if (!csv_.empty() &&
           !WriteFile(csv_, ToCsv(FiguresHeader(), rows), err)) {
         return kCliUsage;
@@ -209,7 +214,7 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
       ssc::v1::GetIndicatorSeriesResponse series;
       auto ctx = hooks_.new_context();
       grpc::Status s = stub.GetIndicatorSeries(ctx.get(), sreq, &series);
-      if (!s.ok()) return hooks_.print_error(s);
+      if (!s.ok()) return PrintError(running_, s);
       ssc::v1::GetBreakdownRequest breq;
       breq.set_as_of(series.points().empty()
                          ? to_
@@ -217,12 +222,13 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
       ssc::v1::GetBreakdownResponse breakdown;
       auto ctx2 = hooks_.new_context();
       s = stub.GetBreakdown(ctx2.get(), breq, &breakdown);
-      if (!s.ok()) return hooks_.print_error(s);
+      if (!s.ok()) return PrintError(running_, s);
       if (!WriteFile(out_, ReportChartSvg(series, breakdown), err)) {
         return kCliUsage;
       }
-      out << "wrote " << out_ << " (" << series.points_size() << " months, "
-          << breakdown.townships_size() << " townships)\n";
+      TextOut(series, out) << "wrote " << out_ << " (" << series.points_size()
+                           << " months, " << breakdown.townships_size()
+                           << " townships)\n";
       return kCliOk;
     });
   }
@@ -247,10 +253,11 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
       ssc::v1::SetResidentPopulationResponse resp;
       auto ctx = hooks_.new_context();
       grpc::Status s = stub.SetResidentPopulation(ctx.get(), req, &resp);
-      if (!s.ok()) return hooks_.print_error(s);
-      out << "population of " << resp.population().region_code() << " in "
-          << resp.population().year() << ": " << resp.population().population()
-          << "\n";
+      if (!s.ok()) return PrintError(running_, s);
+      std::ostream& text = TextOut(resp, out);
+      text << "population of " << resp.population().region_code() << " in "
+           << resp.population().year() << ": " << resp.population().population()
+           << "\n";
       return kCliOk;
     });
     CLI::App* list = pop->add_subcommand("list", "every figure");
@@ -261,14 +268,15 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
       ssc::v1::ListResidentPopulationResponse resp;
       auto ctx = hooks_.new_context();
       grpc::Status s = stub.ListResidentPopulation(ctx.get(), req, &resp);
-      if (!s.ok()) return hooks_.print_error(s);
+      if (!s.ok()) return PrintError(running_, s);
+      std::ostream& text = TextOut(resp, out);
       std::vector<std::vector<std::string>> rows;
       for (const ssc::v1::ResidentPopulation& p : resp.populations()) {
         rows.push_back({p.region_code(), absl::StrCat(p.year()),
                         absl::StrCat(p.population()), p.source(),
                         p.updated_by()});
       }
-      out << ToTextTable(
+      text << ToTextTable(
           {"region_code", "year", "population", "source", "updated_by"}, rows);
       return kCliOk;
     });
@@ -318,8 +326,9 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
       ssc::v1::SetTargetResponse resp;
       auto ctx = hooks_.new_context();
       grpc::Status s = stub.SetTarget(ctx.get(), req, &resp);
-      if (!s.ok()) return hooks_.print_error(s);
-      out << ToTextTable(TargetHeader(), {TargetRow(resp.target())});
+      if (!s.ok()) return PrintError(running_, s);
+      std::ostream& text = TextOut(resp, out);
+      text << ToTextTable(TargetHeader(), {TargetRow(resp.target())});
       return kCliOk;
     });
     CLI::App* list = tgt->add_subcommand("list", "every target");
@@ -330,11 +339,12 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
       ssc::v1::ListTargetsResponse resp;
       auto ctx = hooks_.new_context();
       grpc::Status s = stub.ListTargets(ctx.get(), req, &resp);
-      if (!s.ok()) return hooks_.print_error(s);
+      if (!s.ok()) return PrintError(running_, s);
+      std::ostream& text = TextOut(resp, out);
       std::vector<std::vector<std::string>> rows;
       for (const ssc::v1::Target& t : resp.targets())
         rows.push_back(TargetRow(t));
-      out << ToTextTable(TargetHeader(), rows);
+      text << ToTextTable(TargetHeader(), rows);
       return kCliOk;
     });
   }
@@ -355,7 +365,8 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
       ssc::v1::GetPayoutFiguresResponse resp;
       auto ctx = hooks_.new_context();
       grpc::Status s = stub.GetPayoutFigures(ctx.get(), req, &resp);
-      if (!s.ok()) return hooks_.print_error(s);
+      if (!s.ok()) return PrintError(running_, s);
+      std::ostream& text = TextOut(resp, out);
       const std::vector<std::string> header = {"programme",   "period",
                                                "region_code", "amount_yuan",
                                                "amount_fen",  "persons"};
@@ -368,7 +379,7 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
                                         abs_fen / 100, abs_fen % 100),
                         absl::StrCat(fen), absl::StrCat(f.persons())});
       }
-      out << ToTextTable(header, rows);
+      text << ToTextTable(header, rows);
       if (!csv_.empty() && !WriteFile(csv_, ToCsv(header, rows), err)) {
         return kCliUsage;
       }
@@ -386,28 +397,29 @@ ReportCli::ReportCli(CLI::App& parent, ReportCliHooks hooks)
       ssc::v1::VerifyCountersResponse resp;
       auto ctx = hooks_.new_context();
       grpc::Status s = stub.VerifyCounters(ctx.get(), {}, &resp);
-      if (!s.ok()) return hooks_.print_error(s);
-      out << "as of " << resp.as_of() << ": " << resp.persons_scanned()
-          << " persons, " << resp.cards_scanned() << " cards, "
-          << resp.ecards_scanned() << " e-cards scanned; "
-          << resp.card_holders() << " card holders, " << resp.ecard_holders()
-          << " e-card holders\n";
+      if (!s.ok()) return PrintError(running_, s);
+      std::ostream& text = TextOut(resp, out);
+      text << "as of " << resp.as_of() << ": " << resp.persons_scanned()
+           << " persons, " << resp.cards_scanned() << " cards, "
+           << resp.ecards_scanned() << " e-cards scanned; "
+           << resp.card_holders() << " card holders, " << resp.ecard_holders()
+           << " e-card holders\n";
       std::vector<std::vector<std::string>> rows;
       for (const ssc::v1::CounterMismatch& m : resp.mismatches()) {
         rows.push_back({IndicatorName(m.indicator()), m.region_code(),
                         absl::StrCat(m.counter()), absl::StrCat(m.recount())});
       }
       if (!rows.empty()) {
-        out << ToTextTable({"indicator", "region_code", "counter", "recount"},
-                           rows);
+        text << ToTextTable({"indicator", "region_code", "counter", "recount"},
+                            rows);
       }
       for (const std::string& p : resp.problems())
-        out << "problem: " << p << "\n";
+        text << "problem: " << p << "\n";
       if (!resp.ok()) {
         err << "counters DISAGREE with the records\n";
         return kCliCheckFailed;
       }
-      out << "OK: counters agree with the records\n";
+      text << "OK: counters agree with the records\n";
       return kCliOk;
     });
   }
@@ -433,9 +445,42 @@ void ReportCli::AddCall(
       });
 }
 
+int ReportCli::PrintError(const CLI::App* app,
+                          const grpc::Status& status) const {
+  // The request's field names its flag: the last part of the path with
+  // dashes ("target.target_year" -> --target-year); region codes are set
+  // with --region.
+  auto flag_for = [app](const std::string& field) -> std::string {
+    std::string leaf = field.substr(field.rfind('.') + 1);
+    if (leaf == "region_code") leaf = "region";
+    const std::string flag = "--" + absl::StrReplaceAll(leaf, {{"_", "-"}});
+    if (app == nullptr || app->get_option_no_throw(flag) == nullptr) {
+      return std::string();
+    }
+    return flag;
+  };
+  return hooks_.print_error(status, flag_for);
+}
+
+std::ostream& ReportCli::TextOut(const google::protobuf::Message& response,
+                                 std::ostream& out) {
+  if (!hooks_.json || !hooks_.json()) return out;
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  std::string s;
+  if (!google::protobuf::util::MessageToJsonString(response, &s, o).ok()) {
+    s = "{}";
+  }
+  out << s << "\n";
+  return discard_;
+}
+
 int ReportCli::Run(std::ostream& out, std::ostream& err) {
   for (const Command& c : commands_) {
-    if (c.app->parsed()) return c.run(out, err);
+    if (c.app->parsed()) {
+      running_ = c.app;
+      return c.run(out, err);
+    }
   }
   err << group_->help();
   return kCliUsage;

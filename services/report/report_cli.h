@@ -20,17 +20,23 @@
 //   sscctl report payouts [--programme P] [--period P] [--region R] [--csv F]
 //   sscctl report verify          (exit 1 when counters and records disagree)
 //
+// With sscctl's --json every command prints its response as JSON instead of
+// the table; a field the server rejects is printed with its flag
+// ("field: as_of (--as-of): ...").
+//
 // sscctl owns the connection: it passes hooks that open the channel and
 // build call contexts from its global flags. Not thread-safe (main thread).
 
 #include <functional>
 #include <iosfwd>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
+#include "google/protobuf/message.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/status.h"
@@ -51,8 +57,17 @@ struct ReportCliHooks {
   std::function<std::unique_ptr<grpc::ClientContext>()> new_context;
   // The request id of a mutation (sscctl's --request-id or a new one).
   std::function<std::string()> request_id;
-  // Prints a failed call and returns the exit code.
-  std::function<int(const grpc::Status&)> print_error;
+  // Prints a failed call and returns the exit code; `flag_for` maps a
+  // field the server names (e.g. "as_of") to the flag that sets it
+  // ("--as-of"), empty when no flag does.
+  std::function<int(const grpc::Status&, const std::function<std::string(
+                                             const std::string&)>& flag_for)>
+      print_error;
+  // True when the answer is to be printed as JSON (sscctl --json): the
+  // response in the proto3 JSON mapping with the proto field names, on
+  // stdout, instead of the table. Files (--csv, --svg, --out) are written
+  // either way. Null means tables.
+  std::function<bool()> json;
 };
 
 class ReportCli {
@@ -78,10 +93,18 @@ class ReportCli {
   void AddCall(CLI::App* app, std::function<int(ssc::v1::ReportService::Stub&,
                                                 std::ostream&, std::ostream&)>
                                   call);
+  // A failed call of the command `app`, with its fields named by their flags.
+  int PrintError(const CLI::App* app, const grpc::Status& status) const;
+  // Where a command prints its table: `out`, or with --json a stream that
+  // discards it, once `response` has been printed as JSON on `out`.
+  std::ostream& TextOut(const google::protobuf::Message& response,
+                        std::ostream& out);
 
   ReportCliHooks hooks_;
   CLI::App* group_;
   std::vector<Command> commands_;
+  const CLI::App* running_ = nullptr;  // the command Run is running
+  std::ostream discard_{nullptr};      // no buffer: writes go nowhere
 
   // Flag values (CLI11 binds to these addresses).
   std::string region_, as_of_, from_, to_, granularity_ = "month", csv_, svg_,

@@ -413,6 +413,11 @@ absl::StatusOr<ssc::v1::Figures> ReportLogic::FiguresAt(
       MetricAsOf(*ctx_.engine, Metric::kECardHolders, region, day));
   f.set_card_holders(holders);
   f.set_ecard_holders(ecard);
+  ASSIGN_OR_RETURN(Revision revision, RevisionOf(*ctx_.engine, region, day));
+  f.set_revision(revision.revision);
+  if (revision.restated_on.has_value()) {
+    f.set_restated_on(FormatDate(*revision.restated_on));
+  }
 
   // The latest population year not after the as-of year.
   ssc::v1::PopulationUsed* pop = f.mutable_population();

@@ -50,9 +50,10 @@ int main(int argc, char** argv) {
               return global.request_id.empty() ? NewRequestId()
                                                : global.request_id;
             },
-            [&](const grpc::Status& s) {
-              return Printer(global.json).PrintRpcError(s);
-            }});
+            [&](const grpc::Status& s, const FlagLookup& flag_for) {
+              return Printer(global.json).PrintRpcError(s, flag_for);
+            },
+            [&] { return global.json; }});
   runnables.push_back(RegisterHealth(app));
   ssc::ops::RegisterOpsCommands(app, runnables);  // import, backup
 

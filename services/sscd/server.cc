@@ -27,6 +27,7 @@
 #include "services/card/card_service.h"
 #include "services/card/regions.h"
 #include "services/common/errors.h"
+#include "services/common/grpc/request_decoding.h"
 #include "services/common/grpc/rpc_runner.h"
 #include "services/common/metrics.h"
 #include "services/common/mutation.h"
@@ -675,6 +676,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   std::vector<
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
+  // First: a request that cannot be decoded is answered INVALID_ARGUMENT
+  // before the observer counts the answer (request_decoding.h).
+  interceptors.push_back(grpc_common::MakeDecodeErrorInterceptor());
   interceptors.push_back(
       ops::MakeRpcObserver(config.log_rpcs ? st->log.get() : nullptr,
                            &common::Metrics(), config.insecure_plaintext));

@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "ssc/v1/audit.pb.h"
 #include "ssc/v1/card.pb.h"
+#include "ssc/v1/report.pb.h"
 #include "tests/e2e/sscd_harness.h"
 
 namespace ssc::e2e {
@@ -279,6 +280,29 @@ TEST_F(LifecycleTest, RetryWithSameRequestIdHasOneEffect) {
       "counter",
       {"card", "get-person", "--id-number", bench::SyntheticIdNumber(4242)});
   EXPECT_EQ(person.cards_size(), 1);
+  EXPECT_EQ(sscd_->Stop(), 0);
+}
+
+// `sscctl report ...` honours --json like every other command (the harness
+// always passes it) and names a rejected field by its flag.
+TEST_F(LifecycleTest, ReportCommandsPrintJsonAndNameFlags) {
+  ASSERT_EQ(sscd_->Stop(), 0);
+  sscd_->AddArgs({"--services", "card,audit,report"});
+  const std::string err = sscd_->Start();
+  ASSERT_EQ(err, "") << err;
+  auto indicators = Ok<ssc::v1::GetIndicatorsResponse>(
+      "statistician", {"report", "indicators", "--as-of", "2026-01-31"});
+  EXPECT_EQ(indicators.figures().as_of(), "2026-01-31");
+  auto targets = Ok<ssc::v1::ListTargetsResponse>("statistician",
+                                                  {"report", "target", "list"});
+  EXPECT_GT(targets.targets_size(), 0);
+
+  RunResult r = sscd_->Ctl("statistician",
+                           {"report", "indicators", "--as-of", "2026-13-45"});
+  EXPECT_EQ(r.exit_code, 10 + 3) << r.err;  // INVALID_ARGUMENT
+  EXPECT_NE(r.err.find("field: as_of (--as-of)"), std::string::npos) << r.err;
+  r = sscd_->Ctl("statistician", {"report", "breakdown", "--as-of", "31/01"});
+  EXPECT_NE(r.err.find("(--as-of)"), std::string::npos) << r.err;
   EXPECT_EQ(sscd_->Stop(), 0);
 }
 

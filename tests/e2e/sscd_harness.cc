@@ -64,7 +64,7 @@ std::string Sscd::log() const { return ReadFileOrEmpty(log_path_); }
 
 std::string Sscd::Start() {
   log_path_ = work_dir_ + "/sscd-" + std::to_string(++starts_) + ".log";
-  const std::vector<std::string> argv = {
+  std::vector<std::string> argv = {
       SSC_SSCD_BIN,
       "--listen",
       "127.0.0.1:0",
@@ -79,6 +79,7 @@ std::string Sscd::Start() {
       "--drain-seconds",
       "5",
   };
+  argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   if (!child_.Start(argv, log_path_)) return "cannot start " + argv[0];
 
   // sscd logs "sscd: listening on 127.0.0.1:<port> (mutual TLS), ...".

@@ -36,6 +36,11 @@ class Sscd {
   // (bounded number of polls) until `sscctl health` says SERVING. Returns an
   // error description, or empty on success.
   std::string Start();
+  // Flags added to sscd's command line from the next Start() on (e.g.
+  // {"--services", "card,audit,report"}).
+  void AddArgs(const std::vector<std::string>& args) {
+    extra_args_.insert(extra_args_.end(), args.begin(), args.end());
+  }
   // SIGTERM and wait: the exit code.
   int Stop();
   // SIGKILL and wait (simulated crash).
@@ -59,6 +64,7 @@ class Sscd {
   int port_ = 0;
   int starts_ = 0;
   std::string log_path_;
+  std::vector<std::string> extra_args_;
 };
 
 // Parses sscctl --json output into `msg`; false (and the reason in *error)

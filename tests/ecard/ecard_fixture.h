@@ -206,7 +206,7 @@ class ECardFixture : public ::testing::Test {
     v1::VerifyQrCodeRequest r;
     r.set_payload(payload);
     r.set_business_type(bt);
-    r.set_request_id(request_id);
+    r.set_request_id(request_id.empty() ? Rid() : request_id);
     auto resp = ecard_->VerifyQrCode(who != nullptr ? *who : terminal_, r);
     EXPECT_TRUE(resp.ok()) << resp.status();
     return resp.ok() ? *resp : v1::VerifyQrCodeResponse();

@@ -172,6 +172,7 @@ class ECardServerTest : public ::testing::Test {
     VerifyQrCodeRequest r;
     r.set_payload(payload);
     r.set_business_type(BUSINESS_TYPE_PAYMENT);
+    r.set_request_id(Rid());
     VerifyQrCodeResponse resp;
     grpc::Status s = ECard(role)->VerifyQrCode(Ctx().get(), r, &resp);
     EXPECT_TRUE(s.ok()) << s.error_message();
@@ -267,6 +268,7 @@ TEST_F(ECardServerTest, ForbiddenRolesAreDenied) {
   VerifyQrCodeRequest v;
   v.set_payload("x");
   v.set_business_type(BUSINESS_TYPE_PAYMENT);
+  v.set_request_id(Rid());
   VerifyQrCodeResponse vr;
   for (const char* role : {"mobile_channel", "statistician", "finance_maker"}) {
     EXPECT_EQ(ECard(role)->VerifyQrCode(Ctx().get(), v, &vr).error_code(),

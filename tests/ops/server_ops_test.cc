@@ -121,10 +121,13 @@ TEST(ServerOps, BackupUnderLoadRestoresEverythingAcknowledged) {
   w2.join();
   ASSERT_GE(before_backup.size(), 90u);
 
-  // Two more backups: retention keeps two.
+  // Two more backups (new request ids: a retry of "backup-1" would answer
+  // the first backup again): retention keeps two.
   for (int i = 0; i < 2; ++i) {
+    ssc::v1::CreateBackupRequest more_req;
+    more_req.set_request_id(absl::StrCat("backup-more-", i));
     ssc::v1::CreateBackupResponse more;
-    ASSERT_TRUE(admin.CreateBackup(Ctx().get(), req, &more).ok());
+    ASSERT_TRUE(admin.CreateBackup(Ctx().get(), more_req, &more).ok());
   }
   ssc::v1::ListBackupsResponse list;
   ASSERT_TRUE(

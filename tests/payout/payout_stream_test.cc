@@ -161,11 +161,13 @@ TEST_F(PayoutStreamTest, ABadMessageStopsTheUploadAfterTheOnesBeforeIt) {
   }
 }
 
-TEST_F(PayoutStreamTest, AnEmptyStreamNamesTheMissingBatch) {
+// An empty stream carries no request id: refused like any mutating request
+// without one (the RPC runner checks it before the logic).
+TEST_F(PayoutStreamTest, AnEmptyStreamIsRefusedNamingTheRequestId) {
   UploadItemsResponse resp;
   grpc::Status s = Stream({}, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(s.error_message().find("batch_id"), std::string::npos)
+  EXPECT_NE(s.error_message().find("request_id"), std::string::npos)
       << s.error_message();
 }
 

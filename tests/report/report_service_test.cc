@@ -202,7 +202,7 @@ CliResult RunCli(std::shared_ptr<grpc::Channel> channel, std::string role,
     return ctx;
   };
   hooks.request_id = [] { return std::string("cli-request-1"); };
-  hooks.print_error = [](const grpc::Status& s) {
+  hooks.print_error = [](const grpc::Status& s, const auto&) {
     return 10 + static_cast<int>(s.error_code());
   };
   ReportCli cli(app, hooks);

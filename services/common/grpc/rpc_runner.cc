@@ -7,9 +7,11 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/descriptor.h"
+#include "services/common/errors.h"
 #include "services/common/grpc/authz.h"
 #include "services/common/grpc/caller_identity.h"
 #include "services/common/grpc/grpc_status.h"
+#include "services/common/grpc/request_decoding.h"
 #include "storage/engine.h"
 
 namespace ssc::grpc_common {
@@ -66,6 +68,11 @@ void RpcRunner::AuditUnidentified(std::string_view identity,
     ::grpc::ServerContext* ctx, std::string_view method,
     const google::protobuf::Message& request,
     absl::FunctionRef<absl::Status(const common::Caller&)> body) const {
+  // 0. A stream whose first message could not be decoded (request_decoding.h;
+  // unary requests that cannot be decoded never reach a handler).
+  if (absl::Status d = TakeDecodeError(request.GetDescriptor()); !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   const std::string request_id = RequestIdOf(request);
 
   // 1. Who is calling.
@@ -105,6 +112,21 @@ void RpcRunner::AuditUnidentified(std::string_view identity,
   if (ctx->deadline() <= std::chrono::system_clock::now()) {
     return ToGrpcStatus(
         absl::DeadlineExceededError("deadline passed before the call ran"));
+  }
+
+  // Every request that has a request id (each mutating RPC's, and a
+  // stream's first message) must carry one, whatever else is wrong with it:
+  // without it a retry could not be told from a new request.
+  if (const google::protobuf::FieldDescriptor* f =
+          request.GetDescriptor()->FindFieldByName("request_id");
+      f != nullptr && !f->is_repeated() &&
+      f->type() == google::protobuf::FieldDescriptor::TYPE_STRING &&
+      request.GetReflection()->GetString(request, f).empty()) {
+    const absl::Status missing =
+        common::InvalidField("request_id", "must not be empty");
+    absl::Status audited =
+        common::AuditOnly(store_, *caller, method, "", "", missing);
+    return ToGrpcStatus(audited.ok() ? missing : audited);
   }
 
   // 4. The logic, 5. its status mapped once.

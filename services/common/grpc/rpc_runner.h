@@ -3,8 +3,11 @@
 // The one path every RPC takes (cross-cutting concerns live here, not in
 // handlers): identify the caller (caller_identity.h) -> authorize against
 // the table (authz.h; a denial is audited and answered PERMISSION_DENIED
-// naming role and method) -> check cancellation and deadline -> run the
-// logic -> map the status once (grpc_status.h).
+// naming role and method) -> check cancellation and deadline -> refuse a
+// request whose `request_id` field is empty (INVALID_ARGUMENT "request_id",
+// audited: every mutating request has one) -> run the logic -> map the
+// status once (grpc_status.h). Requests that cannot be decoded are answered
+// by request_decoding.h.
 //
 // A handler is one line:
 //   return runner_->Run(ctx, "ssc.v1.CardService/GetCard", *req, resp,
