@@ -1055,8 +1055,9 @@ absl::StatusOr<v1::VerifyQrCodeResponse> ECardLogic::VerifyQrCode(
       check.kid.empty() ? "" : " kid=", check.kid);
   ws.AppendAudit(std::move(a));
   if (!req.request_id().empty()) {
-    ctx_.idempotency->Record(ws, caller.identity, req.request_id(), fingerprint,
-                             out.SerializeAsString());
+    RETURN_IF_ERROR(ctx_.idempotency->Record(ws, caller.identity,
+                                             req.request_id(), fingerprint,
+                                             out.SerializeAsString()));
   }
   RETURN_IF_ERROR(ctx_.engine->Commit(std::move(ws)).status());
   guard = storage::KeyLocks::Guard();  // the code is settled

@@ -546,7 +546,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   st->engine_figures->Attach(st->engine.get());
   ASSIGN_OR_RETURN(st->cipher, storage::PiiCipher::OpenKeyFile(key_file));
   st->idempotency = std::make_unique<storage::Idempotency>(
-      st->engine.get(), st->clock,
+      st->engine.get(), st->cipher.get(), st->clock,
       absl::Hours(24) * config.idempotency_retention_days);
   st->locks = std::make_unique<storage::KeyLocks>();
   st->store =
