@@ -540,6 +540,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   db.clock = st->clock;
   db.block_cache_bytes = static_cast<size_t>(config.store_memory_mb) << 20;
   db.memtable_bytes = db.block_cache_bytes / 2;
+  db.compression = config.store_compression;
   ASSIGN_OR_RETURN(st->engine, storage::OpenRocksDbEngine(db));
   st->engine_figures =
       std::make_unique<ops::EngineCollector>(&common::Metrics());
