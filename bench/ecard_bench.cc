@@ -97,7 +97,8 @@ struct Store {
     o.clock = &clock;
     engine = *storage::OpenRocksDbEngine(o);
     cipher = storage::PiiCipher::ForTesting("bench");
-    idem = std::make_unique<storage::Idempotency>(engine.get(), &clock);
+    idem = std::make_unique<storage::Idempotency>(engine.get(), cipher.get(),
+                                                  &clock);
     ctx = common::StoreContext{engine.get(), &locks, idem.get(), cipher.get(),
                                &clock};
     cards = std::make_unique<card::CardLogic>(ctx, &regions);

@@ -384,7 +384,8 @@ int main(int argc, char** argv) {
   CountingEngine bank_store(bank_engine->get());
   auto cipher = storage::PiiCipher::ForTesting("bench");
   storage::KeyLocks locks;
-  storage::Idempotency idem(&ssc_store, storage::SystemClock::Get());
+  storage::Idempotency idem(&ssc_store, cipher.get(),
+                            storage::SystemClock::Get());
   common::StoreContext ctx{&ssc_store, &locks, &idem, cipher.get(),
                            storage::SystemClock::Get()};
   card::RegionTable regions = card::RegionTable::Default();
@@ -398,9 +399,11 @@ int main(int argc, char** argv) {
   std::unique_ptr<grpc::Server> bank_server;
   int bank_port = 0;
   BankProcess bank_process;
+  std::unique_ptr<storage::PiiCipher> bank_cipher =
+      storage::PiiCipher::ForTesting("bank");
   if (bank_bin.empty()) {
-    auto created =
-        banksim::BankSim::Create(&bank_store, storage::SystemClock::Get(), {});
+    auto created = banksim::BankSim::Create(&bank_store, bank_cipher.get(),
+                                            storage::SystemClock::Get(), {});
     Die(created.status(), "bank sim");
     sim = std::move(*created);
     bank_service = std::make_unique<banksim::BankGatewayService>(sim.get());

@@ -97,7 +97,8 @@ struct Store {
       std::exit(1);
     }
     engine = std::move(*e);
-    idem = std::make_unique<storage::Idempotency>(engine.get(), clock);
+    idem = std::make_unique<storage::Idempotency>(engine.get(), cipher.get(),
+                                                  clock);
     ctx = common::StoreContext{engine.get(), &locks, idem.get(), cipher.get(),
                                clock};
     ecard_observer = std::make_unique<ecard::ECardObserver>(engine.get());

@@ -12,7 +12,9 @@
 namespace ssc::storage {
 
 // Value layout: expiry (8 bytes big-endian, unix micros; read by the
-// compaction filter of the RocksDB engine) | IdempotencyRecord.
+// compaction filter of the RocksDB engine) | IdempotencyRecord, whose
+// response is sealed (sealed_response) or, in records written before
+// responses were sealed, in clear (response).
 
 std::string Idempotency::Key(std::string_view caller,
                              std::string_view request_id) {
@@ -64,21 +66,35 @@ absl::StatusOr<std::optional<std::string>> Idempotency::Check(
         absl::StrCat("request_id \"", std::string(request_id),
                      "\" was already used for a different request"));
   }
-  return std::optional<std::string>(std::move(*rec.mutable_response()));
+  if (rec.sealed_response().empty()) {
+    // Written before responses were sealed: kept readable until it expires.
+    return std::optional<std::string>(std::move(*rec.mutable_response()));
+  }
+  absl::StatusOr<std::string> response =
+      cipher_->Decrypt(rec.sealed_response(), Key(caller, request_id));
+  if (!response.ok()) {
+    return absl::DataLossError(absl::StrCat(
+        "stored response of request_id \"", std::string(request_id),
+        "\" cannot be decrypted: ", response.status().message()));
+  }
+  return std::optional<std::string>(*std::move(response));
 }
 
-void Idempotency::Record(WriteSet& ws, std::string_view caller,
-                         std::string_view request_id,
-                         std::string_view fingerprint,
-                         std::string_view response_bytes) const {
+absl::Status Idempotency::Record(WriteSet& ws, std::string_view caller,
+                                 std::string_view request_id,
+                                 std::string_view fingerprint,
+                                 std::string_view response_bytes) const {
+  std::string key = Key(caller, request_id);
+  ASSIGN_OR_RETURN(std::string sealed, cipher_->Encrypt(response_bytes, key));
   std::string v;
   PutFixed64BE(&v, static_cast<uint64_t>(
                        absl::ToUnixMicros(clock_->Now() + retention_)));
   IdempotencyRecord rec;
   rec.set_fingerprint(std::string(fingerprint));
-  rec.set_response(std::string(response_bytes));
+  rec.set_sealed_response(std::move(sealed));
   rec.AppendToString(&v);
-  ws.Put(Table::kIdempotency, Key(caller, request_id), std::move(v));
+  ws.Put(Table::kIdempotency, std::move(key), std::move(v));
+  return absl::OkStatus();
 }
 
 }  // namespace ssc::storage

@@ -5,7 +5,9 @@
 // request gets the original response and nothing is written again; the same
 // id with a different request is rejected with ALREADY_EXISTS. Records
 // expire after the retention (default 7 days); expired records are ignored
-// on read and dropped by compaction.
+// on read and dropped by compaction. The stored response is encrypted with
+// the store's PiiCipher (it carries personal data); records written in clear
+// before that are still read.
 // Thread-safe. Callers must hold a KeyLocks lock on LockKey() across
 // Check() ... Commit() so two concurrent retries cannot both execute.
 
@@ -17,14 +19,19 @@
 #include "absl/time/time.h"
 #include "storage/clock.h"
 #include "storage/engine.h"
+#include "storage/pii_cipher.h"
 
 namespace ssc::storage {
 
 class Idempotency {
  public:
-  Idempotency(Engine* engine, const Clock* clock,
+  // `cipher` seals the stored responses. Not owned; all must outlive this.
+  Idempotency(Engine* engine, const PiiCipher* cipher, const Clock* clock,
               absl::Duration retention = absl::Hours(24 * 7))
-      : engine_(engine), clock_(clock), retention_(retention) {}
+      : engine_(engine),
+        cipher_(cipher),
+        clock_(clock),
+        retention_(retention) {}
 
   static std::string LockKey(std::string_view caller,
                              std::string_view request_id);
@@ -38,16 +45,17 @@ class Idempotency {
       std::string_view caller, std::string_view request_id,
       std::string_view fingerprint) const;
 
-  // Adds the record to the operation's write set.
-  void Record(WriteSet& ws, std::string_view caller,
-              std::string_view request_id, std::string_view fingerprint,
-              std::string_view response_bytes) const;
+  // Adds the record (response sealed) to the operation's write set.
+  absl::Status Record(WriteSet& ws, std::string_view caller,
+                      std::string_view request_id, std::string_view fingerprint,
+                      std::string_view response_bytes) const;
 
   absl::Duration retention() const { return retention_; }
 
  private:
   static std::string Key(std::string_view caller, std::string_view request_id);
   Engine* engine_;
+  const PiiCipher* cipher_;
   const Clock* clock_;
   absl::Duration retention_;
 };

@@ -883,7 +883,11 @@ absl::Status RocksDbEngine::Open() {
     cfo.max_write_buffer_number = 3;
     cfo.target_file_size_base = 64 << 20;
     cfo.max_bytes_for_level_base = 256 << 20;
-    if (have_lz4) cfo.compression = rocksdb::kLZ4Compression;
+    if (!options_.compression) {
+      cfo.compression = rocksdb::kNoCompression;
+    } else if (have_lz4) {
+      cfo.compression = rocksdb::kLZ4Compression;
+    }
     // LZ4 on every level, the last included: zstd there took 14% of the
     // CPU of a million-item payout in background compactions, on a machine
     // with two cores; disk is the cheaper resource (LZ4 keeps ~2x).

@@ -35,6 +35,10 @@ struct RocksDbOptions {
   // writes (puts, deletes, counter deltas, event and audit records) is
   // added as table files; smaller ones go through the WAL (cheaper there).
   size_t bulk_load_min_writes = 4096;
+  // LZ4 for table files. Off: the files hold the stored bytes as they are,
+  // which lets a raw scan of the files (the personal-data canary test) see
+  // every value; costs about twice the disk.
+  bool compression = true;
   const Clock* clock = nullptr;  // SystemClock if null
   // Tests only: called by the committer before each group write; a non-OK
   // status fails the whole group as if the write had failed (nothing is

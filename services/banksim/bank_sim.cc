@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "google/protobuf/util/time_util.h"
 #include "storage/key_codec.h"
@@ -29,7 +30,7 @@ constexpr char kReferenceCounter[] = "banksim/reference_seq";
 std::string IndexKey(std::string_view instruction_id) {
   return KeyBuilder().Str(instruction_id).Build();
 }
-// kPayoutItems: (batch reference, instruction id) -> StatementEntry.
+// kPayoutItems: (batch reference, instruction id) -> StatementEntry, sealed.
 std::string EntryKey(std::string_view batch, std::string_view instruction_id) {
   return KeyBuilder().Str(batch).Str(instruction_id).Build();
 }
@@ -39,6 +40,36 @@ std::string EntryKey(std::string_view batch, std::string_view instruction_id) {
 std::string JournalKey(uint64_t booked_micros,
                        std::string_view instruction_id) {
   return KeyBuilder().U64(booked_micros).Str(instruction_id).Build();
+}
+
+// A statement entry as stored: encrypted (it names the payee's account), the
+// entry key as associated data.
+absl::StatusOr<std::string> SealEntry(const storage::PiiCipher& cipher,
+                                      std::string_view key,
+                                      const bank::v1::StatementEntry& e) {
+  return cipher.Encrypt(e.SerializeAsString(), key);
+}
+
+// The stored entry under `key`. An entry of a store written before entries
+// were sealed is a clear StatementEntry: it starts with the tag of field 1
+// (0x0A), never with the cipher's version byte (0x01), and is read as such.
+absl::Status OpenEntry(const storage::PiiCipher& cipher, std::string_view key,
+                       std::string_view stored, bank::v1::StatementEntry* e) {
+  std::string clear;
+  if (!stored.empty() && stored[0] == '\x0a') {
+    clear = std::string(stored);
+  } else {
+    absl::StatusOr<std::string> opened = cipher.Decrypt(stored, key);
+    if (!opened.ok()) {
+      return absl::DataLossError(absl::StrCat(
+          "statement entry cannot be decrypted: ", opened.status().message()));
+    }
+    clear = *std::move(opened);
+  }
+  if (!e->ParseFromString(clear)) {
+    return absl::DataLossError("corrupt statement entry");
+  }
+  return absl::OkStatus();
 }
 
 bool IsAccount(const std::string& a) {
@@ -63,7 +94,8 @@ bank::v1::InstructionResult ToResult(const bank::v1::StatementEntry& e) {
 // The stored entries of `ids` (nullopt: never seen), with one batched read
 // of the index and one of the entries.
 absl::StatusOr<std::vector<std::optional<bank::v1::StatementEntry>>>
-LoadEntries(storage::Engine* engine, const std::vector<std::string_view>& ids) {
+LoadEntries(storage::Engine* engine, const storage::PiiCipher& cipher,
+            const std::vector<std::string_view>& ids) {
   std::vector<std::string> index_keys;
   index_keys.reserve(ids.size());
   for (std::string_view id : ids) index_keys.push_back(IndexKey(id));
@@ -84,9 +116,10 @@ LoadEntries(storage::Engine* engine, const std::vector<std::string_view>& ids) {
                    engine->MultiGet(Table::kPayoutItems, keys));
   for (size_t j = 0; j < known.size(); ++j) {
     bank::v1::StatementEntry e;
-    if (!entries[j].has_value() || !e.ParseFromString(*entries[j])) {
-      return absl::DataLossError("statement entry missing or corrupt");
+    if (!entries[j].has_value()) {
+      return absl::DataLossError("statement entry missing");
     }
+    RETURN_IF_ERROR(OpenEntry(cipher, entry_keys[j], *entries[j], &e));
     out[known[j]] = std::move(e);
   }
   return out;
@@ -94,22 +127,27 @@ LoadEntries(storage::Engine* engine, const std::vector<std::string_view>& ids) {
 
 }  // namespace
 
-BankSim::BankSim(storage::Engine* engine, const storage::Clock* clock,
-                 BankSimOptions options)
+BankSim::BankSim(storage::Engine* engine, const storage::PiiCipher* cipher,
+                 const storage::Clock* clock, BankSimOptions options)
     : engine_(engine),
+      cipher_(cipher),
       clock_(clock),
       options_(std::move(options)),
       rng_(options_.seed) {}
 
 absl::StatusOr<std::unique_ptr<BankSim>> BankSim::Create(
-    storage::Engine* engine, const storage::Clock* clock,
-    BankSimOptions options) {
+    storage::Engine* engine, const storage::PiiCipher* cipher,
+    const storage::Clock* clock, BankSimOptions options) {
+  if (cipher == nullptr) {
+    return absl::InvalidArgumentError("the bank needs its own data keys");
+  }
   if (options.transient_failure_rate < 0 ||
       options.transient_failure_rate > 1) {
     return absl::InvalidArgumentError(
         "transient_failure_rate must be in [0, 1]");
   }
-  std::unique_ptr<BankSim> sim(new BankSim(engine, clock, std::move(options)));
+  std::unique_ptr<BankSim> sim(
+      new BankSim(engine, cipher, clock, std::move(options)));
   ASSIGN_OR_RETURN(sim->next_reference_,
                    engine->GetCounter(Table::kCounters, kReferenceCounter));
   return sim;
@@ -204,7 +242,7 @@ absl::StatusOr<bank::v1::SubmitInstructionsResponse> BankSim::Submit(
     ids.push_back(in.instruction_id());
   }
   ASSIGN_OR_RETURN(std::vector<std::optional<bank::v1::StatementEntry>> stored,
-                   LoadEntries(engine_, ids));
+                   LoadEntries(engine_, *cipher_, ids));
   // Every instruction of one call is booked at the same time.
   const absl::Time now = clock_->Now();
   const google::protobuf::Timestamp booked_at =
@@ -237,9 +275,14 @@ absl::StatusOr<bank::v1::SubmitInstructionsResponse> BankSim::Submit(
     }
     ws.Put(Table::kPayouts, IndexKey(in.instruction_id()),
            in.batch_reference());
-    ws.Put(Table::kPayoutItems,
-           EntryKey(in.batch_reference(), in.instruction_id()),
-           e.SerializeAsString());
+    std::string entry_key = EntryKey(in.batch_reference(), in.instruction_id());
+    absl::StatusOr<std::string> sealed = SealEntry(*cipher_, entry_key, e);
+    if (!sealed.ok()) {
+      next_reference_ = reference_before;  // nothing was recorded
+      processed_ -= fresh.size();
+      return sealed.status();
+    }
+    ws.Put(Table::kPayoutItems, std::move(entry_key), *std::move(sealed));
     ws.Put(Table::kIndex, JournalKey(booked_micros, in.instruction_id()),
            in.batch_reference());
     *response.add_results() = ToResult(e);
@@ -284,7 +327,7 @@ absl::StatusOr<bank::v1::GetInstructionStatusResponse> BankSim::Status(
   std::vector<std::string_view> ids(request.instruction_ids().begin(),
                                     request.instruction_ids().end());
   ASSIGN_OR_RETURN(std::vector<std::optional<bank::v1::StatementEntry>> stored,
-                   LoadEntries(engine_, ids));
+                   LoadEntries(engine_, *cipher_, ids));
   for (int i = 0; i < request.instruction_ids_size(); ++i) {
     bank::v1::InstructionResult* r = response.add_results();
     if (!stored[i].has_value()) {
@@ -307,12 +350,10 @@ absl::Status BankSim::Statement(
   absl::Status parse_status;
   RETURN_IF_ERROR(engine_->Scan(
       Table::kPayoutItems, prefix, storage::PrefixSuccessor(prefix),
-      [&](std::string_view, std::string_view value) {
+      [&](std::string_view key, std::string_view value) {
         bank::v1::StatementEntry* e = page.add_entries();
-        if (!e->ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-          parse_status = absl::DataLossError("corrupt statement entry");
-          return false;
-        }
+        parse_status = OpenEntry(*cipher_, key, value, e);
+        if (!parse_status.ok()) return false;
         if (e->status() == bank::v1::INSTRUCTION_STATUS_CREDITED) {
           ++credited;
           credited_amount += e->amount_fen();
@@ -396,9 +437,10 @@ absl::StatusOr<bank::v1::ListInstructionsResponse> BankSim::List(
   bank::v1::ListInstructionsResponse response;
   for (size_t i = 0; i < entries.size(); ++i) {
     bank::v1::StatementEntry* e = response.add_entries();
-    if (!entries[i].has_value() || !e->ParseFromString(*entries[i])) {
-      return absl::DataLossError("statement entry missing or corrupt");
+    if (!entries[i].has_value()) {
+      return absl::DataLossError("statement entry missing");
     }
+    RETURN_IF_ERROR(OpenEntry(*cipher_, entry_keys[i], *entries[i], e));
     // Entries booked before the batch reference was kept in them.
     if (e->batch_reference().empty()) e->set_batch_reference(batches[i]);
   }

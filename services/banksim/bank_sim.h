@@ -7,6 +7,9 @@
 // name-mismatch rule, transient failures (before or after processing, so a
 // response can be lost), added latency and an abrupt crash after N
 // instructions.
+// What it records of an instruction (the payee's account among it) is
+// personal data: each statement entry is stored encrypted with the bank's
+// own data key (a PiiCipher of its own key file), bound to its record key.
 // Thread-safe: submissions are serialized by one mutex.
 
 #include <cstdint>
@@ -22,6 +25,7 @@
 #include "bank/v1/bank.pb.h"
 #include "storage/clock.h"
 #include "storage/engine.h"
+#include "storage/pii_cipher.h"
 
 namespace ssc::banksim {
 
@@ -45,10 +49,11 @@ struct BankSimOptions {
 
 class BankSim {
  public:
-  // `engine` and `clock` are not owned and must outlive the sim.
+  // `engine`, `cipher` (the bank's own keys, which seal what it stores) and
+  // `clock` are not owned and must outlive the sim.
   static absl::StatusOr<std::unique_ptr<BankSim>> Create(
-      storage::Engine* engine, const storage::Clock* clock,
-      BankSimOptions options);
+      storage::Engine* engine, const storage::PiiCipher* cipher,
+      const storage::Clock* clock, BankSimOptions options);
 
   // UNAVAILABLE on a simulated transient failure; otherwise one result per
   // instruction, in order.
@@ -71,14 +76,15 @@ class BankSim {
   uint64_t processed() const;
 
  private:
-  BankSim(storage::Engine* engine, const storage::Clock* clock,
-          BankSimOptions options);
+  BankSim(storage::Engine* engine, const storage::PiiCipher* cipher,
+          const storage::Clock* clock, BankSimOptions options);
   bool RollTransient();
   // The outcome of a new instruction, booked at `now`.
   bank::v1::StatementEntry Decide(const bank::v1::Instruction& in,
                                   const google::protobuf::Timestamp& now);
 
   storage::Engine* engine_;
+  const storage::PiiCipher* cipher_;
   const storage::Clock* clock_;
   BankSimOptions options_;
   mutable std::mutex mu_;

@@ -55,6 +55,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--data-dir", data_dir, "data directory (RocksDB)")
       ->required();
+  std::string key_file;
+  app.add_option("--key-file", key_file,
+                 "the bank's own data keys (default <data-dir>/bank.key, "
+                 "created 0600)");
   app.add_option("--tls-cert", tls_cert, "server certificate chain (PEM)");
   app.add_option("--tls-key", tls_key, "server private key (PEM)");
   app.add_option("--tls-client-ca", tls_client_ca,
@@ -118,8 +122,15 @@ int main(int argc, char** argv) {
                  engine.status().ToString().c_str());
     return 1;
   }
+  if (key_file.empty()) key_file = data_dir + "/bank.key";
+  auto cipher = ssc::storage::PiiCipher::OpenKeyFile(key_file);
+  if (!cipher.ok()) {
+    std::fprintf(stderr, "ssc-banksim: %s\n",
+                 cipher.status().ToString().c_str());
+    return 1;
+  }
   auto sim = ssc::banksim::BankSim::Create(
-      engine->get(), ssc::storage::SystemClock::Get(), options);
+      engine->get(), cipher->get(), ssc::storage::SystemClock::Get(), options);
   if (!sim.ok()) {
     std::fprintf(stderr, "ssc-banksim: %s\n", sim.status().ToString().c_str());
     return 2;

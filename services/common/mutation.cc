@@ -114,8 +114,14 @@ absl::Status RunMutation(const StoreContext& ctx, const MutationCall& call,
       call.caller, call.method, call.request_id, target, absl::OkStatus());
   if (call.audit_message != nullptr) audit.message = *call.audit_message;
   ws.AppendAudit(std::move(audit));
-  ctx.idempotency->Record(ws, call.caller.identity, call.request_id,
-                          fingerprint, SerializeDeterministic(*response));
+  if (absl::Status sealed = ctx.idempotency->Record(
+          ws, call.caller.identity, call.request_id, fingerprint,
+          SerializeDeterministic(*response));
+      !sealed.ok()) {
+    response->Clear();
+    return FailWithAudit(ctx, call.caller, call.method, call.request_id, target,
+                         sealed);
+  }
   absl::StatusOr<storage::CommitResult> committed =
       ctx.engine->Commit(std::move(ws));
   if (!committed.ok()) {

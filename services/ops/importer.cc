@@ -93,6 +93,23 @@ std::string RejectPrefix(std::string_view import_id) {
 std::string RejectKey(std::string_view import_id, uint64_t line) {
   return KeyBuilder().Str("import.reject").Str(import_id).U64(line).Build();
 }
+// A reject record: field NUL reason, sealed with the store's cipher (the
+// record key as associated data), since a reason may quote the value it
+// refuses (a name shifted into the state column). Records of earlier
+// versions are clear: they start with the field's name, never with the
+// cipher's version byte 0x01.
+absl::StatusOr<std::string> SealReject(const storage::PiiCipher& cipher,
+                                       std::string_view key,
+                                       const RejectedRow& r) {
+  return cipher.Encrypt(absl::StrCat(r.field, std::string(1, '\0'), r.reason),
+                        key);
+}
+absl::StatusOr<std::string> OpenReject(const storage::PiiCipher& cipher,
+                                       std::string_view key,
+                                       std::string_view value) {
+  if (value.empty() || value[0] != '\x01') return std::string(value);
+  return cipher.Decrypt(value, key);
+}
 std::string EncodeTotals(const ImportTotals& t) {
   std::string v;
   storage::PutFixed64BE(&v, t.resume_after_line);
@@ -1959,6 +1976,15 @@ absl::StatusOr<std::vector<RejectedRow>> Importer::Rejects(
         if (key.size() != prefix.size() + 8) return true;
         RejectedRow r;
         r.line = storage::GetFixed64BE(key.substr(prefix.size()));
+        absl::StatusOr<std::string> opened =
+            OpenReject(*ctx_.cipher, key, value);
+        if (!opened.ok()) {
+          parse = absl::DataLossError(
+              absl::StrCat("import reject record cannot be decrypted: ",
+                           opened.status().message()));
+          return false;
+        }
+        value = *opened;
         const size_t nul = value.find('\0');
         if (nul == std::string_view::npos) {
           parse = absl::DataLossError("import reject record is malformed");
@@ -2464,8 +2490,10 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
       case Importer::Prepared::Outcome::kRejected:
         t.rejected += p.rows;
         for (RejectedRow& r : p.rejects) {
-          tail.Put(Table::kMeta, RejectKey(import_id_, r.line),
-                   absl::StrCat(r.field, std::string(1, '\0'), r.reason));
+          std::string key = RejectKey(import_id_, r.line);
+          ASSIGN_OR_RETURN(std::string sealed,
+                           SealReject(*imp.ctx_.cipher, key, r));
+          tail.Put(Table::kMeta, std::move(key), std::move(sealed));
           result.rejects.push_back(std::move(r));
         }
         break;

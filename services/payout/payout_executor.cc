@@ -967,7 +967,10 @@ absl::StatusOr<ssc::v1::CreateRetryBatchResponse> PayoutLogic::CreateRetryBatch(
             input.set_name(it->second);
           }
           input.set_amount_fen(s.amount_fen());
-          input.set_note(s.note());
+          ASSIGN_OR_RETURN(
+              *input.mutable_note(),
+              in::ItemNote(*ctx_.cipher,
+                           in::ItemKey(src.batch_id(), s.item_id()), s));
         }
         std::vector<const ssc::v1::PayoutItemInput*> input_ptrs;
         input_ptrs.reserve(inputs.size());

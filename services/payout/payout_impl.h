@@ -45,7 +45,7 @@ struct PayoutLogic::Impl {
     std::optional<card::PayeeView> payee;  // the holder and current card
     std::optional<ssc::payout::store::EntitlementRecord> entitlement;
     bool entitlement_paid = false;  // the item holding it was paid
-    std::string enc_id_number, enc_name, enc_account;
+    std::string enc_id_number, enc_name, enc_account, enc_note;
     // The item's key (kPayoutItems) and, with a payee, the key of its
     // person in the batch (BatchPersonKey): built once per item.
     std::string item_key, person_index;

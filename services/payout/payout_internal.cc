@@ -594,6 +594,13 @@ std::string ItemAad(std::string_view batch_id, std::string_view item_id,
                     std::string_view field) {
   return ItemKeyAad(ItemKey(batch_id, item_id), field);
 }
+absl::StatusOr<std::string> ItemNote(const storage::PiiCipher& cipher,
+                                     std::string_view item_key,
+                                     const ssc::payout::store::ItemRecord& r) {
+  if (r.sealed_note().empty()) return r.note();  // none, or an old record
+  return cipher.Decrypt(r.sealed_note(), ItemKeyAad(item_key, "note"));
+}
+
 std::string ItemKeyAad(std::string_view item_key, std::string_view field) {
   return absl::StrCat(AV(item_key), "/", AV(field));
 }
@@ -612,7 +619,8 @@ absl::StatusOr<ssc::v1::PayoutItem> ToPublicItem(
   out.set_id_number(storage::MaskIdNumber(id_number));
   out.set_name(storage::MaskName(name));
   out.set_amount_fen(r.amount_fen());
-  out.set_note(r.note());
+  ASSIGN_OR_RETURN(*out.mutable_note(),
+                   ItemNote(cipher, ItemKey(batch_id, r.item_id()), r));
   out.set_status(r.status());
   out.set_reason(r.reason());
   out.set_reason_detail(r.reason_detail());

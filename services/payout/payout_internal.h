@@ -189,5 +189,10 @@ std::string ItemAad(std::string_view batch_id, std::string_view item_id,
                     std::string_view field);
 // The same, from the item's key (ItemKey).
 std::string ItemKeyAad(std::string_view item_key, std::string_view field);
+// The note of an item record under `item_key`: decrypted, or as stored by
+// earlier versions (in clear).
+absl::StatusOr<std::string> ItemNote(const storage::PiiCipher& cipher,
+                                     std::string_view item_key,
+                                     const ssc::payout::store::ItemRecord& r);
 
 }  // namespace ssc::payout::internal

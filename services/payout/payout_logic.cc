@@ -230,6 +230,11 @@ void PayoutLogic::Impl::PrefetchRange(
     enc = cipher.Encrypt(item.name(), in::ItemKeyAad(l.item_key, "name"));
     if (!enc.ok()) return fail_all(enc.status());
     l.enc_name = *std::move(enc);
+    if (!item.note().empty()) {
+      enc = cipher.Encrypt(item.note(), in::ItemKeyAad(l.item_key, "note"));
+      if (!enc.ok()) return fail_all(enc.status());
+      l.enc_note = *std::move(enc);
+    }
     ids.push_back(item.id_number());
   }
   absl::StatusOr<std::vector<absl::StatusOr<std::optional<card::PayeeView>>>>
@@ -375,7 +380,9 @@ void PayoutLogic::Impl::ReadUploadState(
                                             in::ItemKeyAad(l.item_key, "name"));
           if (!clear.ok()) return fail_all(clear.status());
           stored.set_name(*std::move(clear));
-          stored.set_note(old->note());
+          clear = in::ItemNote(*self.ctx_.cipher, l.item_key, *old);
+          if (!clear.ok()) return fail_all(clear.status());
+          stored.set_note(*std::move(clear));
           stored.set_amount_fen(old->amount_fen());
           l.stored_same = SameContent(stored, *items[asked[j]]);
         }
@@ -396,7 +403,7 @@ absl::Status PayoutLogic::Impl::ValidateItem(
   storage::Engine* engine = self.ctx_.engine;
   rec->set_item_id(item.item_id());
   rec->set_amount_fen(item.amount_fen());
-  rec->set_note(item.note());
+  rec->set_sealed_note(std::move(lookup.enc_note));
   rec->set_id_number(std::move(lookup.enc_id_number));
   rec->set_name(std::move(lookup.enc_name));
   auto reject = [&](ssc::v1::ItemReason reason, std::string detail) {

@@ -71,6 +71,9 @@ void AddOptions(CLI::App& app, ssc::sscd::ServerConfig& c) {
       ->capture_default_str();
   app.add_option("--store-memory-mb", c.store_memory_mb,
                  "memory of the store in MiB (block cache with memtables)");
+  app.add_option("--store-compression", c.store_compression,
+                 "LZ4 compression of the store's table files")
+      ->capture_default_str();
   app.add_option("--drain-seconds", c.drain_seconds,
                  "time in-flight calls get on shutdown")
       ->capture_default_str();

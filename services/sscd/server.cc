@@ -596,13 +596,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   db.clock = st->clock;
   db.block_cache_bytes = static_cast<size_t>(config.store_memory_mb) << 20;
   db.memtable_bytes = db.block_cache_bytes / 2;
+  db.compression = config.store_compression;
   ASSIGN_OR_RETURN(st->engine, storage::OpenRocksDbEngine(db));
   st->engine_figures =
       std::make_unique<ops::EngineCollector>(&common::Metrics());
   st->engine_figures->Attach(st->engine.get());
   ASSIGN_OR_RETURN(st->cipher, storage::PiiCipher::OpenKeyFile(key_file));
   st->idempotency = std::make_unique<storage::Idempotency>(
-      st->engine.get(), st->clock,
+      st->engine.get(), st->cipher.get(), st->clock,
       absl::Hours(24) * config.idempotency_retention_days);
   st->locks = std::make_unique<storage::KeyLocks>();
   st->store =

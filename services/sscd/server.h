@@ -56,6 +56,9 @@ struct ServerConfig {
   // Memory of the store (RocksDB block cache, which also accounts for the
   // memtables: half of it at most), in MiB; flat in the data size.
   int store_memory_mb = 256;
+  // LZ4 compression of the store's table files. Off only to inspect the
+  // files' raw bytes (audits of what is stored in clear: there is none).
+  bool store_compression = true;
   // Service "payout": the agent bank's gateway (bank.v1.BankGateway) and the
   // PEM files of the mutual TLS connection to it (all empty: plain text,
   // development only).

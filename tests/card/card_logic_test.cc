@@ -69,7 +69,8 @@ class CardLogicTest : public ::testing::Test {
     auto e = storage::OpenRocksDbEngine(o);
     ASSERT_TRUE(e.ok()) << e.status();
     engine_ = std::move(*e);
-    idem_ = std::make_unique<storage::Idempotency>(engine_.get(), &clock_);
+    idem_ = std::make_unique<storage::Idempotency>(engine_.get(), cipher_.get(),
+                                                   &clock_);
     common::StoreContext ctx;
     ctx.engine = engine_.get();
     ctx.locks = &locks_;

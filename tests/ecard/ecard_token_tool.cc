@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
   if (!engine.ok()) return Fail("open", engine.status());
   auto cipher = storage::PiiCipher::ForTesting("ecard-tool");
   storage::KeyLocks locks;
-  storage::Idempotency idem(engine->get(), &clock);
+  storage::Idempotency idem(engine->get(), cipher.get(), &clock);
   common::StoreContext ctx{engine->get(), &locks, &idem, cipher.get(), &clock};
   card::RegionTable regions = card::RegionTable::Default();
   card::CardLogic cards(ctx, &regions);

@@ -71,7 +71,8 @@ struct TestStore {
     auto e = storage::OpenRocksDbEngine(o);
     EXPECT_TRUE(e.ok()) << e.status();
     engine = std::move(*e);
-    idem = std::make_unique<storage::Idempotency>(engine.get(), clock);
+    idem = std::make_unique<storage::Idempotency>(engine.get(), cipher.get(),
+                                                  clock);
     ctx.engine = engine.get();
     ctx.locks = &locks;
     ctx.idempotency = idem.get();

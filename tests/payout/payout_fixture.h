@@ -90,7 +90,8 @@ class PayoutFixture : public ::testing::Test {
     auto be = storage::OpenRocksDbEngine(b);
     ASSERT_TRUE(be.ok()) << be.status();
     bank_engine_ = std::move(*be);
-    idem_ = std::make_unique<storage::Idempotency>(engine_.get(), &clock_);
+    idem_ = std::make_unique<storage::Idempotency>(engine_.get(), cipher_.get(),
+                                                   &clock_);
     ctx_.engine = engine_.get();
     ctx_.locks = &locks_;
     ctx_.idempotency = idem_.get();
@@ -116,8 +117,8 @@ class PayoutFixture : public ::testing::Test {
 
   // A new simulator on the same bank store (e.g. after accounts changed).
   void ReopenSim(banksim::BankSimOptions options) {
-    auto s = banksim::BankSim::Create(bank_engine_.get(), &clock_,
-                                      std::move(options));
+    auto s = banksim::BankSim::Create(bank_engine_.get(), bank_cipher_.get(),
+                                      &clock_, std::move(options));
     ASSERT_TRUE(s.ok()) << s.status();
     old_sims_.push_back(std::move(sim_));
     sim_ = std::move(*s);
@@ -342,6 +343,9 @@ class PayoutFixture : public ::testing::Test {
   storage::KeyLocks locks_;
   std::unique_ptr<storage::Engine> engine_;
   std::unique_ptr<storage::Engine> bank_engine_;
+  // The bank's own data keys (it seals what it records).
+  std::unique_ptr<storage::PiiCipher> bank_cipher_ =
+      storage::PiiCipher::ForTesting("bank");
   std::unique_ptr<storage::Idempotency> idem_;
   common::StoreContext ctx_;
   card::RegionTable regions_ = card::RegionTable::Default();

@@ -76,7 +76,8 @@ class ReportFixture : public ::testing::Test {
     auto e = storage::OpenRocksDbEngine(o);
     ASSERT_TRUE(e.ok()) << e.status();
     engine_ = std::move(*e);
-    idem_ = std::make_unique<storage::Idempotency>(engine_.get(), &clock_);
+    idem_ = std::make_unique<storage::Idempotency>(engine_.get(), cipher_.get(),
+                                                   &clock_);
     ctx_.engine = engine_.get();
     ctx_.locks = &locks_;
     ctx_.idempotency = idem_.get();

@@ -1,7 +1,10 @@
 #include "storage/idempotency.h"
 
 #include "gtest/gtest.h"
+#include "storage/key_codec.h"
+#include "storage/pii_cipher.h"
 #include "storage/rocksdb_engine.h"
+#include "storage/storage.pb.h"
 #include "tests/storage/test_util.h"
 
 namespace ssc::storage {
@@ -15,19 +18,28 @@ class IdempotencyTest : public ::testing::Test {
   void SetUp() override {
     engine_ = OpenOrDie(dir_.path(), &clock_);
     ASSERT_NE(engine_, nullptr);
-    idem_ =
-        std::make_unique<Idempotency>(engine_.get(), &clock_, absl::Hours(24));
+    idem_ = std::make_unique<Idempotency>(engine_.get(), cipher_.get(), &clock_,
+                                          absl::Hours(24));
   }
   void RecordAndCommit(std::string_view caller, std::string_view id,
                        std::string_view fp, std::string_view response) {
     WriteSet ws;
     ws.Put(Table::kCards, std::string(id), "state");
-    idem_->Record(ws, caller, id, fp, response);
+    ASSERT_TRUE(idem_->Record(ws, caller, id, fp, response).ok());
     ASSERT_TRUE(engine_->Commit(std::move(ws)).ok());
+  }
+
+  // The stored value of (caller, id) as raw bytes.
+  std::string RawValue(std::string_view caller, std::string_view id) {
+    auto v = engine_->Get(Table::kIdempotency,
+                          KeyBuilder().Str(caller).Str(id).Build());
+    EXPECT_TRUE(v.ok() && v->has_value());
+    return v.ok() && v->has_value() ? **v : std::string();
   }
 
   TempDir dir_;
   ManualClock clock_;
+  std::unique_ptr<PiiCipher> cipher_ = PiiCipher::ForTesting("idem");
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<Idempotency> idem_;
 };
@@ -95,6 +107,51 @@ TEST_F(IdempotencyTest, ExpiredRecordsAreIgnoredAndCompactedAway) {
   EXPECT_EQ(count(), 1);  // the filter dropped "old" only
   EXPECT_EQ(*idem_->Check("CN=a", "young", fp),
             std::optional<std::string>("resp2"));
+}
+
+// A response carries personal data (an ApplyCard answer holds the ID number,
+// the name, the bank account): the stored record must not hold it in clear.
+TEST_F(IdempotencyTest, StoredResponseIsSealedAndBoundToItsRecord) {
+  const std::string response = "510524199001011230 name 6222020000000001";
+  std::string fp = Idempotency::Fingerprint("svc/Apply", "x");
+  RecordAndCommit("CN=a", "req-1", fp, response);
+  RecordAndCommit("CN=a", "req-2", fp, response);
+  const std::string raw = RawValue("CN=a", "req-1");
+  EXPECT_EQ(raw.find("510524199001011230"), std::string::npos);
+  EXPECT_EQ(raw.find("6222020000000001"), std::string::npos);
+  EXPECT_EQ(*idem_->Check("CN=a", "req-1", fp),
+            std::optional<std::string>(response));
+
+  // The ciphertext is bound to its key: moved under another request id it
+  // does not decrypt.
+  WriteSet ws;
+  ws.Put(Table::kIdempotency, KeyBuilder().Str("CN=a").Str("req-2").Build(),
+         raw);
+  ASSERT_TRUE(engine_->Commit(std::move(ws)).ok());
+  EXPECT_EQ(idem_->Check("CN=a", "req-2", fp).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+// Records written before responses were sealed (response in clear) still
+// replay after the upgrade, until they expire.
+TEST_F(IdempotencyTest, ClearRecordsOfEarlierVersionsStillReplay) {
+  std::string fp = Idempotency::Fingerprint("svc/Apply", "x");
+  std::string v;
+  PutFixed64BE(&v, static_cast<uint64_t>(
+                       absl::ToUnixMicros(clock_.Now() + absl::Hours(1))));
+  IdempotencyRecord rec;
+  rec.set_fingerprint(fp);
+  rec.set_response("old-response");
+  rec.AppendToString(&v);
+  WriteSet ws;
+  ws.Put(Table::kIdempotency, KeyBuilder().Str("CN=a").Str("old").Build(), v);
+  ASSERT_TRUE(engine_->Commit(std::move(ws)).ok());
+  EXPECT_EQ(*idem_->Check("CN=a", "old", fp),
+            std::optional<std::string>("old-response"));
+  EXPECT_EQ(idem_->Check("CN=a", "old", Idempotency::Fingerprint("m", "y"))
+                .status()
+                .code(),
+            absl::StatusCode::kAlreadyExists);
 }
 
 }  // namespace
