@@ -379,7 +379,6 @@ class QrGenerateScenario final : public Scenario {
     call->ctx = sscctl::NewCallContext(st_->mobile->conn);
     call->request.set_ecard_id(st_->ecard_ids[n % st_->ecard_ids.size()]);
     call->request.set_business_type(ssc::v1::BUSINESS_TYPE_ENQUIRY);
-    call->request.set_request_id(sscctl::NewRequestId());
     stubs_[n % stubs_.size()]->async()->GenerateQrCode(
         call->ctx.get(), &call->request, &call->response,
         [this, call, done = std::move(done)](grpc::Status s) {

@@ -97,4 +97,36 @@ absl::Status Idempotency::Record(WriteSet& ws, std::string_view caller,
   return absl::OkStatus();
 }
 
+absl::StatusOr<ReencryptStep> Idempotency::ReencryptRecords(
+    KeyLocks* locks, std::string_view from, size_t limit) const {
+  EncryptedRecordLayout layout;
+  layout.table = Table::kIdempotency;
+  layout.lock_key = [](std::string_view key, std::string_view) {
+    KeyReader r(key);
+    std::optional<std::string> caller = r.Str();
+    std::optional<std::string> request_id = r.Str();
+    if (!caller.has_value() || !request_id.has_value()) return std::string();
+    return LockKey(*caller, *request_id);
+  };
+  layout.rewrite = [](std::string_view key, std::string* value,
+                      CipherFieldFn field) -> absl::StatusOr<bool> {
+    if (value->size() < 8) {
+      return absl::DataLossError("idempotency record is truncated");
+    }
+    IdempotencyRecord rec;
+    if (!rec.ParseFromArray(value->data() + 8,
+                            static_cast<int>(value->size() - 8))) {
+      return absl::DataLossError("idempotency record does not parse");
+    }
+    if (rec.sealed_response().empty()) return false;  // old clear record
+    ASSIGN_OR_RETURN(bool changed, field(key, rec.mutable_sealed_response()));
+    if (changed) {
+      value->resize(8);  // the expiry stays as it was
+      rec.AppendToString(value);
+    }
+    return changed;
+  };
+  return ReencryptRange(engine_, locks, *cipher_, layout, from, limit);
+}
+
 }  // namespace ssc::storage

@@ -19,7 +19,9 @@
 #include "absl/time/time.h"
 #include "storage/clock.h"
 #include "storage/engine.h"
+#include "storage/key_lock.h"
 #include "storage/pii_cipher.h"
+#include "storage/reencryption.h"
 
 namespace ssc::storage {
 
@@ -51,6 +53,12 @@ class Idempotency {
                       std::string_view response_bytes) const;
 
   absl::Duration retention() const { return retention_; }
+
+  // Re-encrypts the sealed responses under an older data key (see
+  // storage/reencryption.h), under the same lock as Check() ... Record().
+  absl::StatusOr<ReencryptStep> ReencryptRecords(KeyLocks* locks,
+                                                 std::string_view from,
+                                                 size_t limit) const;
 
  private:
   static std::string Key(std::string_view caller, std::string_view request_id);

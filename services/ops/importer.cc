@@ -2597,4 +2597,23 @@ absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<storage::ReencryptStep> ReencryptRejects(
+    const common::StoreContext& ctx, std::string_view from, size_t limit) {
+  storage::EncryptedRecordLayout layout;
+  layout.table = Table::kMeta;
+  layout.lower = KeyBuilder().Str("import.reject").Build();
+  layout.upper = storage::PrefixSuccessor(layout.lower);
+  layout.lock_key = [](std::string_view key, std::string_view) {
+    return std::string(key);
+  };
+  layout.rewrite = [](std::string_view key, std::string* value,
+                      storage::CipherFieldFn field) -> absl::StatusOr<bool> {
+    // Records of versions that did not seal rejects are left as they are.
+    if (value->empty() || (*value)[0] != '\x01') return false;
+    return field(key, value);
+  };
+  return storage::ReencryptRange(ctx.engine, ctx.locks, *ctx.cipher, layout,
+                                 from, limit);
+}
+
 }  // namespace ssc::ops

@@ -56,6 +56,7 @@
 #include "services/card/regions.h"
 #include "services/common/caller.h"
 #include "services/common/mutation.h"
+#include "storage/reencryption.h"
 #include "ssc/v1/admin.pb.h"
 
 namespace ssc::ops {
@@ -288,5 +289,11 @@ class Importer {
   // The running imports' leases, by import id. Guarded by mu_.
   std::map<std::string, std::shared_ptr<Lease>> running_;
 };
+
+// Re-encrypts the sealed reject records of imports under an older data key
+// (storage/reencryption.h). A reject is written once, when its batch
+// commits, and never changed, so its own key serves as the lock key.
+absl::StatusOr<storage::ReencryptStep> ReencryptRejects(
+    const common::StoreContext& ctx, std::string_view from, size_t limit);
 
 }  // namespace ssc::ops

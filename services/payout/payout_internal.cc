@@ -660,7 +660,8 @@ absl::StatusOr<storage::ReencryptStep> ReencryptItems(
     const std::pair<const char*, std::string*> fields[] = {
         {"id_number", rec.mutable_id_number()},
         {"name", rec.mutable_name()},
-        {"bank_account", rec.mutable_bank_account()}};
+        {"bank_account", rec.mutable_bank_account()},
+        {"note", rec.mutable_sealed_note()}};
     for (const auto& [name, ct] : fields) {
       if (ct->empty()) continue;
       ASSIGN_OR_RETURN(bool c, field(internal::ItemKeyAad(key, name), ct));

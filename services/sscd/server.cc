@@ -235,6 +235,11 @@ void AddReencryptionKinds(const common::StoreContext& s,
   kind("person", &card::ReencryptPersons);
   kind("card", &card::ReencryptCards);
   kind("payout_item", &payout::ReencryptItems);
+  kind("import_reject", &ops::ReencryptRejects);
+  kind("idempotency_response",
+       [](const common::StoreContext& c, std::string_view from, size_t limit) {
+         return c.idempotency->ReencryptRecords(c.locks, from, limit);
+       });
   kind("ecard_signing_key",
        [](const common::StoreContext& c, std::string_view from, size_t limit) {
          return ecard::ReencryptSigningKeys(c.engine, c.locks, *c.cipher, from,
