@@ -85,7 +85,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)Key().Verify(split->signing_input, split->signature);
     CheckClaims(split->kid, split->payload_json, input);
   }
-  // The payload part alone, as a claims document.
-  CheckClaims("k1", input, input);
+  // The input as a claims document (the signing round trip is left to the
+  // claims of tokens that split: signing costs more than all the rest).
+  (void)ParseClaims(input);
   return 0;
 }
