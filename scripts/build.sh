@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Configures and builds ssc into build/ (Release). Extra arguments go to CMake,
-# e.g. scripts/build.sh -DSSC_SANITIZE=ON to build with ASan+UBSan.
+# e.g. scripts/build.sh -DSSC_SANITIZE=ON to build with ASan+UBSan
+# (-DSSC_SANITIZE=thread: ThreadSanitizer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}

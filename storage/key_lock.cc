@@ -23,7 +23,7 @@ KeyLocks::Guard& KeyLocks::Guard::operator=(Guard&& other) noexcept {
 KeyLocks::Guard::~Guard() { Release(); }
 
 void KeyLocks::Guard::Release() {
-  for (auto it = held_.rbegin(); it != held_.rend(); ++it) (*it)->unlock();
+  for (auto it = held_.rbegin(); it != held_.rend(); ++it) (*it)->release();
   held_.clear();
 }
 
@@ -39,8 +39,8 @@ KeyLocks::Guard KeyLocks::Lock(const std::vector<std::string_view>& keys) {
   Guard g;
   g.held_.reserve(idx.size());
   for (size_t i : idx) {
-    stripes_[i].lock();
-    g.held_.push_back(&stripes_[i]);
+    stripes_[i].free.acquire();
+    g.held_.push_back(&stripes_[i].free);
   }
   return g;
 }

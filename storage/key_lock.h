@@ -5,9 +5,15 @@
 // builds its WriteSet and commits while holding the locks, so concurrent
 // operations on the same entity serialize while others proceed.
 // Thread-safe. Stripes are locked in ascending order, so no deadlock.
+//
+// A Guard may be released on another thread than the one that locked (the
+// importer hands a batch's locks to the thread that commits it), so a stripe
+// is a binary semaphore: a std::mutex must be unlocked by its owner, and
+// unlocking it elsewhere is undefined behaviour (ThreadSanitizer reports it).
 
 #include <memory>
 #include <mutex>
+#include <semaphore>
 #include <string_view>
 #include <vector>
 
@@ -29,13 +35,16 @@ class KeyLocks {
    private:
     friend class KeyLocks;
     void Release();
-    std::vector<std::mutex*> held_;
+    std::vector<std::binary_semaphore*> held_;
   };
 
   Guard Lock(const std::vector<std::string_view>& keys);
 
  private:
-  std::vector<std::mutex> stripes_;
+  struct Stripe {
+    std::binary_semaphore free{1};
+  };
+  std::vector<Stripe> stripes_;
 };
 
 }  // namespace ssc::storage

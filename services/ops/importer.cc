@@ -1936,8 +1936,16 @@ absl::StatusOr<RegisterRow> Importer::ParseLine(
     ssc::v1::ImportFormat format, const std::vector<std::string>& columns,
     std::string_view text) {
   RegisterRow row;
-  RETURN_IF_ERROR(
-      ParseResolved(format, columns, ResolveColumns(columns), text, &row));
+  const std::vector<const google::protobuf::FieldDescriptor*> descriptors =
+      ResolveColumns(columns);
+  for (size_t i = 0; i < columns.size(); ++i) {
+    // Begin refuses such a header; this entry point gets any columns.
+    if (format == ssc::v1::IMPORT_FORMAT_CSV && descriptors[i] == nullptr) {
+      return common::InvalidField(
+          "csv_header", absl::StrCat("unknown column \"", columns[i], "\""));
+    }
+  }
+  RETURN_IF_ERROR(ParseResolved(format, columns, descriptors, text, &row));
   return row;
 }
 

@@ -1,9 +1,18 @@
 // Crash safety of payout execution against the real binaries: sscd (mutual
-// TLS, card + payout services) and ssc-banksim (its own store), both killed
-// with SIGKILL repeatedly while a batch executes. After the restarts
-// execution resumes by itself; every valid item ends PAID or FAILED exactly
-// once; the bank's ledger has exactly one credit per PAID item and none for
-// a FAILED one; the totals reconcile to the fen.
+// TLS, card + payout services) and ssc-banksim (its own store), killed with
+// SIGKILL at more than twenty points while a batch executes. The kill points
+// follow a fixed schedule: the bank kills itself right after recording its
+// N-th instruction since its start (--crash-after N, N from kBankCrashAfter:
+// its credits are durable, its answer is lost), and sscd is killed as soon
+// as the batch shows at least T items resolved (T from kSscdKillAt).
+//
+// After every kill and restart: the outcomes the batch showed before are
+// still there (its resolved count never goes back), the bank's ledger has
+// at most one instruction per item and one credit per payee, the bank's
+// credits survived its own crash, and retries of the batch's calls with
+// their request ids give the original answers. At the end every valid item
+// is PAID or FAILED exactly once, the bank has exactly one credit per PAID
+// item and none for a FAILED one, and the totals reconcile to the fen.
 //
 // Waiting for real processes needs polling; no assertion depends on timing.
 
@@ -13,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -99,6 +109,15 @@ class Proc {
   std::string log_;
 };
 
+// The kill schedule (see the file comment): 10 crashes of the bank, after
+// this many instructions since each start, and 12 kills of sscd, at these
+// counts of resolved items (of 397 resolvable; chunks of 10).
+constexpr int kBankCrashAfter[] = {15, 40, 7, 25, 60, 12, 33, 5, 48, 20};
+constexpr int kBankCrashes = std::size(kBankCrashAfter);
+constexpr int kSscdKillAt[] = {1,   15,  40,  70,  100, 130,
+                               160, 200, 240, 270, 300, 330};
+constexpr int kSscdKills = std::size(kSscdKillAt);
+
 class PayoutCrashTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -171,7 +190,7 @@ class PayoutCrashTest : public ::testing::Test {
         "--payout-bank-key",
         certs_ + "/admin.key",
         "--payout-bank-chunk",
-        "25"};
+        "10"};
     sscd_.Start(argv, dir_ + "/sscd.log");
     sscd_port_ = sscd_.WaitPort(
         std::regex("listening on 127\\.0\\.0\\.1:([0-9]+)"), from);
@@ -210,6 +229,33 @@ class PayoutCrashTest : public ::testing::Test {
     return Batch();
   }
 
+  // The bank's ledger of a batch (by its bank reference): at most one entry per instruction and one
+  // credit per payee account. Returns the number of credits, or -1 when
+  // the bank could not be read (it may have just killed itself).
+  int64_t CheckLedger(const std::string& bank_reference, int max_entries) {
+    auto stub =
+        bank::v1::BankGatewayService::NewStub(Channel("admin", bank_port_));
+    bank::v1::GetStatementRequest r;
+    r.set_batch_reference(bank_reference);
+    auto ctx = Ctx();
+    auto reader = stub->GetStatement(ctx.get(), r);
+    bank::v1::GetStatementResponse page;
+    std::set<std::string> instructions, credited_accounts;
+    while (reader->Read(&page)) {
+      for (const auto& e : page.entries()) {
+        EXPECT_TRUE(instructions.insert(e.instruction_id()).second)
+            << "instruction twice: " << e.instruction_id();
+        if (e.status() == bank::v1::INSTRUCTION_STATUS_CREDITED) {
+          EXPECT_TRUE(credited_accounts.insert(e.account()).second)
+              << "account credited twice: " << e.account();
+        }
+      }
+    }
+    if (!reader->Finish().ok()) return -1;
+    EXPECT_LE(instructions.size(), static_cast<size_t>(max_entries));
+    return static_cast<int64_t>(credited_accounts.size());
+  }
+
   std::string dir_, certs_;
   Proc sscd_, bank_;
   int sscd_port_ = 0, bank_port_ = 0, bank_starts_ = 0;
@@ -217,7 +263,7 @@ class PayoutCrashTest : public ::testing::Test {
 
 TEST_F(PayoutCrashTest, KillNineDuringExecutionPaysEveryItemExactlyOnce) {
   constexpr int kPeople = 400;
-  StartBank(/*crash_after=*/90);
+  StartBank(kBankCrashAfter[0]);
   ASSERT_FALSE(HasFatalFailure());
   StartSscd();
   ASSERT_FALSE(HasFatalFailure());
@@ -270,21 +316,24 @@ TEST_F(PayoutCrashTest, KillNineDuringExecutionPaysEveryItemExactlyOnce) {
   std::string batch_id;
   // The batch's reference at the bank: store incarnation "-" batch id.
   std::string bank_reference;
+  CreateBatchRequest create;
+  CreateBatchResponse created;
+  ApproveBatchRequest approve;
+  ApproveBatchResponse approved;
   {
-    CreateBatchRequest r;
+    CreateBatchRequest& r = create;
     r.set_request_id("batch");
     r.set_programme_code("LIVELIHOOD");
     r.set_period("2026Q4");
     r.mutable_scheduled_at()->set_seconds(0);  // at once once approved
     r.set_control_count(kPeople);
     r.set_control_amount_fen(total);
-    CreateBatchResponse resp;
     auto ctx = Ctx();
-    grpc::Status s = maker->CreateBatch(ctx.get(), r, &resp);
+    grpc::Status s = maker->CreateBatch(ctx.get(), r, &created);
     ASSERT_TRUE(s.ok()) << s.error_message();
-    batch_id = resp.batch().batch_id();
-    EXPECT_FALSE(resp.batch().incarnation().empty());
-    bank_reference = absl::StrCat(resp.batch().incarnation(), "-", batch_id);
+    batch_id = created.batch().batch_id();
+    EXPECT_FALSE(created.batch().incarnation().empty());
+    bank_reference = absl::StrCat(created.batch().incarnation(), "-", batch_id);
   }
   {
     auto ctx = Ctx();
@@ -324,53 +373,87 @@ TEST_F(PayoutCrashTest, KillNineDuringExecutionPaysEveryItemExactlyOnce) {
     auto c2 = Ctx();
     c2->AddMetadata("x-ssc-operator", "op-maker-1");  // maker != checker
     ASSERT_TRUE(maker->SubmitBatch(c2.get(), sr, &sresp).ok());
-    ApproveBatchRequest ar;
-    ar.set_request_id("approve");
-    ar.set_batch_id(batch_id);
-    ApproveBatchResponse aresp;
+    approve.set_request_id("approve");
+    approve.set_batch_id(batch_id);
     auto c3 = Ctx();
     c3->AddMetadata("x-ssc-operator", "op-checker-1");
     grpc::Status s =
-        Payout("finance_checker")->ApproveBatch(c3.get(), ar, &aresp);
+        Payout("finance_checker")->ApproveBatch(c3.get(), approve, &approved);
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
 
-  // Execution runs by itself. Kill sscd whenever it made progress (or
-  // after a while without: then it is waiting for the bank); restart the
-  // bank whenever it killed itself.
-  int sscd_kills = 0, bank_restarts = 0, quiet_polls = 0;
-  std::string last_progress;
-  for (int round = 0; round < 6000; ++round) {
-    if (bank_.Ended()) {
-      ++bank_restarts;
-      StartBank(bank_restarts < 3 ? 70 : 0);
+  // Execution runs by itself. Kill sscd at each point of its schedule;
+  // restart the bank whenever it killed itself (with the next point of its
+  // schedule). After each kill, the checks of the file comment.
+  int sscd_kills = 0, bank_crashes = 0;
+  int64_t resolved_seen = 0, credits_seen = 0;
+  // Restarts the bank if it killed itself; true if it did.
+  auto restart_bank = [&]() {
+    if (!bank_.Ended()) return false;
+    ++bank_crashes;
+    StartBank(bank_crashes < kBankCrashes ? kBankCrashAfter[bank_crashes] : 0);
+    return true;
+  };
+  auto check_after_kill = [&](const std::string& what) {
+    SCOPED_TRACE(what);
+    Batch b = GetBatchRetrying(batch_id);
+    const int64_t resolved =
+        b.totals().paid_count() + b.totals().failed_count();
+    EXPECT_GE(resolved, resolved_seen) << "outcomes lost: " << b.DebugString();
+    resolved_seen = std::max(resolved_seen, resolved);
+    int64_t credits = -1;
+    for (int i = 0; i < 100 && credits < 0 && !HasFatalFailure(); ++i) {
+      restart_bank();
+      credits = CheckLedger(bank_reference, kPeople);
+    }
+    ASSERT_GE(credits, 0) << "the bank's statement could not be read";
+    EXPECT_GE(credits, credits_seen) << "the bank lost credits";
+    credits_seen = std::max(credits_seen, credits);
+    EXPECT_LE(credits, kPeople - 3);
+    // Retries with the original request ids: the original answers.
+    CreateBatchResponse c;
+    auto c1 = Ctx();
+    grpc::Status s = Payout("finance_maker")->CreateBatch(c1.get(), create, &c);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(c.SerializeAsString(), created.SerializeAsString());
+    ApproveBatchResponse a;
+    auto c2 = Ctx();
+    c2->AddMetadata("x-ssc-operator", "op-checker-1");
+    s = Payout("finance_checker")->ApproveBatch(c2.get(), approve, &a);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(a.SerializeAsString(), approved.SerializeAsString());
+  };
+  for (int round = 0; round < 20000; ++round) {
+    if (restart_bank()) {
       if (HasFatalFailure()) return;
+      check_after_kill("after bank crash " + std::to_string(bank_crashes));
     }
     Batch b = GetBatchRetrying(batch_id);
     if (b.state() == BATCH_STATE_COMPLETED) break;
-    const std::string progress = b.totals().SerializeAsString();
-    quiet_polls = progress == last_progress ? quiet_polls + 1 : 0;
-    if (sscd_kills < 5 && b.state() == BATCH_STATE_EXECUTING &&
-        (progress != last_progress || quiet_polls > 20)) {
-      last_progress = progress;
-      quiet_polls = 0;
+    const int64_t resolved =
+        b.totals().paid_count() + b.totals().failed_count();
+    EXPECT_GE(resolved, resolved_seen);
+    resolved_seen = std::max(resolved_seen, resolved);
+    if (sscd_kills < kSscdKills && resolved >= kSscdKillAt[sscd_kills]) {
       sscd_.Kill();
       ++sscd_kills;
       StartSscd();
       if (HasFatalFailure()) return;
+      check_after_kill("after sscd kill " + std::to_string(sscd_kills));
+      if (HasFatalFailure()) return;
       continue;
     }
-    last_progress = progress;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   Batch b = GetBatchRetrying(batch_id);
   ASSERT_EQ(b.state(), BATCH_STATE_COMPLETED) << b.DebugString();
   RecordProperty("sscd_kills", sscd_kills);
-  RecordProperty("bank_restarts", bank_restarts);
+  RecordProperty("bank_crashes", bank_crashes);
   std::printf("sscd killed %d times, bank crashed %d times\n", sscd_kills,
-              bank_restarts);
-  EXPECT_GE(sscd_kills, 2);
-  EXPECT_GE(bank_restarts, 2);
+              bank_crashes);
+  EXPECT_EQ(bank_crashes, kBankCrashes);
+  EXPECT_GE(sscd_kills, 10);
+  EXPECT_GE(sscd_kills + bank_crashes, 20);
 
   // Every item ends PAID or FAILED exactly once.
   std::map<std::string, PayoutItem> items;
