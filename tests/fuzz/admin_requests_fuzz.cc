@@ -101,6 +101,13 @@ struct Target {
         std::map<std::string, std::string>{
             {"CreateBackup",
              "no request field but request_id; each call copies the store"},
+            {"RotateDataKey",
+             "one number besides request_id; each call rewrites the key "
+             "file (validation tested in tests/ops/key_rotation_test)"},
+            {"GetReencryptionStatus", "no request field"},
+            {"ReconcileBankAfterRestore",
+             "no request field but request_id; needs a restored store and "
+             "the agent bank (tests/payout/restore_fence_test)"},
         });
   }
 
