@@ -40,6 +40,13 @@ class InProcessBank : public payout::BankGateway {
       override {
     return sim_->Statement(batch, 100, emit);
   }
+  absl::Status List(const bank::v1::ListInstructionsRequest& r,
+                    bank::v1::ListInstructionsResponse* out) override {
+    auto got = sim_->List(r);
+    if (!got.ok()) return got.status();
+    *out = *std::move(got);
+    return absl::OkStatus();
+  }
 
  private:
   banksim::BankSim* sim_;
@@ -52,8 +59,9 @@ bool Parse(std::string_view bytes, Req* req) {
 
 struct Target {
   Target() {
-    auto sim = banksim::BankSim::Create(bank_engine.get(), &store.clock(),
-                                        banksim::BankSimOptions{});
+    auto sim =
+        banksim::BankSim::Create(bank_engine.get(), bank_cipher.get(),
+                                 &store.clock(), banksim::BankSimOptions{});
     if (!sim.ok()) std::abort();
     bank_sim = std::move(*sim);
     gateway = std::make_unique<InProcessBank>(bank_sim.get());
@@ -122,6 +130,8 @@ struct Target {
 
   FuzzStore store;
   std::unique_ptr<storage::Engine> bank_engine = store.OpenEngine("bank");
+  std::unique_ptr<storage::PiiCipher> bank_cipher =
+      storage::PiiCipher::ForTesting("fuzz-bank");
   std::unique_ptr<banksim::BankSim> bank_sim;
   std::unique_ptr<InProcessBank> gateway;
   std::unique_ptr<payout::PayoutLogic> logic;

@@ -59,7 +59,8 @@ class RestoreFenceTest : public PayoutFixture {
     auto e = storage::OpenRocksDbEngine(o);
     ASSERT_TRUE(e.ok()) << e.status();
     engine_ = std::move(*e);
-    idem_ = std::make_unique<storage::Idempotency>(engine_.get(), &clock_);
+    idem_ = std::make_unique<storage::Idempotency>(engine_.get(), cipher_.get(),
+                                                   &clock_);
     ctx_.engine = engine_.get();
     ctx_.idempotency = idem_.get();
     cards_ = std::make_unique<card::CardLogic>(ctx_, &regions_);
