@@ -788,12 +788,13 @@ void PiiCanaryTest::IssueECard() {
   IssueECardResponse resp;
   Call(ecards.get(), &ECardService::Stub::IssueECard, r, &resp);
   ecard_a_ = resp.ecard().ecard_id();
-  // A name that does not match the register: refused.
+  // A name that does not match the register: refused like an unknown
+  // person, so a channel cannot probe the register.
   r.set_request_id(Rid());
   r.set_id_number(kB.id_number);
   r.set_name(kBWrong.name);
   Call(ecards.get(), &ECardService::Stub::IssueECard, r, &resp,
-       grpc::INVALID_ARGUMENT);
+       grpc::NOT_FOUND);
 }
 
 void PiiCanaryTest::GetECard() {
@@ -949,7 +950,15 @@ void PiiCanaryTest::UploadItems() {
   ap.set_request_id(Rid());
   ap.set_batch_id(batch_);
   ApproveBatchResponse apr;
-  Call(checker.get(), &PayoutService::Stub::ApproveBatch, ap, &apr);
+  {
+    // The checker is another operator than the maker (Ctx()'s).
+    auto actx = std::make_unique<grpc::ClientContext>();
+    actx->set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(30));
+    actx->AddMetadata("x-ssc-operator", "op-canary-02");
+    grpc::Status s = checker->ApproveBatch(actx.get(), ap, &apr);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
 
   // Execution runs by itself; WatchBatch follows it to the end.
   auto wctx = std::make_unique<grpc::ClientContext>();

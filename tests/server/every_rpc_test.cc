@@ -148,6 +148,8 @@ RawResult CallRaw(const std::shared_ptr<grpc::Channel>& channel,
   grpc::ClientContext ctx;
   ctx.AddMetadata("x-ssc-caller", role + "-walk");
   ctx.AddMetadata("x-ssc-role", role);
+  // One operator per role: a batch's maker and checker are different.
+  ctx.AddMetadata("x-ssc-operator", role + "-operator");
   ctx.set_deadline(std::chrono::system_clock::now() +
                    std::chrono::seconds(60));  // a hung test only
   grpc::CompletionQueue cq;
@@ -312,6 +314,7 @@ class EveryRpcTest : public ::testing::Test {
     auto ctx = std::make_unique<grpc::ClientContext>();
     ctx->AddMetadata("x-ssc-caller", role + "-walk");
     ctx->AddMetadata("x-ssc-role", role);
+    ctx->AddMetadata("x-ssc-operator", role + "-operator");
     ctx->set_deadline(std::chrono::system_clock::now() +
                       std::chrono::seconds(60));
     return ctx;
@@ -341,6 +344,7 @@ class World {
     auto ctx = std::make_unique<grpc::ClientContext>();
     ctx->AddMetadata("x-ssc-caller", role + "-walk");
     ctx->AddMetadata("x-ssc-role", role);
+    ctx->AddMetadata("x-ssc-operator", role + "-operator");
     ctx->set_deadline(std::chrono::system_clock::now() +
                       std::chrono::seconds(60));
     return ctx;
