@@ -148,6 +148,8 @@ RawResult CallRaw(const std::shared_ptr<grpc::Channel>& channel,
   grpc::ClientContext ctx;
   ctx.AddMetadata("x-ssc-caller", role + "-walk");
   ctx.AddMetadata("x-ssc-role", role);
+  // Maker and checker must be different operators, too.
+  ctx.AddMetadata("x-ssc-operator", role + "-operator");
   ctx.set_deadline(std::chrono::system_clock::now() +
                    std::chrono::seconds(60));  // a hung test only
   grpc::CompletionQueue cq;
@@ -312,6 +314,8 @@ class EveryRpcTest : public ::testing::Test {
     auto ctx = std::make_unique<grpc::ClientContext>();
     ctx->AddMetadata("x-ssc-caller", role + "-walk");
     ctx->AddMetadata("x-ssc-role", role);
+    // Maker and checker must be different operators, too.
+    ctx->AddMetadata("x-ssc-operator", role + "-operator");
     ctx->set_deadline(std::chrono::system_clock::now() +
                       std::chrono::seconds(60));
     return ctx;
@@ -341,6 +345,8 @@ class World {
     auto ctx = std::make_unique<grpc::ClientContext>();
     ctx->AddMetadata("x-ssc-caller", role + "-walk");
     ctx->AddMetadata("x-ssc-role", role);
+    // Maker and checker must be different operators, too.
+    ctx->AddMetadata("x-ssc-operator", role + "-operator");
     ctx->set_deadline(std::chrono::system_clock::now() +
                       std::chrono::seconds(60));
     return ctx;
