@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <cstdint>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
@@ -38,6 +39,61 @@ std::string Idempotency::Fingerprint(std::string_view method,
     std::abort();  // SHA-256 of a buffer fails only without memory
   }
   return std::string(reinterpret_cast<char*>(md), len);
+}
+
+struct Idempotency::StreamFingerprint::Ctx {
+  EVP_MD_CTX* md = nullptr;
+};
+
+Idempotency::StreamFingerprint::StreamFingerprint(std::string_view method)
+    : ctx_(new Ctx) {
+  ctx_->md = EVP_MD_CTX_new();
+  if (ctx_->md == nullptr ||
+      EVP_DigestInit_ex(ctx_->md, EVP_sha256(), nullptr) != 1) {
+    std::abort();  // fails only without memory
+  }
+  // Distinct from Fingerprint()'s input: a stream never shares a record's
+  // fingerprint with a unary request.
+  Add("stream");
+  Add(method);
+}
+
+Idempotency::StreamFingerprint::~StreamFingerprint() {
+  EVP_MD_CTX_free(ctx_->md);
+  delete ctx_;
+}
+
+void Idempotency::StreamFingerprint::Add(std::string_view message_bytes) {
+  // Length first, so that bytes cannot shift between messages.
+  unsigned char len[8];
+  uint64_t n = message_bytes.size();
+  for (int i = 7; i >= 0; --i, n >>= 8) len[i] = static_cast<unsigned char>(n);
+  if (EVP_DigestUpdate(ctx_->md, len, sizeof(len)) != 1 ||
+      EVP_DigestUpdate(ctx_->md, message_bytes.data(), message_bytes.size()) !=
+          1) {
+    std::abort();
+  }
+}
+
+std::string Idempotency::StreamFingerprint::Finish() {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_DigestFinal_ex(ctx_->md, md, &len) != 1) std::abort();
+  return std::string(reinterpret_cast<char*>(md), len);
+}
+
+absl::StatusOr<bool> Idempotency::Exists(std::string_view caller,
+                                         std::string_view request_id) const {
+  ASSIGN_OR_RETURN(std::optional<std::string> v,
+                   engine_->Get(Table::kIdempotency, Key(caller, request_id)));
+  if (!v) return false;
+  if (v->size() < 8) {
+    return absl::DataLossError(
+        absl::StrCat("idempotency record of request_id \"",
+                     std::string(request_id), "\" is truncated"));
+  }
+  const int64_t expiry_micros = static_cast<int64_t>(GetFixed64BE(*v));
+  return expiry_micros > absl::ToUnixMicros(clock_->Now());
 }
 
 absl::StatusOr<std::optional<std::string>> Idempotency::Check(

@@ -41,6 +41,31 @@ class Idempotency {
   static std::string Fingerprint(std::string_view method,
                                  std::string_view request_bytes);
 
+  // The fingerprint of a client stream, built message by message (a stream
+  // may be far too large to hold): SHA-256 of the method and each message's
+  // length and bytes. Not thread-safe; one per stream.
+  class StreamFingerprint {
+   public:
+    explicit StreamFingerprint(std::string_view method);
+    ~StreamFingerprint();
+    StreamFingerprint(const StreamFingerprint&) = delete;
+    StreamFingerprint& operator=(const StreamFingerprint&) = delete;
+    void Add(std::string_view message_bytes);
+    // The digest; call once, after the last Add.
+    std::string Finish();
+
+   private:
+    struct Ctx;
+    Ctx* ctx_;
+  };
+
+  // Whether an unexpired record exists for (caller, request_id), whatever
+  // its fingerprint: a stream that must be read to its end before it can be
+  // fingerprinted is then known to be a retry (or a conflict) before any of
+  // it is stored.
+  absl::StatusOr<bool> Exists(std::string_view caller,
+                              std::string_view request_id) const;
+
   // nullopt: a new request. A value: the stored response of the original.
   // ALREADY_EXISTS: the id was used with a different request.
   absl::StatusOr<std::optional<std::string>> Check(

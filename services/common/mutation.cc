@@ -7,10 +7,6 @@
 #include "services/common/errors.h"
 
 namespace ssc::common {
-namespace {
-
-// Deterministic serialization (map entries sorted) so that equal requests
-// have equal fingerprints and replays return byte-identical responses.
 std::string SerializeDeterministic(const google::protobuf::Message& m) {
   std::string out;
   {
@@ -21,6 +17,8 @@ std::string SerializeDeterministic(const google::protobuf::Message& m) {
   }
   return out;
 }
+
+namespace {
 
 absl::Status ValidateRequestId(std::string_view id) {
   if (id.empty()) return InvalidField("request_id", "must not be empty");

@@ -57,6 +57,12 @@ absl::Status RunMutation(const StoreContext& ctx, const MutationCall& call,
                          google::protobuf::Message* response,
                          MutationBody body);
 
+// Deterministic serialization (map entries sorted) so that equal requests
+// have equal fingerprints and replays return byte-identical responses. Also
+// used by mutations that RunMutation cannot wrap (client streams, which
+// fingerprint message by message).
+std::string SerializeDeterministic(const google::protobuf::Message& m);
+
 // Records an audit entry on its own (denied calls, failed validation before
 // a mutation could start). Durable like any other write.
 absl::Status AuditOnly(const StoreContext& ctx, const Caller& caller,

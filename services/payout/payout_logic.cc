@@ -778,8 +778,83 @@ PayoutLogic::PrepareUpload(
   return p;
 }
 
+namespace {
+
+// What an upload chunk adds to the totals, applied to the totals read before
+// it (the answer recorded with the chunk's write must be known before it).
+void AddToTotals(ssc::v1::BatchTotals* t, in::Field f, int64_t n,
+                 int64_t amount) {
+  switch (f) {
+    case in::Field::kReceived:
+      t->set_received_count(t->received_count() + n);
+      t->set_received_amount_fen(t->received_amount_fen() + amount);
+      break;
+    case in::Field::kValid:
+      t->set_valid_count(t->valid_count() + n);
+      t->set_valid_amount_fen(t->valid_amount_fen() + amount);
+      break;
+    case in::Field::kHeld:
+      t->set_held_count(t->held_count() + n);
+      t->set_held_amount_fen(t->held_amount_fen() + amount);
+      break;
+    case in::Field::kRejected:
+      t->set_rejected_count(t->rejected_count() + n);
+      t->set_rejected_amount_fen(t->rejected_amount_fen() + amount);
+      break;
+    default:
+      break;  // an upload sends and pays nothing
+  }
+  t->set_remaining_count(t->valid_count() - t->paid_count() -
+                         t->failed_count());
+  t->set_remaining_amount_fen(t->valid_amount_fen() - t->paid_amount_fen() -
+                              t->failed_amount_fen());
+}
+
+absl::StatusOr<ssc::v1::UploadItemsResponse> ParseStoredUpload(
+    const std::string& bytes) {
+  ssc::v1::UploadItemsResponse resp;
+  if (!resp.ParseFromString(bytes)) {
+    return absl::DataLossError(
+        "stored response of a repeated request cannot be parsed");
+  }
+  return resp;
+}
+
+}  // namespace
+
+absl::StatusOr<bool> PayoutLogic::UploadAnswered(const Caller& caller,
+                                                 std::string_view request_id) {
+  if (!in::ValidateRequestId(request_id).ok()) return false;
+  return ctx_.idempotency->Exists(caller.identity, request_id);
+}
+
+absl::StatusOr<ssc::v1::UploadItemsResponse> PayoutLogic::ReplayUpload(
+    const Caller& caller, std::string_view batch_id,
+    std::string_view request_id, std::string_view fingerprint) {
+  const std::string idem_lock =
+      storage::Idempotency::LockKey(caller.identity, request_id);
+  storage::KeyLocks::Guard guard = ctx_.locks->Lock({idem_lock});
+  absl::StatusOr<std::optional<std::string>> stored =
+      ctx_.idempotency->Check(caller.identity, request_id, fingerprint);
+  absl::Status outcome = stored.status();
+  if (stored.ok() && !stored->has_value()) {
+    // The record expired while the stream was read.
+    outcome = absl::AbortedError(
+        absl::StrCat("the answer to request_id \"", AV(request_id),
+                     "\" expired while the stream was read; send it again"));
+  }
+  if (!outcome.ok()) {
+    absl::Status audit =
+        common::AuditOnly(ctx_, caller, Impl::Method("UploadItems"), request_id,
+                          absl::StrCat("batch ", AV(batch_id)), outcome);
+    return audit.ok() ? outcome : audit;
+  }
+  // A retry of a completed stream: the original answer, nothing written.
+  return ParseStoredUpload(**stored);
+}
+
 absl::StatusOr<ssc::v1::UploadItemsResponse> PayoutLogic::CommitUpload(
-    PreparedUpload& p) {
+    PreparedUpload& p, const UploadEnd* end) {
   const Caller& caller = p.caller;
   const std::string& batch_id = p.batch_id;
   const std::string& request_id = p.request_id;
@@ -793,7 +868,18 @@ absl::StatusOr<ssc::v1::UploadItemsResponse> PayoutLogic::CommitUpload(
     return audit.ok() ? s : audit;
   };
   const std::string lock_key = in::BatchLock(batch_id);
-  storage::KeyLocks::Guard guard = ctx_.locks->Lock({lock_key});
+  const std::string idem_lock =
+      storage::Idempotency::LockKey(caller.identity, request_id);
+  std::vector<std::string_view> lock_keys = {lock_key};
+  if (end != nullptr) lock_keys.push_back(idem_lock);
+  storage::KeyLocks::Guard guard = ctx_.locks->Lock(lock_keys);
+  if (end != nullptr) {
+    // Another stream with this id may have completed since this one began.
+    absl::StatusOr<std::optional<std::string>> stored =
+        ctx_.idempotency->Check(caller.identity, request_id, end->fingerprint);
+    if (!stored.ok()) return fail(stored.status());
+    if (stored->has_value()) return ParseStoredUpload(**stored);
+  }
   absl::StatusOr<ssc::v1::Batch> batch = Impl::LoadDraftBatch(*this, batch_id);
   if (!batch.ok()) return fail(batch.status());
   const ssc::v1::Programme* programme = &p.programme;
@@ -874,16 +960,20 @@ absl::StatusOr<ssc::v1::UploadItemsResponse> PayoutLogic::CommitUpload(
     chunk_items.emplace(key, &item);
     ++new_items;
   }
+  ssc::v1::BatchTotals after = *totals;
   if (new_items > 0) {
     in::AddTotals(ws, batch_id, in::Field::kReceived,
                   count - totals->received_count(),
                   amount - totals->received_amount_fen());
+    AddToTotals(&after, in::Field::kReceived, count - totals->received_count(),
+                amount - totals->received_amount_fen());
     for (const auto& [status, d] : by_status) {
       in::Field f = status == ssc::v1::ITEM_STATUS_VALID ? in::Field::kValid
                     : status == ssc::v1::ITEM_STATUS_HELD
                         ? in::Field::kHeld
                         : in::Field::kRejected;
       in::AddTotals(ws, batch_id, f, d.n, d.amount);
+      AddToTotals(&after, f, d.n, d.amount);
     }
   }
   storage::AuditInput audit;
@@ -895,12 +985,25 @@ absl::StatusOr<ssc::v1::UploadItemsResponse> PayoutLogic::CommitUpload(
       absl::StrCat("batch ", AV(batch_id), " +", new_items, " items");
   audit.request_id = std::string(request_id);
   ws.AppendAudit(std::move(audit));
+  ssc::v1::UploadItemsResponse resp;
+  if (end != nullptr) {
+    // The stream's answer, recorded in the same write as its last items.
+    *resp.mutable_totals() = after;
+    resp.set_new_items(end->earlier_new_items + new_items);
+    resp.set_repeated_items(end->earlier_repeated_items + repeated);
+    if (absl::Status s = ctx_.idempotency->Record(
+            ws, caller.identity, request_id, end->fingerprint,
+            common::SerializeDeterministic(resp));
+        !s.ok()) {
+      return fail(s);
+    }
+  }
   absl::StatusOr<storage::CommitResult> committed =
       ctx_.engine->Commit(std::move(ws));
   if (!committed.ok()) return fail(committed.status());
   NotifyProgress();
+  if (end != nullptr) return resp;
 
-  ssc::v1::UploadItemsResponse resp;
   ASSIGN_OR_RETURN(*resp.mutable_totals(),
                    in::ReadTotals(ctx_.engine, batch_id));
   resp.set_new_items(new_items);

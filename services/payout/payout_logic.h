@@ -152,8 +152,35 @@ class PayoutLogic {
       std::string_view request_id,
       const google::protobuf::RepeatedPtrField<ssc::v1::PayoutItemInput>&
           items);
+  //
+  // A stream is exactly-once per (caller, request_id): its fingerprint
+  // (storage::Idempotency::StreamFingerprint over each message) and its
+  // answer are recorded in the write of its last chunk, given `end`; the
+  // response is then the stream's answer (the earlier chunks' counts added).
+  // Earlier chunks are stored as they come, so a retry after a stream broke
+  // off finds them as repeated items (per-item idempotency) and the answer
+  // is recorded once, by the stream that completes. Two streams with one id
+  // at the same time both store their chunks (items are idempotent); the
+  // first to complete records its answer, the other gets that answer or, if
+  // its messages differ, ALREADY_EXISTS (its chunks stay, as those of any
+  // stream that broke off).
+  struct UploadEnd {
+    std::string fingerprint;
+    int64_t earlier_new_items = 0;
+    int64_t earlier_repeated_items = 0;
+  };
   absl::StatusOr<ssc::v1::UploadItemsResponse> CommitUpload(
-      PreparedUpload& prepared);
+      PreparedUpload& prepared, const UploadEnd* end = nullptr);
+  // Whether (caller, request_id) has been answered already. Such a stream is
+  // not stored: it is read to its end and answered by ReplayUpload. False
+  // for an invalid request_id (PrepareUpload refuses it).
+  absl::StatusOr<bool> UploadAnswered(const common::Caller& caller,
+                                      std::string_view request_id);
+  // The recorded answer if `fingerprint` is the original stream's, else
+  // ALREADY_EXISTS (audited); nothing else is written.
+  absl::StatusOr<ssc::v1::UploadItemsResponse> ReplayUpload(
+      const common::Caller& caller, std::string_view batch_id,
+      std::string_view request_id, std::string_view fingerprint);
   absl::StatusOr<ssc::v1::SealBatchResponse> SealBatch(
       const common::Caller& caller, const ssc::v1::SealBatchRequest& req);
   absl::StatusOr<ssc::v1::SubmitBatchResponse> SubmitBatch(

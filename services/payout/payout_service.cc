@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "services/common/errors.h"
 #include "services/common/grpc/request_decoding.h"
+#include "services/common/mutation.h"
+#include "storage/idempotency.h"
 #include "storage/status_macros.h"
 
 namespace ssc::payout {
@@ -56,6 +58,11 @@ grpc::Status PayoutServiceImpl::UploadItems(
         }
         const std::string batch_id = first.batch_id();
         const std::string request_id = first.request_id();
+        // Exactly once per (caller, request_id): the stream's fingerprint
+        // covers every message; its answer is recorded with the last chunk.
+        storage::Idempotency::StreamFingerprint fingerprint(
+            "ssc.v1.PayoutService/UploadItems");
+        fingerprint.Add(common::SerializeDeterministic(first));
         auto same_stream =
             [&](const ssc::v1::UploadItemsRequest& m) -> absl::Status {
           if (!m.request_id().empty() && m.request_id() != request_id) {
@@ -69,6 +76,21 @@ grpc::Status PayoutServiceImpl::UploadItems(
           }
           return absl::OkStatus();
         };
+        ASSIGN_OR_RETURN(const bool answered,
+                         logic_->UploadAnswered(caller, request_id));
+        if (answered) {
+          // A retry or a reuse of the id: read, never stored.
+          auto m = std::make_unique<ssc::v1::UploadItemsRequest>();
+          while (reader->Read(m.get())) {
+            RETURN_IF_ERROR(same_stream(*m));
+            fingerprint.Add(common::SerializeDeterministic(*m));
+          }
+          RETURN_IF_ERROR(grpc_common::TakeDecodeError(m->GetDescriptor()));
+          ASSIGN_OR_RETURN(*resp,
+                           logic_->ReplayUpload(caller, batch_id, request_id,
+                                                fingerprint.Finish()));
+          return absl::OkStatus();
+        }
         int64_t new_items = 0, repeated = 0;
         // Messages are stored in order while the next ones are read and
         // validated (PrepareUpload takes no lock and reads nothing earlier
@@ -103,6 +125,7 @@ grpc::Status PayoutServiceImpl::UploadItems(
           }
           bad = same_stream(*m);
           if (!bad.ok()) return false;
+          fingerprint.Add(common::SerializeDeterministic(*m));
           launch(std::move(m));
           return true;
         };
@@ -118,6 +141,13 @@ grpc::Status PayoutServiceImpl::UploadItems(
           ahead.pop_front();
           if (!cur.ok()) return cur.status();
           if (more) more = read_next();
+          if (!more && ahead.empty() && bad.ok()) {
+            // The last chunk: it records the stream's answer.
+            const PayoutLogic::UploadEnd end{fingerprint.Finish(), new_items,
+                                             repeated};
+            ASSIGN_OR_RETURN(*resp, logic_->CommitUpload(**cur, &end));
+            return absl::OkStatus();
+          }
           absl::StatusOr<ssc::v1::UploadItemsResponse> r =
               logic_->CommitUpload(**cur);
           if (!r.ok()) return r.status();

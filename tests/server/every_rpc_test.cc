@@ -723,11 +723,12 @@ std::map<std::string, Mutating> Mutations() {
   m[payout + "CreateBatch"] = {"finance_maker", [](World& w) {
                                  return Messages{Msg(w.BatchRequest())};
                                }};
-  // Open: UploadItems is idempotent per item (an item id re-sent with the
-  // same content is a no-op) but not yet per request id: a replayed stream
-  // answers repeated_items instead of the original answer. Only the request
-  // id checks run until it stores its answers.
-  m[payout + "UploadItems"] = {"finance_maker", nullptr};
+  // Two messages, so that the stream (not one message) is what is answered
+  // once; Vary() changes the first message's batch_id.
+  m[payout + "UploadItems"] = {
+      "finance_maker", [](World& w) {
+        return Messages{Msg(w.Items(w.Batch())), Msg(v1::UploadItemsRequest())};
+      }};
   m[payout + "SealBatch"] = {"finance_maker", [](World& w) {
                                v1::SealBatchRequest r;
                                r.set_batch_id(w.Uploaded());
