@@ -56,8 +56,8 @@
 #include "services/card/regions.h"
 #include "services/common/caller.h"
 #include "services/common/mutation.h"
-#include "storage/reencryption.h"
 #include "ssc/v1/admin.pb.h"
+#include "storage/reencryption.h"
 
 namespace ssc::ops {
 

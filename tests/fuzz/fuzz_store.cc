@@ -34,8 +34,8 @@ FuzzStore::FuzzStore() : cipher_(storage::PiiCipher::ForTesting("fuzz")) {
   if (mkdtemp(templ.data()) == nullptr) Die("cannot make a temp dir");
   dir_ = templ;
   engine_ = OpenEngine("db");
-  idempotency_ = std::make_unique<storage::Idempotency>(
-      engine_.get(), cipher_.get(), &clock_);
+  idempotency_ = std::make_unique<storage::Idempotency>(engine_.get(),
+                                                        cipher_.get(), &clock_);
   cards_ = std::make_unique<card::CardLogic>(ctx(), &regions_);
 }
 

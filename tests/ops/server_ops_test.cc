@@ -204,10 +204,10 @@ TEST(ServerOps, BackupUnderLoadRestoresEverythingAcknowledged) {
   EXPECT_EQ(ls.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_TRUE(absl::StrContains(ls.error_message(), "payout_bank_address"))
       << ls.error_message();
-  EXPECT_EQ(admin2.ReconcileBankAfterRestore(Ctx("counter").get(), lift,
-                                             &lifted)
-                .error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(
+      admin2.ReconcileBankAfterRestore(Ctx("counter").get(), lift, &lifted)
+          .error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
 }
 
 TEST(ServerOps, MetricsHealthAndLogsWithoutPersonalData) {

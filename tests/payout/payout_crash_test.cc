@@ -229,9 +229,10 @@ class PayoutCrashTest : public ::testing::Test {
     return Batch();
   }
 
-  // The bank's ledger of a batch (by its bank reference): at most one entry per instruction and one
-  // credit per payee account. Returns the number of credits, or -1 when
-  // the bank could not be read (it may have just killed itself).
+  // The bank's ledger of a batch (by its bank reference): at most one entry per
+  // instruction and one credit per payee account. Returns the number of
+  // credits, or -1 when the bank could not be read (it may have just killed
+  // itself).
   int64_t CheckLedger(const std::string& bank_reference, int max_entries) {
     auto stub =
         bank::v1::BankGatewayService::NewStub(Channel("admin", bank_port_));
