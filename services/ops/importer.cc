@@ -2244,10 +2244,9 @@ void Importer::GroupLines(const ImportSession& session,
 
 absl::Status ImportSession::Flush(bool final, std::vector<BatchResult>* out) {
   if (pending_.empty()) return AwaitCommit(out);
-  {
-    std::lock_guard<std::mutex> lock(lease_->mu);
-    if (lease_->revoked) return TakenOver();
-  }
+  // Not under lease_->mu: the batch before may be committing under it, and
+  // this batch is prepared meanwhile. Its own commit checks again under it.
+  if (lease_->revoked) return TakenOver();
   Importer& imp = *importer_;
   // An import of more than one batch lets the batches' table files pile up
   // rather than having them merged every four batches

@@ -36,6 +36,7 @@
 // at a time (a second Begin gets ABORTED, or takes over a run whose client
 // is gone); a session is used by one thread.
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <future>
@@ -100,8 +101,10 @@ class Importer;
 struct ImportLease {
   // Held while the session commits.
   std::mutex mu;
-  // Taken over: the session commits nothing more. Guarded by mu.
-  bool revoked = false;
+  // Taken over: the session commits nothing more. Set under mu, so a commit
+  // that checks it under mu is final; read without mu only for an early
+  // exit, so that preparing the next batch never waits for a commit.
+  std::atomic<bool> revoked = false;
   // Set before the lease is shared; callable from any thread.
   std::function<bool()> abandoned;
 };
